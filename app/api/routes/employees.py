@@ -1,0 +1,49 @@
+"""The gallery's employees: list, read, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from app.api.deps import ServiceDep, SessionDep
+from app.api.schemas import EMPLOYEE_ID_PATTERN, EmployeeOut, EmployeePage, ErrorOut
+from app.core.errors import EmployeeNotFound
+from app.gallery import repository
+from app.gallery.models import Employee
+
+router = APIRouter(prefix="/employees", tags=["employees"])
+EmployeeIdPath = Annotated[str, Path(pattern=EMPLOYEE_ID_PATTERN)]
+NOT_FOUND = {404: {"model": ErrorOut, "description": "employee_not_found"}}
+
+
+def employee_out(employee: Employee, model_id: str) -> EmployeeOut:
+    template = employee.templates[0] if employee.templates else None
+    return EmployeeOut(
+        employee_id=employee.employee_id, name=employee.name, updated_at=employee.updated_at,
+        enrolled_at=template.created_at if template else None, model_id=template.model_id if template else None,
+        current_model=template is not None and template.model_id == model_id,
+    )
+
+
+@router.get("", response_model=EmployeePage)
+def list_employees(service: ServiceDep, session: SessionDep, offset: Annotated[int, Query(ge=0)] = 0,
+                   limit: Annotated[int, Query(ge=1, le=500)] = 50) -> EmployeePage:
+    employees, total = repository.list_employees(session=session, offset=offset, limit=limit)
+    return EmployeePage(items=[employee_out(e, service.model_id) for e in employees], total=total,
+                        offset=offset, limit=limit)
+
+
+@router.get("/{employee_id}", response_model=EmployeeOut, responses=NOT_FOUND)
+def get_employee(service: ServiceDep, session: SessionDep, employee_id: EmployeeIdPath) -> EmployeeOut:
+    employee = repository.get_employee(session=session, employee_id=employee_id)
+    if employee is None:
+        raise EmployeeNotFound(f"no employee {employee_id!r}")
+    return employee_out(employee, service.model_id)
+
+
+@router.delete("/{employee_id}", status_code=204, response_class=Response, responses=NOT_FOUND)
+def delete_employee(service: ServiceDep, session: SessionDep, employee_id: EmployeeIdPath) -> Response:
+    """Remove the employee from the database and the search index at once."""
+    service.delete(session=session, employee_id=employee_id)
+    return Response(status_code=204)

@@ -1,0 +1,80 @@
+"""POST /enroll, /verify and /identify. Each view parses the request and calls the service."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+
+from app.api.deps import ServiceDep, SessionDep
+from app.api.schemas import (
+    EMPLOYEE_ID_PATTERN,
+    CandidateOut,
+    EnrollOut,
+    ErrorOut,
+    FaceOut,
+    IdentifyOut,
+    VerifyOut,
+)
+from app.faces import FaceBox
+from app.gallery.index import Match
+from app.services.recognition import RecognitionService
+
+router = APIRouter(tags=["faces"])
+
+PHOTO_ERRORS = {
+    413: {"model": ErrorOut, "description": "image_too_large: too many bytes or pixels"},
+    422: {"model": ErrorOut, "description": "invalid_image, no_face, multiple_faces, face_too_small or "
+                                            "validation_error"},
+}
+EmployeeIdForm = Annotated[str, Form(pattern=EMPLOYEE_ID_PATTERN, description="1-64 of A-Z a-z 0-9 . _ @ -",
+                                     examples=["e-1042"])]
+ImageFile = Annotated[UploadFile, File(description="a photo: JPEG, PNG, WebP, BMP, TIFF...")]
+
+
+def read_photo(image: UploadFile, service: RecognitionService) -> bytes:
+    # One byte past the limit is enough to know it is too large, without reading the rest.
+    return image.file.read(service.settings.max_upload_bytes + 1)
+
+
+def face_out(face: FaceBox) -> FaceOut:
+    return FaceOut(box=(face.x, face.y, face.width, face.height), score=face.score)
+
+
+def candidate_out(match: Match) -> CandidateOut:
+    return CandidateOut(employee_id=match.employee_id, name=match.name, distance=match.distance)
+
+
+@router.post("/enroll", status_code=201, response_model=EnrollOut,
+             responses={409: {"model": ErrorOut, "description": "employee_exists"}, **PHOTO_ERRORS})
+def enroll(service: ServiceDep, session: SessionDep, employee_id: EmployeeIdForm, image: ImageFile,
+           name: Annotated[str | None, Form(max_length=200, examples=["Ada Lovelace"])] = None,
+           replace: Annotated[bool, Query(description="replace an existing reference photo")] = False) -> EnrollOut:
+    """Enroll an employee's reference photo (one face)."""
+    result = service.enroll(session=session, employee_id=employee_id, name=name, data=read_photo(image, service),
+                            replace=replace)
+    return EnrollOut(employee_id=result.employee.employee_id, name=result.employee.name,
+                     enrolled_at=result.enrolled_at, model_id=result.model_id, face=face_out(result.face))
+
+
+@router.post("/verify", response_model=VerifyOut,
+             responses={404: {"model": ErrorOut, "description": "employee_not_found"},
+                        409: {"model": ErrorOut, "description": "stale_template"}, **PHOTO_ERRORS})
+def verify(service: ServiceDep, session: SessionDep, employee_id: EmployeeIdForm, image: ImageFile,
+           threshold: Annotated[float | None, Form(gt=0.0, le=2.0, description="overrides the calibrated "
+                                                   "threshold for this request")] = None) -> VerifyOut:
+    """1:1 - is the person in the photo the employee they claim to be?"""
+    result = service.verify(session=session, employee_id=employee_id, data=read_photo(image, service),
+                            threshold=threshold)
+    return VerifyOut(employee_id=result.employee_id, match=result.match, distance=result.distance,
+                     threshold=result.threshold, model_id=result.model_id)
+
+
+@router.post("/identify", response_model=IdentifyOut, responses=PHOTO_ERRORS)
+def identify(service: ServiceDep, image: ImageFile,
+             top_k: Annotated[int, Form(ge=1, le=100)] = 5) -> IdentifyOut:
+    """1:N open set - who is this, if anyone?"""
+    result = service.identify(data=read_photo(image, service), top_k=top_k)
+    return IdentifyOut(match=candidate_out(result.match) if result.match else None,
+                       candidates=[candidate_out(c) for c in result.candidates],
+                       threshold=result.threshold, model_id=result.model_id)

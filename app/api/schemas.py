@@ -1,0 +1,84 @@
+"""Request and response schemas. A response never carries an embedding."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+EMPLOYEE_ID_PATTERN = r"^[A-Za-z0-9._@-]{1,64}$"
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["no_face"])
+    message: str = Field(examples=["no face was found in the photo"])
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+class FaceOut(BaseModel):
+    box: tuple[int, int, int, int] = Field(description="x, y, width, height in the upright photo's pixels",
+                                           examples=[[61, 72, 108, 108]])
+    score: float = Field(description="detector confidence", examples=[1.83])
+
+
+class EnrollOut(BaseModel):
+    employee_id: str = Field(examples=["e-1042"])
+    name: str | None = Field(examples=["Ada Lovelace"])
+    enrolled_at: datetime
+    model_id: str = Field(examples=["sha256:3f2a9c0d4e5b6a71"])
+    face: FaceOut
+
+
+class VerifyOut(BaseModel):
+    employee_id: str = Field(examples=["e-1042"])
+    match: bool = Field(description="distance <= threshold")
+    distance: float = Field(description="Euclidean distance between unit embeddings, 0 (identical) to 2",
+                            examples=[0.62])
+    threshold: float = Field(examples=[0.93])
+    model_id: str
+
+
+class CandidateOut(BaseModel):
+    employee_id: str
+    name: str | None
+    distance: float
+
+
+class IdentifyOut(BaseModel):
+    match: CandidateOut | None = Field(description="the nearest employee, or null when even the nearest is "
+                                                   "farther than the threshold (a stranger)")
+    candidates: list[CandidateOut] = Field(description="up to top_k nearest employees, nearest first")
+    threshold: float
+    model_id: str
+
+
+class EmployeeOut(BaseModel):
+    employee_id: str
+    name: str | None
+    enrolled_at: datetime | None = Field(description="when the current reference photo was enrolled")
+    updated_at: datetime
+    model_id: str | None = Field(description="model that made the reference embedding")
+    current_model: bool = Field(description="false when the reference was made by another model and must be "
+                                            "enrolled again before it can be compared")
+
+
+class EmployeePage(BaseModel):
+    items: list[EmployeeOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class HealthOut(BaseModel):
+    status: str
+
+
+class ReadyOut(BaseModel):
+    status: str
+    model_id: str
+    device: str
+    templates: int = Field(description="templates of the current model, loaded in the search index")
+    stale_templates: int = Field(description="templates made by another model; never compared")

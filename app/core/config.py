@@ -1,0 +1,56 @@
+"""One settings object, read from the environment with the prefix FACEGATE_ (or a .env file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.faces.embedder import DEFAULT_MODEL
+
+DEFAULT_DATABASE_URL = "sqlite:///./facegate.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACEGATE_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    database_url: str = DEFAULT_DATABASE_URL
+    # None: migrate at start-up on SQLite (the embedded default), leave it to `alembic upgrade head` elsewhere.
+    auto_migrate: bool | None = None
+
+    model_path: Path = DEFAULT_MODEL
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Overrides the model card's calibrated threshold; only for operators who re-calibrated on their own data.
+    threshold: float | None = Field(default=None, gt=0.0, le=2.0)
+
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    detect_max_side: int = Field(default=640, ge=160)
+    min_face_size: int = Field(default=40, ge=8, description="smallest face side, in pixels, that is accepted")
+    # reject: any photo with two or more faces is refused.
+    # dominant: the largest face is used when its area is at least dominant_face_ratio times the next one's.
+    multi_face_policy: Literal["reject", "dominant"] = "dominant"
+    dominant_face_ratio: float = Field(default=2.0, ge=1.0)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def migrate_on_start(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    @model_validator(mode="after")
+    def _safe_outside_development(self) -> Settings:
+        if self.environment == "production" and self.database_url == DEFAULT_DATABASE_URL:
+            raise ValueError("FACEGATE_DATABASE_URL must be set explicitly in production")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,82 @@
+"""Domain errors, and the one place that turns them into HTTP responses.
+
+Every error body is {"error": {"code": "...", "message": "..."}}; the codes are stable API.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.faces.errors import FaceError
+
+log = logging.getLogger(__name__)
+
+
+class DomainError(Exception):
+    code = "error"
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class EmployeeNotFound(DomainError):
+    code, status = "employee_not_found", 404
+
+
+class EmployeeExists(DomainError):
+    code, status = "employee_exists", 409
+
+
+class StaleTemplate(DomainError):
+    """The employee's reference was made by another model and cannot be compared with this one's."""
+
+    code, status = "stale_template", 409
+
+
+class PayloadTooLarge(DomainError):
+    code, status = "image_too_large", 413
+
+
+class NotReady(DomainError):
+    code, status = "not_ready", 503
+
+
+FACE_ERROR_STATUS = {"image_too_large": 413, "invalid_image": 422}
+
+
+def error_body(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status)
+
+    @app.exception_handler(FaceError)
+    async def _face(_: Request, exc: FaceError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message), status_code=FACE_ERROR_STATUS.get(exc.code, 422))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()
+        )
+        return JSONResponse(error_body("validation_error", problems or "invalid request"), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)

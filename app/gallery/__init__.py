@@ -1,0 +1,1 @@
+"""The gallery: employees and their reference templates in SQL, plus the in-memory search index."""

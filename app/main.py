@@ -1,0 +1,64 @@
+"""The ASGI app: `uvicorn app.main:app`. Everything heavy happens in the lifespan, not at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from app import runtime
+from app.api.routes import employees, faces, health
+from app.core.config import Settings, get_settings
+from app.core.errors import error_body, install_error_handlers
+
+# Room for the multipart envelope and the form fields around the photo itself.
+MULTIPART_OVERHEAD = 64 * 1024
+
+DESCRIPTION = """
+Face verification for an organisation: enroll **one reference photo per employee**, then check camera
+photos against the gallery.
+
+* `POST /verify` (1:1): is this the employee they claim to be?
+* `POST /identify` (1:N, open set): who is this, if anyone?
+
+Decisions compare the Euclidean distance between L2-normalised embeddings (0 = identical, 2 = opposite)
+with a threshold calibrated on held-out pairs and shipped in the model card. Errors are
+`{"error": {"code": ..., "message": ...}}` with stable codes.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.runtime = runtime.start(settings or get_settings())
+        try:
+            yield
+        finally:
+            app.state.runtime.close()
+            app.state.runtime = None
+
+    app = FastAPI(title="facegate", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def refuse_oversized_bodies(request: Request, call_next):  # noqa: ANN001, ANN202
+        """Refuse a body that announces itself as too large before any of it is read."""
+        state = getattr(request.app.state, "runtime", None)
+        length = request.headers.get("content-length", "")
+        if state is not None and length.isdigit():
+            limit = state.settings.max_upload_bytes + MULTIPART_OVERHEAD
+            if int(length) > limit:
+                return JSONResponse(error_body("image_too_large", f"the request is {length} bytes; the limit "
+                                               f"is {limit}"), status_code=413)
+        return await call_next(request)
+
+    for module in (faces, employees, health):
+        app.include_router(module.router)
+    return app
+
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+app = create_app()

@@ -1,0 +1,94 @@
+"""Typed training configuration: the dataclass defaults are the base config, a TOML file overrides a few.
+
+    name = "mfn64-distill"
+    [network]
+    input_size = 64
+
+The run's output folder is named after the config, and the run logs the full resolved config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from model.augment import AugmentConfig
+from model.network import NetworkConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str = "../shared/data"
+    labelled: tuple[str, ...] = ("celeba-aligned.tar", "celeba-wild.tar", "lfw-deepfunneled.tar")
+    unlabelled: tuple[str, ...] = ("utkface.tar",)
+    pairs: str = "lfw-pairs.txt"  # LFW people named here are held out of training
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    metric: str = "triplet"  # "triplet" or "contrastive"
+    miner: str = "batch_hard"  # triplet only: "batch_hard" or "semi_hard"
+    margin: float = 0.3  # triplet margin; contrastive uses contrastive_margin
+    contrastive_margin: float = 1.0
+    metric_weight: float = 1.0
+    distill_weight: float = 1.0  # 0 trains without the dlib teacher
+    relational_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str = "base"
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu", "cuda"
+    threads: int = 0  # CPU threads; 0 = all cores
+    steps: int = 3000
+    p: int = 16  # identities per metric batch
+    k: int = 4  # photos per identity
+    distill_batch: int = 64  # extra photos per step for the distillation term, any identity
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    warmup: int = 200
+    log_every: int = 50
+    checkpoint_every: int = 250
+    out_root: str = "runs"
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out_root) / self.name
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls: type, values: dict[str, Any]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+    kwargs = {}
+    for key, value in values.items():
+        default = getattr(cls(), key)
+        if dataclasses.is_dataclass(default):
+            value = _build(type(default), value)
+        elif isinstance(default, tuple):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def from_dict(values: dict[str, Any]) -> TrainConfig:
+    return _build(TrainConfig, values)
+
+
+def load_config(path: Path, **overrides: Any) -> TrainConfig:
+    values = tomllib.loads(path.read_text())
+    values.setdefault("name", path.stem)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return from_dict(values)

@@ -1,0 +1,244 @@
+"""Face datasets: identity folders read from directories or straight from .tar archives, the LFW View 2
+pairs reader, and the on-disk cache of aligned crops that makes later runs start fast.
+
+Every photo goes through the service's own pipeline (`app.faces`): decode, detect, landmarks, align. The
+cache lives outside the repository (research data must never be committed): `$FACEGATE_CACHE_DIR`, or
+`~/.cache/facegate`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from app.faces import FaceBox, FaceError, FacePipeline, PipelineConfig, decode_image
+from app.faces.pipeline import PREPROCESS_VERSION, key_points, warp_to_template
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+MAX_PIXELS = 50_000_000
+CACHE_FORMAT = 1
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("FACEGATE_CACHE_DIR", Path.home() / ".cache" / "facegate"))
+
+
+def iter_images(source: Path) -> Iterator[tuple[str, bytes]]:
+    """(relative path, bytes) of every photo in a folder or a .tar archive, in sorted order."""
+    if source.is_dir():
+        for path in sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+            yield path.relative_to(source).as_posix(), path.read_bytes()
+        return
+    with tarfile.open(source) as archive:
+        members = sorted(
+            (m for m in archive.getmembers() if m.isfile() and m.name.lower().endswith(IMAGE_SUFFIXES)),
+            key=lambda m: m.name,
+        )
+        for member in members:
+            handle = archive.extractfile(member)
+            if handle is not None:
+                yield member.name, handle.read()
+
+
+def identity_of(relative_path: str) -> str:
+    """`[<dataset>/]<identity>/<file>` -> identity: the photo's folder."""
+    parts = relative_path.split("/")
+    return parts[-2] if len(parts) >= 2 else ""
+
+
+@dataclass
+class FaceSet:
+    """Detections of one source, row-aligned arrays. Crop size does not enter: see `aligned_crops`."""
+
+    paths: np.ndarray  # (N,) str: path inside the source
+    labels: np.ndarray  # (N,) str: identity, "" when unknown
+    found: np.ndarray  # (N,) bool: a face was found
+    detector: np.ndarray  # (N,) str: "hog", "cnn" or ""
+    boxes: np.ndarray  # (N, 4) int32 x, y, w, h of the largest face
+    landmarks: np.ndarray  # (N, 5, 2) float32 dlib's five points
+    teacher: np.ndarray  # (N, 128) float32 dlib descriptors; zeros where no face was found
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def subset(self, mask: np.ndarray) -> FaceSet:
+        return FaceSet(*(getattr(self, f)[mask] for f in self.__dataclass_fields__))
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, **{f: getattr(self, f) for f in self.__dataclass_fields__})
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> FaceSet:
+        with np.load(path, allow_pickle=False) as data:
+            return cls(*(data[f] for f in cls.__dataclass_fields__))
+
+
+def _cache_key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _source_id(source: Path) -> list:
+    stat = source.stat()
+    return [str(source.resolve()), stat.st_size, int(stat.st_mtime)]
+
+
+_worker: dict = {}
+
+
+def _init_worker(config: PipelineConfig, teacher: bool) -> None:
+    from model.reference import DlibEmbedder
+
+    _worker["pipeline"] = FacePipeline(config)
+    _worker["teacher"] = DlibEmbedder() if teacher else None
+
+
+def _detect(item: tuple[str, bytes]) -> tuple[FaceBox | None, np.ndarray | None]:
+    """One photo -> its largest face and, if asked, that face's dlib descriptor."""
+    path, data = item
+    try:
+        rgb = decode_image(data, max_pixels=MAX_PIXELS)
+        faces = _worker["pipeline"].detect(rgb)
+    except FaceError as exc:
+        log.warning("%s: %s", path, exc)
+        return None, None
+    if not faces:
+        return None, None
+    face = faces[0]  # the largest face: the photo's subject in these datasets
+    teacher = _worker["teacher"]
+    return face, (teacher.embed(rgb, face) if teacher is not None else None)
+
+
+def _align(item: tuple[tuple[str, bytes], np.ndarray]) -> np.ndarray:
+    (_, data), landmarks = item
+    rgb = decode_image(data, max_pixels=MAX_PIXELS)
+    return warp_to_template(Image.fromarray(rgb), key_points(landmarks.astype(np.float64)), _worker["size"])
+
+
+def _init_aligner(size: int) -> None:
+    _worker["size"] = size
+
+
+def _pool(workers: int | None, initializer, initargs):  # noqa: ANN001, ANN202
+    return multiprocessing.get_context("fork").Pool(workers or os.cpu_count() or 1, initializer, initargs)
+
+
+def detect_source(source: Path, *, labelled: bool = True, config: PipelineConfig | None = None,
+                  teacher: bool = True, workers: int | None = None) -> FaceSet:
+    """Detections (and dlib descriptors) of every photo in `source`, from the cache when it has them."""
+    config = config or PipelineConfig()
+    settings = {k: v for k, v in config.__dict__.items() if k != "crop_size"}
+    key = _cache_key(_source_id(source), PREPROCESS_VERSION, CACHE_FORMAT, settings, teacher, labelled)
+    target = cache_dir() / f"{source.name.split('.')[0]}-detections-{key}.npz"
+    # Detections made with the teacher serve just as well without it.
+    with_teacher = cache_dir() / f"{source.name.split('.')[0]}-detections-" \
+        f"{_cache_key(_source_id(source), PREPROCESS_VERSION, CACHE_FORMAT, settings, True, labelled)}.npz"
+    for candidate in (target, with_teacher):
+        if candidate.exists():
+            return FaceSet.load(candidate)
+    items = list(iter_images(source))
+    log.info("detecting faces in %d photos of %s -> %s", len(items), source, target)
+    n = len(items)
+    found, detectors = np.zeros(n, bool), np.full(n, "", dtype="<U3")
+    boxes, landmarks = np.zeros((n, 4), np.int32), np.zeros((n, 5, 2), np.float32)
+    teacher_vectors = np.zeros((n, 128), np.float32)
+    with _pool(workers, _init_worker, (config, teacher)) as pool:
+        for i, (face, descriptor) in enumerate(pool.imap(_detect, items, chunksize=16)):
+            if face is not None:
+                found[i], detectors[i] = True, face.detector
+                boxes[i] = (face.x, face.y, face.width, face.height)
+                landmarks[i] = face.landmarks
+            if descriptor is not None:
+                teacher_vectors[i] = descriptor
+            if (i + 1) % 1000 == 0:
+                log.info("%s: %d/%d", source.name, i + 1, n)
+    paths = np.array([p for p, _ in items])
+    labels = np.array([identity_of(p) if labelled else "" for p in paths])
+    faces = FaceSet(paths, labels, found, detectors, boxes, landmarks, teacher_vectors)
+    faces.save(target)
+    log.info("%s: %d photos, %d without a face", source.name, n, int((~found).sum()))
+    return faces
+
+
+def aligned_crops(source: Path, faces: FaceSet, size: int, *, workers: int | None = None) -> np.ndarray:
+    """(N, size, size, 3) uint8 crops of the detected faces, warped by the pipeline's own function."""
+    key = _cache_key(_source_id(source), PREPROCESS_VERSION, CACHE_FORMAT, size,
+                     hashlib.sha256(faces.landmarks.tobytes()).hexdigest())
+    target = cache_dir() / f"{source.name.split('.')[0]}-crops{size}-{key}.npy"
+    if target.exists():
+        return np.load(target)
+    by_path = dict(iter_images(source))
+    crops = np.zeros((len(faces), size, size, 3), np.uint8)
+    wanted = np.flatnonzero(faces.found)
+    items = [((str(faces.paths[i]), by_path[str(faces.paths[i])]), faces.landmarks[i]) for i in wanted]
+    with _pool(workers, _init_aligner, (size,)) as pool:
+        for i, crop in zip(wanted, pool.imap(_align, items, chunksize=64), strict=True):
+            crops[i] = crop
+    target.parent.mkdir(parents=True, exist_ok=True)
+    np.save(target, crops)
+    return crops
+
+
+# --- LFW View 2 -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Pair:
+    a: str  # path relative to the dataset root, e.g. "Aaron_Peirsol/Aaron_Peirsol_0001.jpg"
+    b: str
+    same: bool
+    fold: int
+
+
+def lfw_path(name: str, number: int) -> str:
+    return f"{name}/{name}_{number:04d}.jpg"
+
+
+def read_lfw_pairs(path: Path) -> list[Pair]:
+    """The official View 2 file: a header `folds n`, then per fold n same and n different pairs."""
+    lines = path.read_text().strip().splitlines()
+    folds, per_fold = (int(x) for x in lines[0].split())
+    pairs = []
+    for index, line in enumerate(lines[1:]):
+        fields = line.split("\t")
+        fold = index // (2 * per_fold)
+        if len(fields) == 3:
+            pairs.append(Pair(lfw_path(fields[0], int(fields[1])), lfw_path(fields[0], int(fields[2])), True, fold))
+        elif len(fields) == 4:
+            pairs.append(Pair(lfw_path(fields[0], int(fields[1])), lfw_path(fields[2], int(fields[3])), False, fold))
+        else:
+            raise ValueError(f"{path}:{index + 2}: expected 3 or 4 tab-separated fields, got {len(fields)}")
+    if len(pairs) != folds * 2 * per_fold:
+        raise ValueError(f"{path}: header promises {folds * 2 * per_fold} pairs, found {len(pairs)}")
+    return pairs
+
+
+def read_generic_pairs(path: Path, folds: int = 10) -> list[Pair]:
+    """`pathA<TAB>pathB<TAB>same` (same is 1/0 or true/false); pairs are dealt into folds round-robin."""
+    pairs = []
+    for index, line in enumerate(p for p in path.read_text().splitlines() if p.strip()):
+        a, b, same = line.split("\t")
+        pairs.append(Pair(a, b, same.strip().lower() in ("1", "true", "yes", "same"), index % folds))
+    return pairs
+
+
+def lfw_people_in_pairs(pairs: list[Pair]) -> set[str]:
+    return {p.split("/")[0] for pair in pairs for p in (pair.a, pair.b)}
+
+
+def without_root(paths: np.ndarray) -> list[str]:
+    """Drop an archive's top folder so paths read `<Person>/<file>` like the pairs file."""
+    return [p.split("/", 1)[1] if p.count("/") >= 2 else p for p in paths]

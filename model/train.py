@@ -1,0 +1,227 @@
+"""Siamese training of the face embedder.
+
+    python -m model.train model/configs/mfn64-distill.toml [--steps N] [--device cpu|cuda]
+
+Each step draws a P x K batch of labelled identities for the metric loss (triplet or contrastive, mined
+online) plus extra photos of anyone, UTKFace included, for distillation from dlib's CC0 ResNet. One
+shared-weight network embeds them all: that is the siamese part. AMP on CUDA, plain fp32 on the CPU.
+The run checkpoints into runs/<config name>/ and resumes from there when started again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from app.faces import PREPROCESS_VERSION, crops_to_tensor
+from model.augment import FaceAugment
+from model.config import LossConfig, TrainConfig, load_config
+from model.data import aligned_crops, detect_source, lfw_people_in_pairs, read_lfw_pairs
+from model.losses import (
+    BatchHardMiner,
+    ContrastiveLoss,
+    DistillationLoss,
+    SemiHardMiner,
+    TripletLoss,
+)
+from model.network import MobileFaceNet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingData:
+    crops: np.ndarray  # (N, S, S, 3) uint8 aligned faces
+    labels: list[str]  # identity, "" when unknown
+    teacher: np.ndarray | None  # (N, 128) float32 dlib descriptors, or None without distillation
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_training_data(config: TrainConfig) -> TrainingData:
+    """The protocol's training pool: CelebA, the LFW people in no pair, and (unlabelled) UTKFace."""
+    root = Path(config.data.root)
+    held_out = lfw_people_in_pairs(read_lfw_pairs(root / config.data.pairs))
+    crops, labels, teacher = [], [], []
+    for archive in config.data.labelled + config.data.unlabelled:
+        source = root / archive
+        labelled = archive in config.data.labelled
+        faces = detect_source(source, labelled=labelled)
+        keep = faces.found & ~np.isin(faces.labels, sorted(held_out)) if "lfw" in archive else faces.found
+        # CelebA identity numbers are shared by both CelebA archives, so the prefix is the dataset family.
+        family = archive.split("-")[0]
+        crops.append(aligned_crops(source, faces, config.network.input_size)[keep])
+        labels += [f"{family}/{label}" if label else "" for label in faces.labels[keep]]
+        teacher.append(faces.teacher[keep])
+        log.info("%s: %d faces used (%d identities)", archive, int(keep.sum()),
+                 len(set(faces.labels[keep]) - {""}))
+    return TrainingData(np.concatenate(crops), labels, np.concatenate(teacher))
+
+
+def build_metric_loss(config: LossConfig) -> nn.Module:
+    if config.metric == "contrastive":
+        return ContrastiveLoss(margin=config.contrastive_margin)
+    if config.metric == "triplet":
+        miner = SemiHardMiner(config.margin) if config.miner == "semi_hard" else BatchHardMiner()
+        return TripletLoss(margin=config.margin, miner=miner)
+    raise ValueError(f"unknown metric loss {config.metric!r}")
+
+
+def warmup_cosine(warmup: int, steps: int):  # noqa: ANN201
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup))))
+
+    return factor
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, data: TrainingData) -> None:
+        from model.sampler import PKSampler
+
+        self.config, self.data = config, data
+        self.device = pick_device(config.device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.model = MobileFaceNet(config.network).to(self.device).to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr,
+                                           weight_decay=config.weight_decay)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                          warmup_cosine(config.warmup, config.steps))
+        self.metric_loss = build_metric_loss(config.loss)
+        self.distill_loss = DistillationLoss(config.loss.relational_weight)
+        self.augment = FaceAugment(config.augment, torch.Generator().manual_seed(config.seed))
+        self.sampler = iter(PKSampler(data.labels, config.p, config.k, seed=config.seed))
+        names = sorted(set(data.labels))
+        self.label_ids = torch.tensor([names.index(label) for label in data.labels])
+        teacher = data.teacher if data.teacher is not None else np.zeros((len(data), 0), np.float32)
+        self.teacher = torch.from_numpy(teacher)
+        self.has_teacher = torch.from_numpy(np.abs(teacher).sum(1) > 0) if teacher.size else None
+        self.step = 0
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.config.out_dir / "checkpoint.pt"
+
+    def save(self) -> Path:
+        self.config.out_dir.mkdir(parents=True, exist_ok=True)
+        state = {
+            "network": self.config.network.as_dict(),
+            "state_dict": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "step": self.step,
+            "config": self.config.as_dict(),
+            "preprocess": PREPROCESS_VERSION,
+        }
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.checkpoint_path)
+        return self.checkpoint_path
+
+    def resume(self) -> None:
+        if not self.checkpoint_path.exists():
+            return
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.step = state["step"]
+        # Fresh, but reproducible, randomness for the rest of the run.
+        self.rng = np.random.default_rng([self.config.seed, self.step])
+        self.augment.generator.manual_seed(self.config.seed + self.step)
+        log.info("resumed from %s at step %d", self.checkpoint_path, self.step)
+
+    def batch(self) -> tuple[np.ndarray, int]:
+        metric = next(self.sampler)
+        extra = self.rng.integers(0, len(self.data), self.config.distill_batch)
+        return np.concatenate([metric, extra]), len(metric)
+
+    def train_step(self) -> dict[str, float]:
+        config = self.config
+        self.model.train()
+        indices, n_metric = self.batch()
+        x = self.augment(crops_to_tensor(self.data.crops[indices]).to(self.device))
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            embeddings = self.model(x)
+        embeddings = embeddings.float()
+        metric = self.metric_loss(embeddings[:n_metric], self.label_ids[indices[:n_metric]].to(self.device))
+        loss = config.loss.metric_weight * metric
+        parts = {"metric": float(metric.detach())}
+        if config.loss.distill_weight and self.has_teacher is not None:
+            chosen = torch.from_numpy(indices)[self.has_teacher[indices]]
+            mask = self.has_teacher[indices].to(self.device)
+            distill = self.distill_loss(embeddings[mask], self.teacher[chosen].to(self.device))
+            loss = loss + config.loss.distill_weight * distill
+            parts["distill"] = float(distill.detach())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        self.step += 1
+        return {"loss": float(loss.detach()), **parts}
+
+    def fit(self) -> Path:
+        config = self.config
+        started, seen, history = time.perf_counter(), 0, []
+        log_file = config.out_dir / "log.jsonl"
+        config.out_dir.mkdir(parents=True, exist_ok=True)
+        while self.step < config.steps:
+            parts = self.train_step()
+            seen += config.p * config.k + config.distill_batch
+            history.append(parts)
+            if self.step % config.log_every == 0 or self.step == config.steps:
+                elapsed = time.perf_counter() - started
+                means = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
+                record = {"step": self.step, **means, "lr": self.schedule.get_last_lr()[0],
+                          "images_per_s": seen / elapsed, "elapsed_s": elapsed}
+                log.info(json.dumps(record))
+                with log_file.open("a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                history = []
+            if self.step % config.checkpoint_every == 0:
+                self.save()
+        return self.save()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--device")
+    parser.add_argument("--data-root", dest="root")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = load_config(args.config, steps=args.steps, device=args.device)
+    if args.root:
+        config = load_config(args.config, steps=args.steps, device=args.device,
+                             data={**config.as_dict()["data"], "root": args.root})
+    log.info("config %s", json.dumps(config.as_dict()))
+    trainer = Trainer(config, load_training_data(config))
+    trainer.resume()
+    path = trainer.fit()
+    log.info("checkpoint written to %s", path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+def test_healthz(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_readyz_reports_model_database_and_index(client):
+    body = client.get("/readyz").json()
+    assert body["status"] == "ready"
+    assert body["model_id"].startswith("sha256:")
+    assert body["templates"] == 0 and body["stale_templates"] == 0
+    assert body["device"] in ("cpu", "cuda", "cuda:0")
+
+
+def test_openapi_docs_describe_every_endpoint(client):
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/enroll", "/verify", "/identify", "/employees", "/employees/{employee_id}", "/healthz", "/readyz"):
+        assert path in paths
+    enroll = paths["/enroll"]["post"]
+    assert {"201", "409", "413", "422"} <= set(enroll["responses"])
+
+
+def test_unknown_routes_use_the_error_body(client):
+    response = client.get("/nope")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"

@@ -1,0 +1,46 @@
+import pytest
+
+from tests.client import enroll, error_code, identify
+
+PEOPLE = ["Tony_Blair", "Colin_Powell", "Serena_Williams", "Hugo_Chavez", "Laura_Bush", "Ariel_Sharon"]
+
+
+@pytest.fixture
+def gallery(client, photos):
+    for person in PEOPLE:
+        enroll(client, person, photos.bytes(person, 1), name=person.replace("_", " "))
+    return client
+
+
+@pytest.mark.parametrize("person", PEOPLE)
+def test_identify_finds_the_right_employee(gallery, photos, person):
+    body = identify(gallery, photos.bytes(person, 2)).json()
+    assert body["match"]["employee_id"] == person
+    assert body["match"]["name"] == person.replace("_", " ")
+    assert body["candidates"][0] == body["match"]
+
+
+@pytest.mark.parametrize("stranger", ["Vladimir_Putin", "Junichiro_Koizumi", "Jennifer_Capriati"])
+def test_a_stranger_is_unknown_not_the_nearest_employee(gallery, photos, stranger):
+    body = identify(gallery, photos.bytes(stranger, 1)).json()
+    assert body["match"] is None
+    assert body["candidates"], "the nearest employees are still listed"
+    assert all(c["distance"] > body["threshold"] for c in body["candidates"])
+
+
+def test_candidates_are_sorted_and_cut_at_top_k(gallery, photos):
+    body = identify(gallery, photos.bytes("Tony_Blair", 3), top_k="3").json()
+    distances = [c["distance"] for c in body["candidates"]]
+    assert len(distances) == 3 and distances == sorted(distances)
+    assert len(identify(gallery, photos.bytes("Tony_Blair", 3)).json()["candidates"]) == 5  # the default
+
+
+def test_identify_on_an_empty_gallery_is_unknown(client, photos):
+    body = identify(client, photos.bytes("Tony_Blair")).json()
+    assert body == {**body, "match": None, "candidates": []}
+
+
+@pytest.mark.parametrize("top_k", ["0", "101", "many"])
+def test_top_k_out_of_range_is_refused(client, photos, top_k):
+    response = identify(client, photos.bytes("Tony_Blair"), top_k=top_k)
+    assert response.status_code == 422 and error_code(response) == "validation_error"

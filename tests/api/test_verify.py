@@ -1,0 +1,54 @@
+import pytest
+
+from tests.client import enroll, error_code, verify
+
+PEOPLE = ["Tony_Blair", "Colin_Powell", "Serena_Williams", "Hugo_Chavez", "Laura_Bush"]
+
+
+@pytest.fixture
+def gallery(client, photos):
+    for person in PEOPLE:
+        assert enroll(client, person, photos.bytes(person, 1)).status_code == 201
+    return client
+
+
+@pytest.mark.parametrize("person", PEOPLE)
+def test_the_same_person_verifies(gallery, photos, person):
+    body = verify(gallery, person, photos.bytes(person, 2)).json()
+    assert body["match"] is True
+    assert body["distance"] <= body["threshold"]
+
+
+@pytest.mark.parametrize("claimed,actual", [("Tony_Blair", "Colin_Powell"), ("Serena_Williams", "Laura_Bush"),
+                                            ("Hugo_Chavez", "Vladimir_Putin")])
+def test_another_person_is_rejected(gallery, photos, claimed, actual):
+    body = verify(gallery, claimed, photos.bytes(actual, 2)).json()
+    assert body["match"] is False
+    assert body["distance"] > body["threshold"]
+
+
+def test_verify_reports_the_calibrated_threshold_and_model(gallery, photos):
+    from app.faces.embedder import DEFAULT_MODEL, ModelCard, card_path
+
+    card = ModelCard.read(card_path(DEFAULT_MODEL))
+    body = verify(gallery, "Tony_Blair", photos.bytes("Tony_Blair", 3)).json()
+    assert body["threshold"] == pytest.approx(card.threshold)
+    assert body["model_id"] == gallery.get("/readyz").json()["model_id"]
+
+
+def test_a_per_request_threshold_changes_the_decision_not_the_distance(gallery, photos):
+    loose = verify(gallery, "Tony_Blair", photos.bytes("Colin_Powell", 2), threshold="1.99").json()
+    strict = verify(gallery, "Tony_Blair", photos.bytes("Colin_Powell", 2), threshold="0.01").json()
+    assert loose["match"] is True and strict["match"] is False
+    assert loose["distance"] == pytest.approx(strict["distance"])
+
+
+@pytest.mark.parametrize("threshold", ["0", "-0.5", "2.5", "abc"])
+def test_an_insane_threshold_is_refused(gallery, photos, threshold):
+    response = verify(gallery, "Tony_Blair", photos.bytes("Tony_Blair", 2), threshold=threshold)
+    assert response.status_code == 422 and error_code(response) == "validation_error"
+
+
+def test_verify_an_unknown_employee_returns_404(client, photos):
+    response = verify(client, "nobody", photos.bytes("Tony_Blair"))
+    assert response.status_code == 404 and error_code(response) == "employee_not_found"

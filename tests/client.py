@@ -1,0 +1,24 @@
+"""HTTP helpers for the API tests: the multipart requests outside tools send."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+
+def enroll(client: TestClient, employee_id: str, photo: bytes, name: str | None = None, replace: bool = False):
+    data = {"employee_id": employee_id} | ({"name": name} if name else {})
+    return client.post("/enroll", params={"replace": "true"} if replace else None, data=data,
+                       files={"image": ("photo.jpg", photo, "image/jpeg")})
+
+
+def verify(client: TestClient, employee_id: str, photo: bytes, **fields):
+    return client.post("/verify", data={"employee_id": employee_id, **fields},
+                       files={"image": ("photo.jpg", photo, "image/jpeg")})
+
+
+def identify(client: TestClient, photo: bytes, **fields):
+    return client.post("/identify", data=fields, files={"image": ("photo.jpg", photo, "image/jpeg")})
+
+
+def error_code(response) -> str:
+    return response.json()["error"]["code"]

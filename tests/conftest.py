@@ -1,0 +1,106 @@
+"""Shared fixtures. Tests that need the research photos in ../shared/data skip cleanly without them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.core.config import Settings
+from app.main import create_app
+from tests.photos import Photos
+
+ClientFactory = Callable[..., TestClient]
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("FACEGATE_SHARED_DATA", REPO.parent / "shared" / "data"))
+TESTFACES = SHARED_DATA / "testfaces"
+
+
+@pytest.fixture(scope="session")
+def testfaces() -> Path:
+    if not TESTFACES.is_dir():
+        pytest.skip(f"face photos not found at {TESTFACES}")
+    return TESTFACES
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never read or write the developer's crop cache."""
+    os.environ["FACEGATE_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
+# --- databases ---------------------------------------------------------------------------------------------
+
+POSTGRES_URL = os.environ.get("FACEGATE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+# CI sets this so that an unreachable PostgreSQL fails the run instead of skipping its tests.
+REQUIRE_POSTGRES = os.environ.get("FACEGATE_REQUIRE_POSTGRES") == "1"
+
+
+def _postgres_or_skip() -> str:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    engine = create_engine(POSTGRES_URL)
+    try:
+        with engine.begin() as connection:
+            # A clean database for every test: drop what the last one (or a crashed run) left behind.
+            connection.execute(text("DROP TABLE IF EXISTS templates, employees, alembic_version CASCADE"))
+    except OperationalError as exc:
+        if REQUIRE_POSTGRES:
+            raise
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {exc.__class__.__name__}")
+    finally:
+        engine.dispose()
+    return POSTGRES_URL
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test that takes this runs once on a fresh SQLite file and once on a clean PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'gallery.db'}"
+    return _postgres_or_skip()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'gallery.db'}"
+
+
+# --- the app ----------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def photos(testfaces: Path) -> Photos:
+    return Photos(testfaces)
+
+
+@pytest.fixture
+def make_client(database_url: str) -> Iterator[ClientFactory]:
+    """Start the real app (shipped model, real database); `make_client.stop(client)` shuts one down, so that
+    a second call is a restart on the same database."""
+    started: list[TestClient] = []
+
+    def start(**overrides) -> TestClient:
+        settings = Settings(database_url=database_url, auto_migrate=True, **overrides)
+        client = TestClient(create_app(settings))
+        client.__enter__()
+        started.append(client)
+        return client
+
+    def stop(client: TestClient) -> None:
+        started.remove(client)
+        client.__exit__(None, None, None)
+
+    start.stop = stop  # type: ignore[attr-defined]
+    yield start
+    for client in reversed(started):
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: ClientFactory) -> TestClient:
+    return make_client()

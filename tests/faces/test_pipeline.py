@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.faces import FacePipeline, ImageTooLarge, InvalidImage, PipelineConfig, crops_to_tensor, decode_image
+from app.faces.pipeline import _TEMPLATE_112, key_points, similarity_transform
+from tests.photos import encode
+
+
+def test_similarity_transform_recovers_a_known_rotation_scale_and_shift():
+    src = np.array([[10.0, 20.0], [30.0, 20.0], [20.0, 35.0]])
+    angle, scale, shift = np.radians(30), 1.7, np.array([5.0, -3.0])
+    rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    dst = src @ rotation.T + shift
+    matrix = similarity_transform(src, dst)
+    assert np.allclose(matrix[:, :2], rotation) and np.allclose(matrix[:, 2], shift)
+
+
+def test_key_points_order_eyes_left_to_right():
+    five = np.array([[80, 50], [70, 50], [30, 50], [40, 50], [55, 70]], dtype=float)
+    points = key_points(five)
+    assert np.allclose(points, [[35, 50], [75, 50], [55, 70]])
+
+
+def test_crops_to_tensor_maps_bytes_to_minus_one_one():
+    crops = np.array([[[[0, 255, 127]]]], dtype=np.uint8)
+    tensor = crops_to_tensor(crops)
+    assert tensor.shape == (1, 3, 1, 1)
+    assert tensor.flatten().tolist() == pytest.approx([-1.0, 1.0, -0.0039], abs=1e-3)
+
+
+def test_decode_makes_rgb_from_any_mode():
+    for mode in ("L", "RGBA", "CMYK", "P", "I;16"):
+        image = Image.new(mode, (20, 10))
+        fmt = "PNG" if mode in ("RGBA", "P", "I;16", "L") else "JPEG"
+        rgb = decode_image(encode(image, fmt), max_pixels=1000)
+        assert rgb.shape == (10, 20, 3) and rgb.dtype == np.uint8, mode
+
+
+def test_decode_makes_transparent_pixels_white():
+    rgb = decode_image(encode(Image.new("RGBA", (4, 4), (0, 0, 0, 0)), "PNG"), max_pixels=100)
+    assert (rgb == 255).all()
+
+
+def test_decode_refuses_too_many_pixels_and_garbage():
+    with pytest.raises(ImageTooLarge):
+        decode_image(encode(Image.new("L", (100, 100)), "PNG"), max_pixels=9_999)
+    with pytest.raises(InvalidImage):
+        decode_image(b"GIF89a-not-really", max_pixels=10_000)
+
+
+def test_aligned_eyes_land_on_the_template(testfaces):
+    pipeline = FacePipeline(PipelineConfig(crop_size=112))
+    rgb = decode_image((testfaces / "lfw/Tony_Blair/Tony_Blair_0001.jpg").read_bytes(), max_pixels=10**7)
+    [face] = pipeline.detect(rgb)
+    crop = pipeline.align(rgb, face)
+    assert crop.shape == (112, 112, 3)
+    # Landmarks found again on the aligned crop sit where the template puts them.
+    again = pipeline.detect(np.ascontiguousarray(np.kron(crop, np.ones((3, 3, 1), np.uint8))))
+    eyes = key_points(np.asarray(again[0].landmarks)) / 3
+    assert np.abs(eyes[:2] - _TEMPLATE_112[:2]).max() < 4
+
+
+def test_a_big_photo_is_detected_on_a_bounded_copy_and_boxed_in_its_own_pixels(testfaces):
+    pipeline = FacePipeline(PipelineConfig(detect_max_side=320))
+    small = Image.open(testfaces / "lfw/Colin_Powell/Colin_Powell_0001.jpg")
+    big = np.asarray(small.resize((1000, 1000)))
+    [face_small] = pipeline.detect(np.asarray(small))
+    [face_big] = pipeline.detect(big)
+    # Boxes come from the bounded copy's pyramid; landmarks are read on the full photo and scale exactly.
+    assert abs(face_big.width - 4 * face_small.width) < 0.25 * 4 * face_small.width
+    small_points = key_points(np.asarray(face_small.landmarks)) * 4
+    assert np.abs(key_points(np.asarray(face_big.landmarks)) - small_points).max() < 12
+
+
+def test_every_test_face_is_found(testfaces):
+    pipeline = FacePipeline()
+    photos = sorted(testfaces.rglob("*.jpg"))
+    assert len(photos) == 36
+    for path in photos:
+        assert pipeline.detect(decode_image(path.read_bytes(), max_pixels=10**7)), path

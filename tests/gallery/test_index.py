@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from app.gallery.index import EmbeddingIndex
+
+
+def unit(degrees: float, dim: int = 4) -> np.ndarray:
+    v = np.zeros(dim, np.float32)
+    v[0], v[1] = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    return v
+
+
+def test_search_returns_the_nearest_first_with_euclidean_distances():
+    index = EmbeddingIndex(4, capacity=2)
+    for name, angle in [("a", 0), ("b", 60), ("c", 180)]:
+        index.upsert(name, name.upper(), unit(angle))
+    matches = index.search(unit(10), k=5)
+    assert [m.employee_id for m in matches] == ["a", "b", "c"]
+    assert matches[0].distance == pytest.approx(2 * np.sin(np.radians(10) / 2), abs=1e-5)
+    assert matches[2].distance == pytest.approx(2 * np.sin(np.radians(170) / 2), abs=1e-5)
+    assert matches[0].name == "A"
+
+
+def test_upsert_replaces_in_place():
+    index = EmbeddingIndex(4)
+    index.upsert("a", None, unit(0))
+    index.upsert("a", "new name", unit(90))
+    assert len(index) == 1
+    assert np.allclose(index.vector("a"), unit(90))
+    assert index.search(unit(90), 1)[0].name == "new name"
+
+
+def test_remove_keeps_the_other_rows_right():
+    index = EmbeddingIndex(4)
+    for i in range(5):
+        index.upsert(f"e{i}", None, unit(30 * i))
+    assert index.remove("e1") and not index.remove("e1")
+    assert "e1" not in index and len(index) == 4
+    for i in (0, 2, 3, 4):
+        assert index.search(unit(30 * i), 1)[0].employee_id == f"e{i}"
+        assert np.allclose(index.vector(f"e{i}"), unit(30 * i))
+
+
+def test_growing_past_capacity_keeps_every_vector():
+    index = EmbeddingIndex(4, capacity=1)
+    for i in range(100):
+        index.upsert(f"e{i}", None, unit(i * 3.6))
+    assert len(index) == 100
+    assert index.search(unit(50 * 3.6), 1)[0].employee_id == "e50"
+
+
+def test_wrong_dimension_is_refused_and_empty_search_is_empty():
+    index = EmbeddingIndex(4)
+    with pytest.raises(ValueError):
+        index.upsert("a", None, np.zeros(3, np.float32))
+    assert index.search(unit(0), 3) == []

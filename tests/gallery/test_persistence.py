@@ -1,0 +1,76 @@
+"""The gallery on a real database, SQLite and PostgreSQL alike."""
+
+import numpy as np
+from alembic import command
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.orm import Session
+
+from app.gallery import repository
+from app.gallery.db import alembic_config
+from app.gallery.models import Template
+from tests.client import enroll, error_code, identify, verify
+
+
+def test_the_gallery_survives_a_restart(make_client, photos):
+    first = make_client()
+    enroll(first, "tb", photos.bytes("Tony_Blair", 1), name="Tony")
+    enroll(first, "cp", photos.bytes("Colin_Powell", 1))
+    make_client.stop(first)
+
+    second = make_client()
+    assert second.get("/readyz").json()["templates"] == 2
+    assert verify(second, "tb", photos.bytes("Tony_Blair", 2)).json()["match"] is True
+    assert identify(second, photos.bytes("Colin_Powell", 2)).json()["match"]["employee_id"] == "cp"
+    assert second.get("/employees/tb").json()["name"] == "Tony"
+
+
+def test_templates_of_another_model_are_never_compared(make_client, photos, database_url):
+    client = make_client()
+    enroll(client, "tb", photos.bytes("Tony_Blair", 1))
+    enroll(client, "cp", photos.bytes("Colin_Powell", 1))
+    engine = create_engine(database_url)
+    with Session(engine) as session:  # as if "cp" had been enrolled by an older model
+        template = session.query(Template).join(Template.employee).filter_by(employee_id="cp").one()
+        template.model_id = "sha256:older-model"
+        session.commit()
+    engine.dispose()
+    make_client.stop(client)
+
+    restarted = make_client()
+    ready = restarted.get("/readyz").json()
+    assert ready["templates"] == 1 and ready["stale_templates"] == 1
+    response = verify(restarted, "cp", photos.bytes("Colin_Powell", 2))
+    assert response.status_code == 409 and error_code(response) == "stale_template"
+    candidates = identify(restarted, photos.bytes("Colin_Powell", 2)).json()["candidates"]
+    assert [c["employee_id"] for c in candidates] == ["tb"]
+    assert restarted.get("/employees/cp").json()["current_model"] is False
+    # Enrolling again with the current model brings the employee back.
+    assert enroll(restarted, "cp", photos.bytes("Colin_Powell", 1), replace=True).status_code == 201
+    assert verify(restarted, "cp", photos.bytes("Colin_Powell", 2)).json()["match"] is True
+    assert restarted.get("/readyz").json()["stale_templates"] == 0
+
+
+def test_vectors_round_trip_as_float32_bytes(database_url):
+    command.upgrade(alembic_config(database_url), "head")
+    engine = create_engine(database_url)
+    vector = np.random.default_rng(0).standard_normal(128).astype(np.float32)
+    with Session(engine) as session:
+        employee = repository.add_employee(session=session, employee_id="e", name=None)
+        repository.set_template(session=session, employee=employee, vector=vector, model_id="m")
+        session.commit()
+    with Session(engine) as session:
+        [(employee_id, _, stored)] = list(repository.iter_templates(session=session, model_id="m"))
+        assert employee_id == "e" and stored.dtype == np.float32 and np.array_equal(stored, vector)
+    engine.dispose()
+
+
+def test_migrations_upgrade_from_empty_and_downgrade_to_empty(database_url):
+    config = alembic_config(database_url)
+    command.upgrade(config, "head")
+    engine = create_engine(database_url)
+    assert {"employees", "templates"} <= set(inspect(engine).get_table_names())
+    command.downgrade(config, "base")
+    assert not {"employees", "templates"} & set(inspect(engine).get_table_names())
+    command.upgrade(config, "head")
+    assert {"employees", "templates"} <= set(inspect(engine).get_table_names())
+    engine.dispose()

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+import torch
+
+from app.faces.embedder import Embedder, ModelError, card_path
+from model.export import write_model
+from model.network import MobileFaceNet, NetworkConfig
+
+
+def trained_looking_network(config: NetworkConfig) -> MobileFaceNet:
+    """A network with non-trivial batch-norm statistics, as after training."""
+    torch.manual_seed(0)
+    network = MobileFaceNet(config).train()
+    with torch.no_grad():
+        for _ in range(3):
+            network(torch.randn(8, 3, config.input_size, config.input_size))
+    return network.eval()
+
+
+def test_export_then_load_gives_identical_embeddings(tmp_path):
+    config = NetworkConfig(input_size=32, embedding_dim=16, width=0.25)
+    network = trained_looking_network(config)
+    out = tmp_path / "m.pt"
+    card = write_model(network.state_dict(), config.as_dict(), out, thresholds={"default": 0.9})
+    embedder = Embedder.load(out, "cpu")
+    crops = np.random.default_rng(1).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    from app.faces import crops_to_tensor
+
+    with torch.inference_mode():
+        expected = network(crops_to_tensor(crops)).numpy()
+    assert np.allclose(embedder.embed(crops), expected, atol=1e-6)
+    assert embedder.model_id == card["model_id"] and embedder.card.threshold == 0.9
+    assert np.allclose(np.linalg.norm(embedder.embed(crops), axis=1), 1.0, atol=1e-5)
+
+
+def test_model_id_is_a_content_hash_of_the_weights(tmp_path):
+    config = NetworkConfig(input_size=32, embedding_dim=16, width=0.25)
+    a = write_model(trained_looking_network(config).state_dict(), config.as_dict(), tmp_path / "a.pt")
+    b = write_model(trained_looking_network(config).state_dict(), config.as_dict(), tmp_path / "b.pt")
+    other = MobileFaceNet(config)
+    c = write_model(other.state_dict(), config.as_dict(), tmp_path / "c.pt")
+    assert a["model_id"] == b["model_id"] != c["model_id"]
+
+
+def test_a_card_for_another_preprocessing_is_refused(tmp_path):
+    config = NetworkConfig(input_size=32, embedding_dim=16, width=0.25)
+    out = tmp_path / "m.pt"
+    write_model(MobileFaceNet(config).state_dict(), config.as_dict(), out, thresholds={"default": 1.0})
+    card = card_path(out)
+    card.write_text(card.read_text().replace('"preprocess": "fg-align', '"preprocess": "older'))
+    with pytest.raises(ModelError):
+        Embedder.load(out, "cpu")
+
+
+def test_the_shipped_model_loads_with_a_calibrated_threshold():
+    from app.faces.embedder import DEFAULT_MODEL
+
+    embedder = Embedder.load(DEFAULT_MODEL, "cpu")
+    card = embedder.card.data
+    assert 0 < embedder.card.threshold < 2
+    assert card["thresholds"]["default"] == card["thresholds"]["far_1e-3"]
+    assert card["model_id"] == embedder.model_id
+    assert {"accuracy", "accuracy_std", "eer", "tar_at_far", "auc", "no_face"} <= set(card["metrics"]["lfw"])
+    assert DEFAULT_MODEL.stat().st_size < 25 * 1024 * 1024
