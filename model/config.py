@@ -1,6 +1,6 @@
 """Typed training configuration: the dataclass defaults are the base config, a TOML file overrides a few.
 
-    name = "mfn64-distill"
+    base = "mfn64-distill.toml"   # optional: the file whose values this one overrides
     [network]
     input_size = 64
 
@@ -87,8 +87,26 @@ def from_dict(values: dict[str, Any]) -> TrainConfig:
     return _build(TrainConfig, values)
 
 
-def load_config(path: Path, **overrides: Any) -> TrainConfig:
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and key in merged else value
+    return merged
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A config file; `base = "other.toml"` (relative to it) names the file whose values it overrides."""
     values = tomllib.loads(path.read_text())
+    base = values.pop("base", None)
+    if not base:
+        return values
+    inherited = read_toml(path.parent / base)
+    inherited.pop("name", None)  # a run is named after its own file
+    return _merge(inherited, values)
+
+
+def load_config(path: Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The config in `path`, named after the file unless it says otherwise; `overrides` win over both."""
+    values = _merge(read_toml(path), overrides or {})
     values.setdefault("name", path.stem)
-    values.update({k: v for k, v in overrides.items() if v is not None})
     return from_dict(values)

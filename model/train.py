@@ -212,10 +212,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-root", dest="root")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    config = load_config(args.config, steps=args.steps, device=args.device)
+    overrides = {key: value for key, value in (("steps", args.steps), ("device", args.device)) if value}
     if args.root:
-        config = load_config(args.config, steps=args.steps, device=args.device,
-                             data={**config.as_dict()["data"], "root": args.root})
+        overrides["data"] = {"root": args.root}
+    config = load_config(args.config, overrides)
     log.info("config %s", json.dumps(config.as_dict()))
     trainer = Trainer(config, load_training_data(config))
     trainer.resume()

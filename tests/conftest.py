@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from fastapi.testclient import TestClient
 
-from app.core.config import Settings
-from app.main import create_app
 from tests.photos import Photos
 
-ClientFactory = Callable[..., TestClient]
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
+ClientFactory = Callable[..., "TestClient"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FACEGATE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -82,6 +83,12 @@ def photos(testfaces: Path) -> Photos:
 def make_client(database_url: str) -> Iterator[ClientFactory]:
     """Start the real app (shipped model, real database); `make_client.stop(client)` shuts one down, so that
     a second call is a restart on the same database."""
+    # Imported here, not at the top: the import warns about httpx, and pytest's filters apply only in tests.
+    from fastapi.testclient import TestClient
+
+    from app.core.config import Settings
+    from app.main import create_app
+
     started: list[TestClient] = []
 
     def start(**overrides) -> TestClient:

@@ -25,6 +25,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app.faces.errors import ImageTooLarge, InvalidImage
 
+# Photos whose shorter side is below this hold no face the detectors can find (HOG's window is 80 px, at
+# most twice upsampled); dlib's CNN refuses images smaller than its filters.
+MIN_DETECT_SIDE = 20
+CNN_MIN_SIDE = 48
+
 # Bump whenever anything below changes the pixels a network sees; model cards record it.
 PREPROCESS_VERSION = "fg-align-v1"
 
@@ -193,6 +198,8 @@ class FacePipeline:
     def detect(self, rgb: np.ndarray) -> list[FaceBox]:
         """All faces in the photo, largest first, each with its five landmarks."""
         height, width = rgb.shape[:2]
+        if min(height, width) < MIN_DETECT_SIDE:
+            return []
         rects = self._hog(rgb)
         detector = "hog"
         if not rects and self.config.cnn_fallback:
@@ -235,6 +242,8 @@ class FacePipeline:
 
     def _cnn(self, rgb: np.ndarray) -> list[tuple[float, float, float, float, float]]:
         small, scale = self._scaled(rgb, self.config.cnn_max_side)
+        if min(small.shape[:2]) < CNN_MIN_SIDE:
+            return []
         upsample = 1 if max(small.shape[:2]) < 300 else 0
         found = self._models.cnn(small, upsample)
         return [

@@ -57,7 +57,7 @@ def iter_templates(*, session: Session, model_id: str, batch: int = 10_000
         .where(Template.model_id == model_id)
         .execution_options(yield_per=batch)
     )
-    yield from session.execute(query).tuples()
+    yield from session.execute(query)  # rows unpack as (employee_id, name, vector)
 
 
 def count_stale_templates(*, session: Session, model_id: str) -> int:

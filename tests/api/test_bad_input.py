@@ -90,6 +90,23 @@ def test_a_decompression_bomb_is_refused_before_decoding(enrolled, photos):
     assert_gallery_unchanged(enrolled, photos)
 
 
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (1, 20_000), (20_000, 3), (30, 30), (60, 20_000)])
+def test_tiny_and_degenerate_photos_have_no_face(enrolled, photos, size):
+    response = identify(enrolled, encode(Image.new("RGB", size), "PNG"))
+    assert response.status_code == 422 and error_code(response) == "no_face"
+
+
+def test_random_bytes_never_cause_a_server_error(client):
+    import random
+
+    rng = random.Random(0)
+    for length in (1, 7, 100, 3_000):
+        for prefix in (b"", b"\xff\xd8\xff\xe0", b"\x89PNG\r\n\x1a\n", b"RIFF\x00\x00\x00\x00WEBPVP8 "):
+            payload = prefix + bytes(rng.getrandbits(8) for _ in range(length))
+            response = identify(client, payload)
+            assert 400 <= response.status_code < 500, (prefix, length, response.text)
+
+
 def test_missing_fields_are_validation_errors(client, photos):
     assert error_code(client.post("/enroll", data={"employee_id": "x"})) == "validation_error"
     response = client.post("/verify", files={"image": ("a.jpg", photos.bytes("Tony_Blair"), "image/jpeg")})

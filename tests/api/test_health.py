@@ -22,3 +22,18 @@ def test_openapi_docs_describe_every_endpoint(client):
 def test_unknown_routes_use_the_error_body(client):
     response = client.get("/nope")
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
+def test_readyz_is_503_when_the_database_is_gone(client):
+    from sqlalchemy import create_engine
+
+    runtime = client.app.state.runtime
+    healthy = runtime.engine
+    runtime.engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 2})
+    try:
+        response = client.get("/readyz")
+        assert response.status_code == 503 and response.json()["error"]["code"] == "not_ready"
+        assert client.get("/healthz").status_code == 200
+    finally:
+        runtime.engine.dispose()
+        runtime.engine = healthy

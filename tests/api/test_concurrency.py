@@ -1,0 +1,29 @@
+"""The loaded model and the index are shared by every request thread."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.client import enroll, identify, verify
+
+
+def test_concurrent_requests_all_get_the_same_answers(client, photos):
+    enroll(client, "tb", photos.bytes("Tony_Blair", 1))
+    enroll(client, "cp", photos.bytes("Colin_Powell", 1))
+    probes = [("tb", photos.bytes("Tony_Blair", 2)), ("cp", photos.bytes("Colin_Powell", 2)),
+              ("tb", photos.bytes("Colin_Powell", 3))] * 4
+    expected = [verify(client, who, photo).json()["distance"] for who, photo in probes]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        verified = list(pool.map(lambda probe: verify(client, *probe).json(), probes))
+        identified = list(pool.map(lambda probe: identify(client, probe[1]).json(), probes))
+    assert [v["distance"] for v in verified] == pytest.approx(expected, abs=1e-5)
+    assert [i["candidates"][0]["employee_id"] for i in identified] == ["tb", "cp", "cp"] * 4
+
+
+def test_concurrent_enrolls_of_one_id_store_one_employee(client, photos):
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = sorted(pool.map(lambda _: enroll(client, "same", photos.bytes("Laura_Bush", 1)).status_code,
+                                   range(4)))
+    assert statuses.count(201) == 1 and set(statuses) == {201, 409}
+    assert client.get("/employees").json()["total"] == 1
+    assert client.get("/readyz").json()["templates"] == 1

@@ -1,0 +1,32 @@
+from pathlib import Path
+
+import pytest
+
+from model.config import load_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "model" / "configs"
+
+
+def test_the_shipped_recipe_loads_with_its_file_name():
+    config = load_config(CONFIGS / "mfn64-distill.toml")
+    assert config.name == "mfn64-distill" and config.out_dir == Path("runs/mfn64-distill")
+    assert config.network.input_size == 64 and config.data.unlabelled == ("utkface.tar",)
+
+
+def test_a_config_overrides_its_base_and_keeps_the_rest():
+    base = load_config(CONFIGS / "mfn64-distill.toml")
+    ablation = load_config(CONFIGS / "mfn64-distill-no-utkface.toml")
+    assert ablation.name == "mfn64-distill-no-utkface" and ablation.data.unlabelled == ()
+    assert ablation.loss == base.loss and ablation.network == base.network and ablation.steps == base.steps
+
+
+def test_command_line_overrides_win_and_merge_into_sections(tmp_path):
+    config = load_config(CONFIGS / "mfn64-distill.toml", {"steps": 7, "data": {"root": "/data"}})
+    assert config.steps == 7 and config.data.root == "/data" and config.data.pairs == "lfw-pairs.txt"
+
+
+def test_unknown_keys_are_refused(tmp_path):
+    path = tmp_path / "typo.toml"
+    path.write_text("[loss]\nmargn = 0.2\n")
+    with pytest.raises(ValueError, match="margn"):
+        load_config(path)
