@@ -73,9 +73,6 @@ class FaceSet:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def subset(self, mask: np.ndarray) -> FaceSet:
-        return FaceSet(*(getattr(self, f)[mask] for f in self.__dataclass_fields__))
-
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
@@ -142,12 +139,13 @@ def detect_source(source: Path, *, labelled: bool = True, config: PipelineConfig
     """Detections (and dlib descriptors) of every photo in `source`, from the cache when it has them."""
     config = config or PipelineConfig()
     settings = {k: v for k, v in config.__dict__.items() if k != "crop_size"}
-    key = _cache_key(_source_id(source), PREPROCESS_VERSION, CACHE_FORMAT, settings, teacher, labelled)
-    target = cache_dir() / f"{source.name.split('.')[0]}-detections-{key}.npz"
-    # Detections made with the teacher serve just as well without it.
-    with_teacher = cache_dir() / f"{source.name.split('.')[0]}-detections-" \
-        f"{_cache_key(_source_id(source), PREPROCESS_VERSION, CACHE_FORMAT, settings, True, labelled)}.npz"
-    for candidate in (target, with_teacher):
+
+    def cached(with_teacher: bool) -> Path:
+        key = _cache_key(_source_id(source), PREPROCESS_VERSION, CACHE_FORMAT, settings, with_teacher, labelled)
+        return cache_dir() / f"{source.name.split('.')[0]}-detections-{key}.npz"
+
+    target = cached(teacher)
+    for candidate in (target, cached(True)):  # detections made with the teacher serve just as well without
         if candidate.exists():
             return FaceSet.load(candidate)
     items = list(iter_images(source))

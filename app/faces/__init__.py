@@ -14,7 +14,6 @@ from app.faces.errors import (
 )
 from app.faces.pipeline import (
     PREPROCESS_VERSION,
-    AlignedFace,
     FaceBox,
     FacePipeline,
     PipelineConfig,
@@ -24,7 +23,6 @@ from app.faces.pipeline import (
 
 __all__ = [
     "PREPROCESS_VERSION",
-    "AlignedFace",
     "FaceBox",
     "FaceError",
     "FacePipeline",

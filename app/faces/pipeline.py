@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import logging
 import math
 import threading
 import warnings
@@ -24,6 +25,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app.faces.errors import ImageTooLarge, InvalidImage
+
+log = logging.getLogger(__name__)
 
 # Photos whose shorter side is below this hold no face the detectors can find (HOG's window is 80 px, at
 # most twice upsampled); dlib's CNN refuses images smaller than its filters.
@@ -64,12 +67,6 @@ class FaceBox:
         return self.width * self.height
 
 
-@dataclass(frozen=True)
-class AlignedFace:
-    box: FaceBox
-    crop: np.ndarray  # (S, S, 3) uint8 RGB
-
-
 def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
     """Decode any photo Pillow reads into an upright RGB uint8 array.
 
@@ -84,15 +81,18 @@ def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
             if width * height > max_pixels:
                 raise ImageTooLarge(f"image has {width}x{height} pixels; the limit is {max_pixels} pixels")
             image.load()
-            image = ImageOps.exif_transpose(image)
     except ImageTooLarge:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLarge(f"image is too large to decode safely: {exc}") from exc
     except UnidentifiedImageError as exc:
         raise InvalidImage("the upload is not an image format this service reads") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidImage(f"the image is corrupt or truncated ({exc})") from exc
+    except Exception as exc:  # Pillow's decoders raise many types on hostile bytes; all mean "unreadable"
+        raise InvalidImage(f"the image is corrupt or truncated ({type(exc).__name__}: {exc})") from exc
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # a malformed EXIF block: the pixels are fine, only the orientation hint is unreadable
+        log.warning("ignoring an unreadable EXIF orientation")
     if image.mode != "RGB":
         if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
             # Transparent pixels become white, not whatever colour happened to sit under the alpha.
@@ -219,9 +219,6 @@ class FacePipeline:
     def align(self, rgb: np.ndarray, face: FaceBox) -> np.ndarray:
         points = key_points(np.asarray(face.landmarks, dtype=np.float64))
         return warp_to_template(Image.fromarray(rgb), points, self.config.crop_size)
-
-    def aligned_faces(self, rgb: np.ndarray) -> list[AlignedFace]:
-        return [AlignedFace(face, self.align(rgb, face)) for face in self.detect(rgb)]
 
     def _scaled(self, rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
         height, width = rgb.shape[:2]

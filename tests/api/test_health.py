@@ -27,13 +27,18 @@ def test_unknown_routes_use_the_error_body(client):
 def test_readyz_is_503_when_the_database_is_gone(client):
     from sqlalchemy import create_engine
 
+    from app.gallery.db import make_sessionmaker
+
     runtime = client.app.state.runtime
-    healthy = runtime.engine
+    healthy, sessions = runtime.engine, runtime.sessions
     runtime.engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 2})
+    runtime.sessions = make_sessionmaker(runtime.engine)
     try:
         response = client.get("/readyz")
         assert response.status_code == 503 and response.json()["error"]["code"] == "not_ready"
         assert client.get("/healthz").status_code == 200
+        listing = client.get("/employees")  # any request that needs the database
+        assert listing.status_code == 503 and listing.json()["error"]["code"] == "not_ready"
     finally:
         runtime.engine.dispose()
-        runtime.engine = healthy
+        runtime.engine, runtime.sessions = healthy, sessions
