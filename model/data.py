@@ -134,20 +134,30 @@ def _pool(workers: int | None, initializer, initargs):  # noqa: ANN001, ANN202
     return multiprocessing.get_context("fork").Pool(workers or os.cpu_count() or 1, initializer, initargs)
 
 
+def detections_path(source: Path, config: PipelineConfig, teacher: bool) -> Path:
+    """Where the detections of `source` are cached. Crop size does not enter: crops are cached separately."""
+    settings = {k: v for k, v in config.__dict__.items() if k != "crop_size"}
+    key = _cache_key(_source_id(source), PREPROCESS_VERSION, CACHE_FORMAT, settings, teacher)
+    return cache_dir() / f"{source.name.split('.')[0]}-detections-{key}.npz"
+
+
 def detect_source(source: Path, *, labelled: bool = True, config: PipelineConfig | None = None,
                   teacher: bool = True, workers: int | None = None) -> FaceSet:
-    """Detections (and dlib descriptors) of every photo in `source`, from the cache when it has them."""
+    """Detections (and dlib descriptors) of every photo in `source`, from the cache when it has them.
+
+    Labels are the photos' folders; `labelled=False` blanks them (a folder of unrelated people).
+    """
     config = config or PipelineConfig()
-    settings = {k: v for k, v in config.__dict__.items() if k != "crop_size"}
+    target = detections_path(source, config, teacher)
+    # Detections made with the teacher serve just as well without it.
+    cached = next((p for p in (target, detections_path(source, config, True)) if p.exists()), None)
+    faces = FaceSet.load(cached) if cached else _detect_all(source, config, teacher, workers, target)
+    if not labelled:
+        faces.labels = np.full(len(faces), "", dtype=faces.labels.dtype)
+    return faces
 
-    def cached(with_teacher: bool) -> Path:
-        key = _cache_key(_source_id(source), PREPROCESS_VERSION, CACHE_FORMAT, settings, with_teacher, labelled)
-        return cache_dir() / f"{source.name.split('.')[0]}-detections-{key}.npz"
 
-    target = cached(teacher)
-    for candidate in (target, cached(True)):  # detections made with the teacher serve just as well without
-        if candidate.exists():
-            return FaceSet.load(candidate)
+def _detect_all(source: Path, config: PipelineConfig, teacher: bool, workers: int | None, target: Path) -> FaceSet:
     items = list(iter_images(source))
     log.info("detecting faces in %d photos of %s -> %s", len(items), source, target)
     n = len(items)
@@ -165,7 +175,7 @@ def detect_source(source: Path, *, labelled: bool = True, config: PipelineConfig
             if (i + 1) % 1000 == 0:
                 log.info("%s: %d/%d", source.name, i + 1, n)
     paths = np.array([p for p, _ in items])
-    labels = np.array([identity_of(p) if labelled else "" for p in paths])
+    labels = np.array([identity_of(p) for p in paths])
     faces = FaceSet(paths, labels, found, detectors, boxes, landmarks, teacher_vectors)
     faces.save(target)
     log.info("%s: %d photos, %d without a face", source.name, n, int((~found).sum()))

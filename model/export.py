@@ -65,9 +65,11 @@ def impostor_distances(vectors: np.ndarray, labels: np.ndarray, chunk: int = 512
 
 
 def calibrate(vectors: np.ndarray, labels: np.ndarray, far: float = 1e-3) -> tuple[float, int]:
+    """The largest threshold at which (accepting distance <= threshold) at most `far` of impostors pass."""
     impostors = impostor_distances(vectors, labels)
     allowed = int(np.floor(far * len(impostors)))
-    return float(np.partition(impostors, allowed)[allowed]), len(impostors)
+    first_refused = np.partition(impostors, allowed)[allowed]
+    return float(np.nextafter(first_refused, np.float32(0))), len(impostors)
 
 
 def git_commit() -> str:

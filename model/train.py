@@ -34,6 +34,7 @@ from model.losses import (
     TripletLoss,
 )
 from model.network import MobileFaceNet
+from model.sampler import PKSampler
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,16 @@ def load_training_data(config: TrainConfig) -> TrainingData:
         teacher.append(faces.teacher[keep])
         log.info("%s: %d faces used (%d identities)", archive, int(keep.sum()),
                  len(set(faces.labels[keep]) - {""}))
-    return TrainingData(np.concatenate(crops), labels, np.concatenate(teacher))
+    return TrainingData(np.concatenate(crops), labels,
+                        centre_teacher(np.concatenate(teacher), config.loss.teacher_centring))
+
+
+def centre_teacher(teacher: np.ndarray, centring: float) -> np.ndarray:
+    """Shift the descriptors away from their common mean (rows of zeros, photos without a face, stay zero)."""
+    present = np.abs(teacher).sum(1) > 0
+    shifted = teacher.copy()
+    shifted[present] -= centring * teacher[present].mean(axis=0)
+    return shifted
 
 
 def build_metric_loss(config: LossConfig) -> nn.Module:
@@ -94,8 +104,6 @@ def warmup_cosine(warmup: int, steps: int):  # noqa: ANN201
 
 class Trainer:
     def __init__(self, config: TrainConfig, data: TrainingData) -> None:
-        from model.sampler import PKSampler
-
         self.config, self.data = config, data
         self.device = pick_device(config.device)
         if config.threads:
@@ -111,8 +119,8 @@ class Trainer:
         self.distill_loss = DistillationLoss(config.loss.relational_weight)
         self.augment = FaceAugment(config.augment, torch.Generator().manual_seed(config.seed))
         self.sampler = iter(PKSampler(data.labels, config.p, config.k, seed=config.seed))
-        names = sorted(set(data.labels))
-        self.label_ids = torch.tensor([names.index(label) for label in data.labels])
+        ids = {name: i for i, name in enumerate(sorted(set(data.labels)))}
+        self.label_ids = torch.tensor([ids[label] for label in data.labels])
         teacher = data.teacher if data.teacher is not None else np.zeros((len(data), 0), np.float32)
         self.teacher = torch.from_numpy(teacher)
         self.has_teacher = torch.from_numpy(np.abs(teacher).sum(1) > 0) if teacher.size else None
@@ -149,6 +157,8 @@ class Trainer:
         # Fresh, but reproducible, randomness for the rest of the run.
         self.rng = np.random.default_rng([self.config.seed, self.step])
         self.augment.generator.manual_seed(self.config.seed + self.step)
+        self.sampler = iter(PKSampler(self.data.labels, self.config.p, self.config.k,
+                                      seed=self.config.seed + self.step))
         log.info("resumed from %s at step %d", self.checkpoint_path, self.step)
 
     def batch(self) -> tuple[np.ndarray, int]:
@@ -169,9 +179,9 @@ class Trainer:
         loss = config.loss.metric_weight * metric
         parts = {"metric": float(metric.detach())}
         if config.loss.distill_weight and self.has_teacher is not None:
-            chosen = torch.from_numpy(indices)[self.has_teacher[indices]]
-            mask = self.has_teacher[indices].to(self.device)
-            distill = self.distill_loss(embeddings[mask], self.teacher[chosen].to(self.device))
+            with_teacher = self.has_teacher[indices]
+            targets = self.teacher[indices][with_teacher].to(self.device)
+            distill = self.distill_loss(embeddings[with_teacher.to(self.device)], targets)
             loss = loss + config.loss.distill_weight * distill
             parts["distill"] = float(distill.detach())
         self.optimizer.zero_grad(set_to_none=True)
@@ -201,7 +211,31 @@ class Trainer:
                 history = []
             if self.step % config.checkpoint_every == 0:
                 self.save()
+        self.recalibrate_batchnorm()
         return self.save()
+
+    @torch.no_grad()
+    def recalibrate_batchnorm(self, batches: int = 100, batch_size: int = 128) -> None:
+        """Replace batch norm's running statistics by population averages for the final weights.
+
+        During training the weights move faster than the running averages (momentum 0.1) follow, and a
+        first run evaluated 15 points lower on LFW with them than with recomputed statistics. Forward passes
+        over clean (unaugmented) training photos fix that; nothing else changes.
+        """
+        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # a cumulative average over the passes below
+        rng = np.random.default_rng(self.config.seed)
+        self.model.train()
+        for _ in range(batches):
+            indices = rng.integers(0, len(self.data), batch_size)
+            x = crops_to_tensor(self.data.crops[indices]).to(self.device)
+            self.model(x.contiguous(memory_format=torch.channels_last))
+        for norm in norms:
+            norm.momentum = 0.1
+        self.model.eval()
+        log.info("batch norm statistics recalibrated on %d photos", batches * batch_size)
 
 
 def main(argv: list[str] | None = None) -> None:

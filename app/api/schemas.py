@@ -39,6 +39,7 @@ class VerifyOut(BaseModel):
                             examples=[0.62])
     threshold: float = Field(examples=[0.93])
     model_id: str
+    face: FaceOut = Field(description="the face that was compared")
 
 
 class CandidateOut(BaseModel):
@@ -53,6 +54,7 @@ class IdentifyOut(BaseModel):
     candidates: list[CandidateOut] = Field(description="up to top_k nearest employees, nearest first")
     threshold: float
     model_id: str
+    face: FaceOut = Field(description="the face that was searched for")
 
 
 class EmployeeOut(BaseModel):

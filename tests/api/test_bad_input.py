@@ -12,12 +12,15 @@ from tests.photos import blank_photo, encode
 @pytest.fixture
 def enrolled(client, photos):
     assert enroll(client, "tb", photos.bytes("Tony_Blair", 1)).status_code == 201
+    client.reference_distance = verify(client, "tb", photos.bytes("Tony_Blair", 2)).json()["distance"]
     return client
 
 
 def assert_gallery_unchanged(client, photos):
+    """Still one employee, and the same reference: the probe's distance to it has not moved."""
     assert client.get("/employees").json()["total"] == 1
-    assert verify(client, "tb", photos.bytes("Tony_Blair", 2)).json()["match"] is True
+    distance = verify(client, "tb", photos.bytes("Tony_Blair", 2)).json()["distance"]
+    assert distance == pytest.approx(client.reference_distance, abs=1e-6)
 
 
 @pytest.mark.parametrize("payload,code,status", [
@@ -54,8 +57,12 @@ def test_two_faces_of_similar_size_are_refused(enrolled, photos):
 
 def test_a_clearly_dominant_face_is_used_under_the_dominant_policy(enrolled, photos):
     photo = photos.side_by_side(("Tony_Blair", 2), ("Laura_Bush", 1), right_scale=0.6)
-    body = verify(enrolled, "tb", photo).json()
-    assert body["match"] is True
+    response = verify(enrolled, "tb", photo)
+    assert response.status_code == 200
+    # The large face on the left was compared, not the small one on the right.
+    x, _, width, _ = response.json()["face"]["box"]
+    assert x + width <= 250
+    assert response.json()["distance"] == pytest.approx(enrolled.reference_distance, abs=0.05)
 
 
 def test_the_reject_policy_refuses_any_second_face(make_client, photos):
@@ -128,7 +135,9 @@ def test_odd_but_valid_photos_work(enrolled, photos, variant):
         "tiff": lambda: encode(image, "TIFF"),
     }[variant]()
     body = verify(enrolled, "tb", data).json()
-    assert body["match"] is True, body
+    # The same face, whatever the container: the distance to the reference barely moves (JPEG, WebP and
+    # the grayscale conversion change a few pixel values; nothing else may).
+    assert body["distance"] == pytest.approx(enrolled.reference_distance, abs=0.08), body
 
 
 def test_an_unrotated_photo_on_its_side_would_fail_so_exif_matters(photos):

@@ -31,7 +31,7 @@ def test_get_an_unknown_employee_returns_404(client):
 
 def test_delete_removes_the_employee_from_database_and_index_at_once(client, photos):
     enroll(client, "e-1", photos.bytes("Tony_Blair", 1))
-    assert identify(client, photos.bytes("Tony_Blair", 2)).json()["match"]["employee_id"] == "e-1"
+    assert identify(client, photos.bytes("Tony_Blair", 2)).json()["candidates"][0]["employee_id"] == "e-1"
     response = client.delete("/employees/e-1")
     assert response.status_code == 204 and response.content == b""
     assert client.get("/employees/e-1").status_code == 404

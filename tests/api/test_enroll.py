@@ -1,5 +1,7 @@
 from datetime import datetime
 
+import pytest
+
 from tests.client import enroll, error_code, verify
 
 
@@ -27,17 +29,19 @@ def test_enroll_with_replace_swaps_the_reference(client, photos):
     enroll(client, "e-1", photos.bytes("Tony_Blair", 1), name="Tony")
     response = enroll(client, "e-1", photos.bytes("Colin_Powell", 1), replace=True)
     assert response.status_code == 201 and response.json()["name"] == "Tony"
-    assert verify(client, "e-1", photos.bytes("Colin_Powell", 2)).json()["match"] is True
-    assert verify(client, "e-1", photos.bytes("Tony_Blair", 2)).json()["match"] is False
+    # The reference is now Colin Powell's photo itself: the same photo is at distance 0.
+    assert verify(client, "e-1", photos.bytes("Colin_Powell", 1)).json()["distance"] == pytest.approx(0, abs=1e-5)
+    assert verify(client, "e-1", photos.bytes("Tony_Blair", 1)).json()["distance"] > 0.1
     assert client.get("/employees").json()["total"] == 1
 
 
 def test_replace_with_a_bad_photo_keeps_the_old_reference(client, photos):
     first = enroll(client, "e-1", photos.bytes("Tony_Blair", 1)).json()
+    before = verify(client, "e-1", photos.bytes("Tony_Blair", 2)).json()["distance"]
     response = enroll(client, "e-1", b"not a photo", replace=True)
     assert response.status_code == 422 and error_code(response) == "invalid_image"
     assert client.get("/employees/e-1").json()["enrolled_at"] == first["enrolled_at"]
-    assert verify(client, "e-1", photos.bytes("Tony_Blair", 2)).json()["match"] is True
+    assert verify(client, "e-1", photos.bytes("Tony_Blair", 2)).json()["distance"] == before
 
 
 def test_enroll_rejects_a_malformed_employee_id(client, photos):

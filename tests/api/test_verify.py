@@ -17,6 +17,7 @@ def test_the_same_person_verifies(gallery, photos, person):
     body = verify(gallery, person, photos.bytes(person, 2)).json()
     assert body["match"] is True
     assert body["distance"] <= body["threshold"]
+    assert len(body["face"]["box"]) == 4
 
 
 @pytest.mark.parametrize("claimed,actual", [("Tony_Blair", "Colin_Powell"), ("Serena_Williams", "Laura_Bush"),

@@ -62,3 +62,19 @@ def test_the_shipped_model_loads_with_a_calibrated_threshold():
     assert card["model_id"] == embedder.model_id
     assert {"accuracy", "accuracy_std", "eer", "tar_at_far", "auc", "no_face"} <= set(card["metrics"]["lfw"])
     assert DEFAULT_MODEL.stat().st_size < 25 * 1024 * 1024
+
+
+def test_calibration_by_hand():
+    from model.export import calibrate, impostor_distances
+
+    # Four unit vectors at 0, 10, 90 and 180 degrees; the first two are the same person.
+    angles = np.radians([0, 10, 90, 180])
+    vectors = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    labels = np.array(["a", "a", "b", "c"])
+    impostors = np.sort(impostor_distances(vectors, labels))
+    chord = lambda degrees: 2 * np.sin(np.radians(degrees) / 2)  # noqa: E731
+    expected = np.sort([chord(d) for d in (90, 180, 80, 170, 90)])  # every cross-identity pair, once
+    assert np.allclose(impostors, expected, atol=1e-5)
+    threshold, count = calibrate(vectors, labels, far=0.2)  # 1 of 5 impostors may pass
+    assert count == 5
+    assert (impostors <= threshold).sum() == 1 and threshold < impostors[1]

@@ -67,7 +67,7 @@ def verify(service: ServiceDep, session: SessionDep, employee_id: EmployeeIdForm
     result = service.verify(session=session, employee_id=employee_id, data=read_photo(image, service),
                             threshold=threshold)
     return VerifyOut(employee_id=result.employee_id, match=result.match, distance=result.distance,
-                     threshold=result.threshold, model_id=result.model_id)
+                     threshold=result.threshold, model_id=result.model_id, face=face_out(result.face))
 
 
 @router.post("/identify", response_model=IdentifyOut, responses=PHOTO_ERRORS)
@@ -77,4 +77,4 @@ def identify(service: ServiceDep, image: ImageFile,
     result = service.identify(data=read_photo(image, service), top_k=top_k)
     return IdentifyOut(match=candidate_out(result.match) if result.match else None,
                        candidates=[candidate_out(c) for c in result.candidates],
-                       threshold=result.threshold, model_id=result.model_id)
+                       threshold=result.threshold, model_id=result.model_id, face=face_out(result.face))

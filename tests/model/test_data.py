@@ -1,0 +1,31 @@
+import numpy as np
+
+from model.data import cache_dir, detect_source, detections_path
+from model.train import centre_teacher
+
+
+def test_unlabelled_is_a_view_of_the_same_cached_detections(testfaces):
+    source = testfaces / "lfw"
+    labelled = detect_source(source, teacher=False, workers=1)
+    assert set(labelled.labels) == {p.name for p in source.iterdir()}
+    cached = sorted(cache_dir().iterdir())
+    unlabelled = detect_source(source, labelled=False, teacher=False)
+    assert sorted(cache_dir().iterdir()) == cached, "the same cache file answers, nothing is detected again"
+    assert set(unlabelled.labels) == {""}
+    assert np.array_equal(unlabelled.landmarks, labelled.landmarks)
+
+
+def test_the_cache_key_ignores_crop_size_but_not_the_teacher(testfaces):
+    from app.faces import PipelineConfig
+
+    source = testfaces / "lfw"
+    assert detections_path(source, PipelineConfig(crop_size=64), False) == detections_path(
+        source, PipelineConfig(crop_size=112), False)
+    assert detections_path(source, PipelineConfig(), False) != detections_path(source, PipelineConfig(), True)
+
+
+def test_centre_teacher_by_hand():
+    teacher = np.array([[1.0, 3.0], [3.0, 5.0], [0.0, 0.0]], np.float32)  # the last photo had no face
+    centred = centre_teacher(teacher, 0.5)
+    # mean of the present rows is (2, 4); half of it is taken off each present row
+    assert np.allclose(centred, [[0.0, 1.0], [2.0, 3.0], [0.0, 0.0]])
