@@ -85,6 +85,11 @@ class FaceSet:
             return cls(*(data[f] for f in cls.__dataclass_fields__))
 
 
+def has_descriptor(teacher: np.ndarray) -> np.ndarray:
+    """Rows of a teacher array that hold a dlib descriptor (the others are zeros: no face was found)."""
+    return np.abs(teacher).sum(axis=1) > 0
+
+
 def _cache_key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

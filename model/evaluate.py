@@ -78,8 +78,16 @@ def embed_source(embedder: Embedder, source: Path, faces: FaceSet) -> np.ndarray
     return vectors
 
 
-def evaluate(source: Path, pairs: list[Pair], embedder: Embedder, *, reference: bool = False
-             ) -> tuple[VerificationReport, VerificationReport | None, dict[str, np.ndarray]]:
+@dataclass
+class Evaluation:
+    ours: VerificationReport
+    reference: VerificationReport | None
+    distances: dict[str, np.ndarray]  # per pair, by embedder name, plus "same"
+    faces: FaceSet  # every photo of the source, with its detection
+    vectors: np.ndarray  # our embedding of each photo (zeros where no face was found)
+
+
+def evaluate(source: Path, pairs: list[Pair], embedder: Embedder, *, reference: bool = False) -> Evaluation:
     pair_set, faces = load_pairs(source, pairs, teacher=reference)
     vectors = embed_source(embedder, source, faces)
     distances = {"facegate": euclidean_pair_distances(vectors, pair_set)}
@@ -91,7 +99,7 @@ def evaluate(source: Path, pairs: list[Pair], embedder: Embedder, *, reference: 
         theirs = verification_report(distances["dlib"], pair_set.same, pair_set.folds,
                                      no_face=pair_set.no_face)
     distances["same"] = pair_set.same
-    return ours, theirs, distances
+    return Evaluation(ours, theirs, distances, faces, vectors)
 
 
 def plot_curves(distances: dict[str, np.ndarray], path: Path) -> None:
@@ -147,18 +155,18 @@ def main(argv: list[str] | None = None) -> None:
 
     pairs = read_lfw_pairs(args.pairs) if args.protocol == "lfw" else read_generic_pairs(args.pairs)
     embedder = Embedder.load(args.model, args.device)
-    ours, theirs, distances = evaluate(args.data, pairs, embedder, reference=args.reference == "dlib")
+    result = evaluate(args.data, pairs, embedder, reference=args.reference == "dlib")
     if args.plot:
-        plot_curves(distances, args.plot)
+        plot_curves(result.distances, args.plot)
     if args.json:
-        result = {**report_json(ours), "model_id": embedder.model_id}
-        if theirs is not None:
-            result["reference"] = {"name": "dlib", **report_json(theirs)}
-        print(json.dumps(result, indent=2))  # noqa: T201 - the CLI's output
+        output = {**report_json(result.ours), "model_id": embedder.model_id}
+        if result.reference is not None:
+            output["reference"] = {"name": "dlib", **report_json(result.reference)}
+        print(json.dumps(output, indent=2))  # noqa: T201 - the CLI's output
         return
-    print(format_report("facegate", ours))  # noqa: T201
-    if theirs is not None:
-        print(format_report("dlib", theirs))  # noqa: T201
+    print(format_report("facegate", result.ours))  # noqa: T201
+    if result.reference is not None:
+        print(format_report("dlib", result.reference))  # noqa: T201
 
 
 if __name__ == "__main__":

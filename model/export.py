@@ -27,8 +27,8 @@ import torch
 
 from app.faces import PREPROCESS_VERSION
 from app.faces.embedder import Embedder, card_path, weights_id
-from model.data import detect_source, lfw_people_in_pairs, read_lfw_pairs
-from model.evaluate import embed_source, evaluate, report_json
+from model.data import lfw_people_in_pairs, read_lfw_pairs
+from model.evaluate import evaluate, report_json
 from model.metrics import best_threshold
 
 log = logging.getLogger(__name__)
@@ -137,13 +137,11 @@ def export(checkpoint: Path, data_root: Path, out: Path) -> dict:
     embedder = Embedder.load(out, "cpu")  # the service's own loader, on the files just written
     source, pairs_file = data_root / "lfw-deepfunneled.tar", data_root / "lfw-pairs.txt"
     pairs = read_lfw_pairs(pairs_file)
-    ours, theirs, distances = evaluate(source, pairs, embedder, reference=True)
-
-    faces = detect_source(source, teacher=True)
-    vectors = embed_source(embedder, source, faces)
+    result = evaluate(source, pairs, embedder, reference=True)
+    faces = result.faces
     held_out = np.isin(faces.labels, sorted(lfw_people_in_pairs(pairs))) & faces.found
-    far_threshold, impostor_count = calibrate(vectors[held_out], faces.labels[held_out])
-    best, _ = best_threshold(distances["facegate"], distances["same"])
+    far_threshold, impostor_count = calibrate(result.vectors[held_out], faces.labels[held_out])
+    best, _ = best_threshold(result.distances["facegate"], result.distances["same"])
     card["thresholds"] = {
         "default": far_threshold,
         "far_1e-3": far_threshold,
@@ -156,8 +154,8 @@ def export(checkpoint: Path, data_root: Path, out: Path) -> dict:
         "protocol": "LFW View 2, 6,000 pairs, unrestricted with labelled outside data; 10-fold accuracy with "
                     "the threshold chosen on the other nine folds",
         "command": f"python -m model.evaluate lfw --data {source} --pairs {pairs_file} --json --reference dlib",
-        "lfw": report_json(ours),
-        "reference_dlib": report_json(theirs),
+        "lfw": report_json(result.ours),
+        "reference_dlib": report_json(result.reference),
         "no_face_policy": "A photo without a detected face matches nobody: its pairs count as different",
     }
     card["environment"] = {"machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,

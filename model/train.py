@@ -25,7 +25,7 @@ from torch import nn
 from app.faces import PREPROCESS_VERSION, crops_to_tensor
 from model.augment import FaceAugment
 from model.config import LossConfig, TrainConfig, load_config
-from model.data import aligned_crops, detect_source, lfw_people_in_pairs, read_lfw_pairs
+from model.data import aligned_crops, detect_source, has_descriptor, lfw_people_in_pairs, read_lfw_pairs
 from model.losses import (
     BatchHardMiner,
     ContrastiveLoss,
@@ -78,7 +78,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
 
 def centre_teacher(teacher: np.ndarray, centring: float) -> np.ndarray:
     """Shift the descriptors away from their common mean (rows of zeros, photos without a face, stay zero)."""
-    present = np.abs(teacher).sum(1) > 0
+    present = has_descriptor(teacher)
     shifted = teacher.copy()
     shifted[present] -= centring * teacher[present].mean(axis=0)
     return shifted
@@ -123,7 +123,7 @@ class Trainer:
         self.label_ids = torch.tensor([ids[label] for label in data.labels])
         teacher = data.teacher if data.teacher is not None else np.zeros((len(data), 0), np.float32)
         self.teacher = torch.from_numpy(teacher)
-        self.has_teacher = torch.from_numpy(np.abs(teacher).sum(1) > 0) if teacher.size else None
+        self.has_teacher = torch.from_numpy(has_descriptor(teacher)) if teacher.size else None
         self.step = 0
 
     @property
