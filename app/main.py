@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -34,6 +35,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.runtime = runtime.start(settings or get_settings())
+        # The sync views run on this bounded pool of threads, never on the event loop.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = app.state.runtime.settings.worker_threads
         try:
             yield
         finally:

@@ -41,3 +41,34 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int = 3) -> np.ndarray
 
 def summary(times: np.ndarray) -> str:
     return f"median {np.median(times):7.2f} ms   p95 {np.percentile(times, 95):7.2f} ms   (n={len(times)})"
+
+
+def unit_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """Synthetic templates: random directions, as unrelated faces' embeddings roughly are."""
+    vectors = np.random.default_rng(seed).standard_normal((n, dim), dtype=np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def seed_gallery(database_url: str, *, model_id: str, dim: int, n: int, prefix: str = "synthetic-") -> None:
+    """Migrate the database and add `n` employees with synthetic templates of `model_id`, in bulk."""
+    from sqlalchemy import insert, select
+
+    from app.gallery import db
+    from app.gallery.models import Employee, Template, utcnow
+
+    db.migrate(database_url)
+    engine = db.make_engine(database_url)
+    vectors = unit_vectors(n, dim)
+    now = utcnow()
+    with engine.begin() as connection:
+        for start in range(0, n, 10_000):
+            stop = min(n, start + 10_000)
+            connection.execute(insert(Employee), [
+                {"employee_id": f"{prefix}{i:07d}", "name": None, "created_at": now, "updated_at": now}
+                for i in range(start, stop)])
+            keys = dict(connection.execute(select(Employee.employee_id, Employee.id).where(
+                Employee.employee_id.between(f"{prefix}{start:07d}", f"{prefix}{stop - 1:07d}"))).all())
+            connection.execute(insert(Template), [
+                {"employee_pk": keys[f"{prefix}{i:07d}"], "model_id": model_id, "dim": dim, "vector": vectors[i],
+                 "created_at": now} for i in range(start, stop)])
+    engine.dispose()

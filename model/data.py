@@ -142,6 +142,8 @@ def _pool(workers: int | None, initializer, initargs):  # noqa: ANN001, ANN202
 def detections_path(source: Path, config: PipelineConfig, teacher: bool) -> Path:
     """Where the detections of `source` are cached. Crop size does not enter: crops are cached separately."""
     settings = {k: v for k, v in config.__dict__.items() if k != "crop_size"}
+    if not config.adaptive_upsample:  # a switch added later, off: the caches made before it still count
+        del settings["adaptive_upsample"]
     key = _cache_key(_source_id(source), PREPROCESS_VERSION, CACHE_FORMAT, settings, teacher)
     return cache_dir() / f"{source.name.split('.')[0]}-detections-{key}.npz"
 

@@ -15,7 +15,6 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from torch import nn
 from app.faces import PREPROCESS_VERSION, crops_to_tensor
 from model.augment import FaceAugment
 from model.config import LossConfig, TrainConfig, load_config
-from model.data import aligned_crops, detect_source, has_descriptor, lfw_people_in_pairs, read_lfw_pairs
+from model.data import has_descriptor
 from model.losses import (
     BatchHardMiner,
     ContrastiveLoss,
@@ -34,46 +33,16 @@ from model.losses import (
     TripletLoss,
 )
 from model.network import MobileFaceNet
+from model.pool import TrainingData, load_training_data
 from model.sampler import PKSampler
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainingData:
-    crops: np.ndarray  # (N, S, S, 3) uint8 aligned faces
-    labels: list[str]  # identity, "" when unknown
-    teacher: np.ndarray | None  # (N, 128) float32 dlib descriptors, or None without distillation
-
-    def __len__(self) -> int:
-        return len(self.labels)
 
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def load_training_data(config: TrainConfig) -> TrainingData:
-    """The protocol's training pool: CelebA, the LFW people in no pair, and (unlabelled) UTKFace."""
-    root = Path(config.data.root)
-    held_out = lfw_people_in_pairs(read_lfw_pairs(root / config.data.pairs))
-    crops, labels, teacher = [], [], []
-    for archive in config.data.labelled + config.data.unlabelled:
-        source = root / archive
-        labelled = archive in config.data.labelled
-        faces = detect_source(source, labelled=labelled)
-        keep = faces.found & ~np.isin(faces.labels, sorted(held_out)) if "lfw" in archive else faces.found
-        # CelebA identity numbers are shared by both CelebA archives, so the prefix is the dataset family.
-        family = archive.split("-")[0]
-        crops.append(aligned_crops(source, faces, config.network.input_size)[keep])
-        labels += [f"{family}/{label}" if label else "" for label in faces.labels[keep]]
-        teacher.append(faces.teacher[keep])
-        log.info("%s: %d faces used (%d identities)", archive, int(keep.sum()),
-                 len(set(faces.labels[keep]) - {""}))
-    return TrainingData(np.concatenate(crops), labels,
-                        centre_teacher(np.concatenate(teacher), config.loss.teacher_centring))
 
 
 def centre_teacher(teacher: np.ndarray, centring: float) -> np.ndarray:
@@ -93,13 +62,11 @@ def build_metric_loss(config: LossConfig) -> nn.Module:
     raise ValueError(f"unknown metric loss {config.metric!r}")
 
 
-def warmup_cosine(warmup: int, steps: int):  # noqa: ANN201
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup))))
-
-    return factor
+def warmup_cosine(step: int, warmup: int, steps: int) -> float:
+    """Learning-rate factor: linear warm-up, then a cosine down to zero at `steps`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup))))
 
 
 class Trainer:
@@ -113,17 +80,23 @@ class Trainer:
         self.model = MobileFaceNet(config.network).to(self.device).to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr,
                                            weight_decay=config.weight_decay)
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
-                                                          warmup_cosine(config.warmup, config.steps))
+        self.steps = config.steps  # a time budget may change it once, early on (fit)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: warmup_cosine(step, config.warmup, self.steps))
         self.metric_loss = build_metric_loss(config.loss)
         self.distill_loss = DistillationLoss(config.loss.relational_weight)
         self.augment = FaceAugment(config.augment, torch.Generator().manual_seed(config.seed))
         self.sampler = iter(PKSampler(data.labels, config.p, config.k, seed=config.seed))
         ids = {name: i for i, name in enumerate(sorted(set(data.labels)))}
-        self.label_ids = torch.tensor([ids[label] for label in data.labels])
-        teacher = data.teacher if data.teacher is not None else np.zeros((len(data), 0), np.float32)
-        self.teacher = torch.from_numpy(teacher)
-        self.has_teacher = torch.from_numpy(has_descriptor(teacher)) if teacher.size else None
+        self.label_ids = torch.tensor([ids[label] for label in data.labels], device=self.device)
+        # The whole pool lives on the training device as uint8: a GPU step never waits for the host.
+        self.crops = torch.from_numpy(data.crops).to(self.device)
+        if data.teacher is None:
+            self.teacher = self.has_teacher = None
+        else:
+            self.teacher = torch.from_numpy(centre_teacher(data.teacher, config.loss.teacher_centring))
+            self.teacher = self.teacher.to(self.device)
+            self.has_teacher = torch.from_numpy(has_descriptor(data.teacher)).to(self.device)
         self.step = 0
 
     @property
@@ -138,6 +111,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "step": self.step,
+            "steps": self.steps,
             "config": self.config.as_dict(),
             "preprocess": PREPROCESS_VERSION,
         }
@@ -153,7 +127,7 @@ class Trainer:
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
-        self.step = state["step"]
+        self.step, self.steps = state["step"], state.get("steps", self.config.steps)
         # Fresh, but reproducible, randomness for the rest of the run.
         self.rng = np.random.default_rng([self.config.seed, self.step])
         self.augment.generator.manual_seed(self.config.seed + self.step)
@@ -170,18 +144,17 @@ class Trainer:
         config = self.config
         self.model.train()
         indices, n_metric = self.batch()
-        x = self.augment(crops_to_tensor(self.data.crops[indices]).to(self.device))
-        x = x.contiguous(memory_format=torch.channels_last)
+        indices = torch.from_numpy(indices).to(self.device)
+        x = self.augment(crops_to_tensor(self.crops[indices])).contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             embeddings = self.model(x)
         embeddings = embeddings.float()
-        metric = self.metric_loss(embeddings[:n_metric], self.label_ids[indices[:n_metric]].to(self.device))
+        metric = self.metric_loss(embeddings[:n_metric], self.label_ids[indices[:n_metric]])
         loss = config.loss.metric_weight * metric
         parts = {"metric": float(metric.detach())}
         if config.loss.distill_weight and self.has_teacher is not None:
             with_teacher = self.has_teacher[indices]
-            targets = self.teacher[indices][with_teacher].to(self.device)
-            distill = self.distill_loss(embeddings[with_teacher.to(self.device)], targets)
+            distill = self.distill_loss(embeddings[with_teacher], self.teacher[indices][with_teacher])
             loss = loss + config.loss.distill_weight * distill
             parts["distill"] = float(distill.detach())
         self.optimizer.zero_grad(set_to_none=True)
@@ -191,16 +164,30 @@ class Trainer:
         self.step += 1
         return {"loss": float(loss.detach()), **parts}
 
-    def fit(self) -> Path:
+    def fit(self, minutes: float | None = None) -> Path:
+        """Train to the end of the schedule; with `minutes`, the schedule is sized to that much wall time.
+
+        A time budget times the first steps (after a warm-up) and sets the run's length once, so the
+        cosine still ends at zero. The checkpoint and log record the steps it chose: `--steps N` repeats it.
+        """
         config = self.config
         started, seen, history = time.perf_counter(), 0, []
         log_file = config.out_dir / "log.jsonl"
         config.out_dir.mkdir(parents=True, exist_ok=True)
-        while self.step < config.steps:
+        first, timer = self.step, None
+        while self.step < self.steps:
             parts = self.train_step()
             seen += config.p * config.k + config.distill_batch
             history.append(parts)
-            if self.step % config.log_every == 0 or self.step == config.steps:
+            if minutes and self.step - first == 20:
+                timer = time.perf_counter()
+            if minutes and timer and self.step - first == 120:
+                per_step = (time.perf_counter() - timer) / 100
+                remaining = minutes * 60 - (time.perf_counter() - started) - 30  # 30 s for the ending
+                self.steps = self.step + max(0, int(remaining / per_step))
+                log.info("time budget %.1f min: %.1f ms per step, the run ends at step %d",
+                         minutes, 1000 * per_step, self.steps)
+            if self.step % config.log_every == 0 or self.step == self.steps:
                 elapsed = time.perf_counter() - started
                 means = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
                 record = {"step": self.step, **means, "lr": self.schedule.get_last_lr()[0],
@@ -229,8 +216,8 @@ class Trainer:
         rng = np.random.default_rng(self.config.seed)
         self.model.train()
         for _ in range(batches):
-            indices = rng.integers(0, len(self.data), batch_size)
-            x = crops_to_tensor(self.data.crops[indices]).to(self.device)
+            indices = torch.from_numpy(rng.integers(0, len(self.data), batch_size)).to(self.device)
+            x = crops_to_tensor(self.crops[indices])
             self.model(x.contiguous(memory_format=torch.channels_last))
         for norm in norms:
             norm.momentum = 0.1
@@ -244,16 +231,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int)
     parser.add_argument("--device")
     parser.add_argument("--data-root", dest="root")
+    parser.add_argument("--pool", type=Path, help="a saved training pool (model.pool) instead of the archives")
+    parser.add_argument("--minutes", type=float, help="size the schedule to this much wall time")
+    parser.add_argument("--out-root", help="folder for the run's folder (default: the config's, runs/)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    overrides = {key: value for key, value in (("steps", args.steps), ("device", args.device)) if value}
+    overrides = {key: value for key, value in (("steps", args.steps), ("device", args.device),
+                                               ("out_root", args.out_root)) if value}
     if args.root:
         overrides["data"] = {"root": args.root}
     config = load_config(args.config, overrides)
     log.info("config %s", json.dumps(config.as_dict()))
-    trainer = Trainer(config, load_training_data(config))
+    if args.pool:
+        data = TrainingData.load(args.pool).select(config.data.labelled + config.data.unlabelled)
+        if data.input_size != config.network.input_size:
+            parser.error(f"the pool holds {data.input_size} px crops, the config wants {config.network.input_size}")
+    else:
+        data = load_training_data(config)
+    log.info("training pool: %d faces, %d labelled", len(data), sum(map(bool, data.labels)))
+    trainer = Trainer(config, data)
     trainer.resume()
-    path = trainer.fit()
+    path = trainer.fit(args.minutes)
     log.info("checkpoint written to %s", path)
 
 

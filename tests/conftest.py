@@ -49,7 +49,8 @@ def _postgres_or_skip() -> str:
     try:
         with engine.begin() as connection:
             # A clean database for every test: drop what the last one (or a crashed run) left behind.
-            connection.execute(text("DROP TABLE IF EXISTS templates, employees, alembic_version CASCADE"))
+            connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
     except OperationalError as exc:
         if REQUIRE_POSTGRES:
             raise
@@ -92,6 +93,7 @@ def make_client(database_url: str) -> Iterator[ClientFactory]:
     started: list[TestClient] = []
 
     def start(**overrides) -> TestClient:
+        overrides.setdefault("auth", False)  # tests/api/test_auth.py turns it on
         settings = Settings(database_url=database_url, auto_migrate=True, **overrides)
         client = TestClient(create_app(settings))
         client.__enter__()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -22,14 +23,34 @@ class Settings(BaseSettings):
     # None: migrate at start-up on SQLite (the embedded default), leave it to `alembic upgrade head` elsewhere.
     auto_migrate: bool | None = None
 
+    # API keys (X-API-Key, see app.keys). Off is for a developer's machine only, and the log says so.
+    auth: bool = True
+    # How long a replica trusts what it read about a key: a revocation takes effect within this time.
+    key_cache_seconds: float = Field(default=5.0, ge=0.0, le=300.0)
+
     model_path: Path = DEFAULT_MODEL
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Overrides the model card's calibrated threshold; only for operators who re-calibrated on their own data.
     threshold: float | None = Field(default=None, gt=0.0, le=2.0)
 
+    # Request work (decode, detect, embed) runs on a bounded pool of threads, never on the event loop;
+    # torch and dlib release the GIL. 0 = two per core.
+    workers: int = Field(default=0, ge=0)
+    # Threads each torch forward pass may use on the CPU; 0 = torch's default (one per core).
+    torch_threads: int = Field(default=0, ge=0)
+    # Gather concurrent requests' faces into one forward pass: "auto" does so on CUDA only.
+    micro_batch: Literal["auto", "on", "off"] = "auto"
+    micro_batch_size: int = Field(default=64, ge=1, le=1024)
+    micro_batch_delay_ms: float = Field(default=2.0, ge=0.0, le=100.0)
+
+    # How often a replica polls the change feed (on PostgreSQL, LISTEN/NOTIFY usually wakes it sooner).
+    feed_poll_interval: float = Field(default=0.25, gt=0.0, le=10.0)
+
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     detect_max_side: int = Field(default=640, ge=160)
+    # HOG without upsampling first (faces of 80 px and up), upsampled only when that finds nothing.
+    adaptive_upsample: bool = True
     min_face_size: int = Field(default=40, ge=8, description="smallest face side, in pixels, that is accepted")
     # reject: any photo with two or more faces is refused.
     # dominant: the largest face is used when its area is at least dominant_face_ratio times the next one's.
@@ -39,6 +60,10 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def worker_threads(self) -> int:
+        return self.workers or 2 * (os.cpu_count() or 1)
 
     @property
     def migrate_on_start(self) -> bool:

@@ -45,6 +45,18 @@ class PayloadTooLarge(DomainError):
     code, status = "image_too_large", 413
 
 
+class Unauthorized(DomainError):
+    """No API key, or one that is unknown or revoked."""
+
+    code, status = "unauthorized", 401
+
+
+class Forbidden(DomainError):
+    """A valid API key whose scope does not cover the endpoint."""
+
+    code, status = "forbidden", 403
+
+
 class NotReady(DomainError):
     code, status = "not_ready", 503
 

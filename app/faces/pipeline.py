@@ -46,8 +46,15 @@ class PipelineConfig:
     crop_size: int = 112
     detect_max_side: int = 640  # detection runs on a copy no larger than this
     upsample: int = 1  # HOG pyramid upsampling; 1 finds faces down to about 40 px
+    # First look without upsampling (faces of 80 px and more, a quarter of the cost); upsample only when
+    # that finds nothing. The service does this; the datasets are detected with `upsample` alone.
+    adaptive_upsample: bool = False
     cnn_fallback: bool = True  # MMOD CNN detector when HOG finds no face
     cnn_max_side: int = 400
+
+    @property
+    def upsample_schedule(self) -> tuple[int, ...]:
+        return (0, self.upsample) if self.adaptive_upsample and self.upsample > 0 else (self.upsample,)
 
 
 @dataclass(frozen=True)
@@ -109,12 +116,18 @@ def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
 
 
-def crops_to_tensor(crops: np.ndarray) -> torch.Tensor:
-    """(N, S, S, 3) uint8 crops -> (N, 3, S, S) float32 in [-1, 1]: the network's only input format."""
+def crops_to_tensor(crops: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(N, S, S, 3) uint8 crops -> (N, 3, S, S) float32 in [-1, 1]: the network's only input format.
+
+    A uint8 tensor stays on its device (training keeps its crops on the GPU).
+    """
     if crops.ndim == 3:
         crops = crops[None]
-    tensor = torch.from_numpy(np.require(crops, np.uint8, ["C", "W"])).permute(0, 3, 1, 2).float()
-    return tensor.sub_(127.5).div_(127.5)
+    if isinstance(crops, np.ndarray):
+        crops = torch.from_numpy(np.require(crops, np.uint8, ["C", "W"]))
+    elif crops.dtype != torch.uint8:
+        raise TypeError(f"crops must be uint8, got {crops.dtype}")
+    return crops.permute(0, 3, 1, 2).float().sub_(127.5).div_(127.5)
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -198,23 +211,32 @@ class FacePipeline:
     def detect(self, rgb: np.ndarray) -> list[FaceBox]:
         """All faces in the photo, largest first, each with its five landmarks."""
         height, width = rgb.shape[:2]
-        if min(height, width) < MIN_DETECT_SIDE:
-            return []
-        rects = self._hog(rgb)
-        detector = "hog"
-        if not rects and self.config.cnn_fallback:
-            rects = self._cnn(rgb)
-            detector = "cnn"
         faces = []
-        for left, top, right, bottom, score in rects:
-            rect = dlib.rectangle(int(round(left)), int(round(top)), int(round(right)), int(round(bottom)))
-            shape = self._models.landmarks(rgb, rect)
-            points = tuple((float(shape.part(i).x), float(shape.part(i).y)) for i in range(5))
-            x, y = max(0, rect.left()), max(0, rect.top())
-            w, h = min(width, rect.right()) - x, min(height, rect.bottom()) - y
+        for left, top, right, bottom, score, detector in self.detect_boxes(rgb):
+            points = self.landmarks(rgb, (left, top, right, bottom))
+            x, y = max(0, round(left)), max(0, round(top))
+            w, h = min(width, round(right)) - x, min(height, round(bottom)) - y
             if w > 0 and h > 0:
                 faces.append(FaceBox(x, y, w, h, float(score), points, detector))
         return sorted(faces, key=lambda face: face.area, reverse=True)
+
+    def detect_boxes(self, rgb: np.ndarray) -> list[tuple[float, float, float, float, float, str]]:
+        """(left, top, right, bottom, score, detector) of every face, in the photo's coordinates."""
+        if min(rgb.shape[:2]) < MIN_DETECT_SIDE:
+            return []
+        for upsample in self.config.upsample_schedule:
+            rects = self._hog(rgb, upsample)
+            if rects:
+                return [(*rect, "hog") for rect in rects]
+        if self.config.cnn_fallback:
+            return [(*rect, "cnn") for rect in self._cnn(rgb)]
+        return []
+
+    def landmarks(self, rgb: np.ndarray, box: tuple[float, float, float, float]) -> tuple[tuple[float, float], ...]:
+        """dlib's five points (eye corners and the base of the nose) inside a face box (left, top, right, bottom)."""
+        rect = dlib.rectangle(*(int(round(v)) for v in box))
+        shape = self._models.landmarks(rgb, rect)
+        return tuple((float(shape.part(i).x), float(shape.part(i).y)) for i in range(5))
 
     def align(self, rgb: np.ndarray, face: FaceBox) -> np.ndarray:
         points = key_points(np.asarray(face.landmarks, dtype=np.float64))
@@ -229,9 +251,9 @@ class FacePipeline:
         small = Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
         return np.asarray(small), scale
 
-    def _hog(self, rgb: np.ndarray) -> list[tuple[float, float, float, float, float]]:
+    def _hog(self, rgb: np.ndarray, upsample: int) -> list[tuple[float, float, float, float, float]]:
         small, scale = self._scaled(rgb, self.config.detect_max_side)
-        rects, scores, _ = self._models.hog.run(small, self.config.upsample, 0.0)
+        rects, scores, _ = self._models.hog.run(small, upsample, 0.0)
         return [
             (r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale, s)
             for r, s in zip(rects, scores, strict=True)

@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import DateTime, ForeignKey, Integer, LargeBinary, String, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -71,3 +82,47 @@ class Template(Base):
     vector: Mapped[np.ndarray] = mapped_column(Float32Vector)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     employee: Mapped[Employee] = relationship(back_populates="templates")
+
+
+class GalleryChange(Base):
+    """The change feed: one row per enroll, replace or delete, written in the same transaction.
+
+    Replicas follow it (app.gallery.feed) to keep their in-memory index in step with the database.
+    """
+
+    __tablename__ = "gallery_changes"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                     autoincrement=True)
+    employee_id: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))  # "upsert" or "delete"
+    at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now(), index=True)
+
+
+class ApiKey(Base):
+    """An API key, kept only as the SHA-256 of its secret part. `key_id` is the public part, in the key."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True, index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(16))  # "admin" or "verify"
+    name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AuditRecord(Base):
+    """Who did what to whom, and what was decided. Never an image, never an embedding."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)  # None when auth is off
+    action: Mapped[str] = mapped_column(String(16))  # enroll, replace, delete, verify, identify
+    employee_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    decision: Mapped[str] = mapped_column(String(32))  # enrolled, match, no_match, unknown, or an error code
+    distance: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, selectinload
 
-from app.gallery.models import Employee, Template
+from app.gallery.models import Employee, GalleryChange, Template
+
+# PostgreSQL channel on which every committed gallery change is announced (app.gallery.feed listens).
+CHANNEL = "facegate_gallery"
 
 
 def get_employee(*, session: Session, employee_id: str) -> Employee | None:
@@ -39,13 +42,45 @@ def set_template(*, session: Session, employee: Employee, vector: np.ndarray, mo
     session.flush()
     template = Template(model_id=model_id, dim=int(vector.shape[0]), vector=vector)
     employee.templates.append(template)
+    record_change(session=session, employee_id=employee.employee_id, action="upsert")
     session.flush()
     return template
 
 
 def delete_employee(*, session: Session, employee: Employee) -> None:
     session.delete(employee)
+    record_change(session=session, employee_id=employee.employee_id, action="delete")
     session.flush()
+
+
+def record_change(*, session: Session, employee_id: str, action: str) -> None:
+    """Append to the change feed, in the caller's transaction; on PostgreSQL, announce it at commit."""
+    session.add(GalleryChange(employee_id=employee_id, action=action))
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+
+
+def last_change(*, session: Session) -> int:
+    return session.scalar(select(func.max(GalleryChange.seq))) or 0
+
+
+def changes_since(*, session: Session, seq: int, also: set[int] | None = None) -> list[tuple[int, str]]:
+    """(seq, employee_id) of the changes after `seq`, and of the listed earlier ones, in order."""
+    condition = GalleryChange.seq > seq
+    if also:
+        condition = condition | GalleryChange.seq.in_(sorted(also))
+    return list(session.execute(
+        select(GalleryChange.seq, GalleryChange.employee_id).where(condition).order_by(GalleryChange.seq)))
+
+
+def current_templates(*, session: Session, employee_ids: list[str], model_id: str
+                      ) -> dict[str, tuple[str | None, np.ndarray]]:
+    """employee_id -> (name, vector) for those of `employee_ids` who have a template of `model_id`."""
+    rows = session.execute(
+        select(Employee.employee_id, Employee.name, Template.vector)
+        .join(Template, Template.employee_pk == Employee.id)
+        .where(Template.model_id == model_id, Employee.employee_id.in_(employee_ids)))
+    return {employee_id: (name, vector) for employee_id, name, vector in rows}
 
 
 def iter_templates(*, session: Session, model_id: str, batch: int = 10_000

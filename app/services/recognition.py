@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from app.core.config import Settings
 from app.core.errors import EmployeeExists, EmployeeNotFound, PayloadTooLarge, StaleTemplate
 from app.faces import FaceBox, FacePipeline, FaceTooSmall, MultipleFaces, NoFaceDetected, decode_image
+from app.faces.batcher import MicroBatcher
 from app.faces.embedder import Embedder
 from app.gallery import repository
 from app.gallery.index import EmbeddingIndex, Match
@@ -39,6 +40,7 @@ class Enrollment:
     face: FaceBox
     model_id: str
     enrolled_at: datetime
+    replaced: bool  # an existing reference was replaced
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,20 @@ def choose_face(faces: list[FaceBox], settings: Settings) -> FaceBox:
     return face
 
 
+def face_crop(data: bytes, *, settings: Settings, pipeline: FacePipeline) -> tuple[FaceBox, np.ndarray]:
+    """Photo bytes -> the chosen face and its aligned crop, under the service's limits and face policy."""
+    if len(data) > settings.max_upload_bytes:
+        raise PayloadTooLarge(f"the photo is {len(data)} bytes; the limit is {settings.max_upload_bytes}")
+    rgb = decode_image(data, max_pixels=settings.max_image_pixels)
+    face = choose_face(pipeline.detect(rgb), settings)
+    return face, pipeline.align(rgb, face)
+
+
 class RecognitionService:
     def __init__(self, *, settings: Settings, pipeline: FacePipeline, embedder: Embedder,
-                 index: EmbeddingIndex) -> None:
+                 index: EmbeddingIndex, batcher: MicroBatcher | None = None) -> None:
         self.settings, self.pipeline, self.embedder, self.index = settings, pipeline, embedder, index
+        self.batcher = batcher
 
     @property
     def model_id(self) -> str:
@@ -94,18 +106,16 @@ class RecognitionService:
         return self.settings.threshold if self.settings.threshold is not None else self.embedder.card.threshold
 
     def probe(self, data: bytes) -> Probe:
-        if len(data) > self.settings.max_upload_bytes:
-            raise PayloadTooLarge(f"the photo is {len(data)} bytes; the limit is {self.settings.max_upload_bytes}")
-        rgb = decode_image(data, max_pixels=self.settings.max_image_pixels)
-        face = choose_face(self.pipeline.detect(rgb), self.settings)
-        vector = self.embedder.embed(self.pipeline.align(rgb, face))[0]
+        face, crop = face_crop(data, settings=self.settings, pipeline=self.pipeline)
+        vector = self.batcher.embed(crop) if self.batcher else self.embedder.embed(crop)[0]
         return Probe(face, vector)
 
     def enroll(self, *, session: Session, employee_id: str, name: str | None, data: bytes,
                replace: bool) -> Enrollment:
         probe = self.probe(data)
         employee = repository.get_employee(session=session, employee_id=employee_id)
-        if employee is not None and not replace:
+        existed = employee is not None
+        if existed and not replace:
             raise EmployeeExists(f"employee {employee_id!r} is already enrolled; use replace=true to replace")
         try:
             if employee is None:
@@ -120,7 +130,7 @@ class RecognitionService:
             raise EmployeeExists(f"employee {employee_id!r} is already enrolled") from exc
         self.index.upsert(employee.employee_id, employee.name, probe.vector)
         log.info("enrolled %s (replace=%s)", employee_id, replace)
-        return Enrollment(employee, probe.face, self.model_id, template.created_at)
+        return Enrollment(employee, probe.face, self.model_id, template.created_at, replaced=existed)
 
     def verify(self, *, session: Session, employee_id: str, data: bytes,
                threshold: float | None) -> Verification:
@@ -154,7 +164,12 @@ class RecognitionService:
 
 
 def load_index(*, session: Session, embedder: Embedder) -> EmbeddingIndex:
-    index = EmbeddingIndex(embedder.dim, embedder.device)
+    """The index of every template made by the embedder's model, built in one piece."""
+    ids, names, vectors = [], [], []
     for employee_id, name, vector in repository.iter_templates(session=session, model_id=embedder.model_id):
-        index.upsert(employee_id, name, vector)
+        ids.append(employee_id)
+        names.append(name)
+        vectors.append(vector)
+    index = EmbeddingIndex(embedder.dim, embedder.device)
+    index.load(ids, names, np.stack(vectors) if vectors else np.zeros((0, embedder.dim), np.float32))
     return index

@@ -28,3 +28,18 @@ def test_concurrent_enrolls_of_one_id_store_one_employee(client, photos):
     assert statuses.count(201) == 1 and set(statuses) == {201, 409}
     assert client.get("/employees").json()["total"] == 1
     assert client.get("/readyz").json()["templates"] == 1
+
+
+def test_micro_batched_requests_get_the_answers_of_unbatched_ones(make_client, photos):
+    """FACEGATE_MICRO_BATCH=on (the default on CUDA only) changes how faces reach the network, not the answers."""
+    plain = make_client(micro_batch="off")
+    enroll(plain, "tb", photos.bytes("Tony_Blair", 1))
+    probes = [photos.bytes(name, n) for name in ("Tony_Blair", "Colin_Powell") for n in (2, 3)] * 3
+    expected = [verify(plain, "tb", photo).json()["distance"] for photo in probes]
+    make_client.stop(plain)
+    batched = make_client(micro_batch="on", micro_batch_delay_ms=20)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        distances = list(pool.map(lambda photo: verify(batched, "tb", photo).json()["distance"], probes))
+    assert distances == pytest.approx(expected, abs=1e-5)
+    batcher = batched.app.state.runtime.service.batcher
+    assert batcher.faces == len(probes) and batcher.batches < len(probes)

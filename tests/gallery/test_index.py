@@ -54,3 +54,16 @@ def test_wrong_dimension_is_refused_and_empty_search_is_empty():
     with pytest.raises(ValueError):
         index.upsert("a", None, np.zeros(3, np.float32))
     assert index.search(unit(0), 3) == []
+
+
+def test_a_bulk_load_is_exactly_sized_and_searchable_then_grows_by_a_quarter():
+    vectors = np.stack([unit(i * 3.6) for i in range(100)])
+    index = EmbeddingIndex(4)
+    index.load([f"e{i}" for i in range(100)], [None] * 100, vectors)
+    assert len(index) == 100 and index.nbytes == vectors.nbytes
+    assert index.search(unit(42 * 3.6), 1)[0].employee_id == "e42"
+    index.upsert("new", "New", unit(1))
+    assert index.nbytes == 126 * 4 * 4  # 100 * 1.25 + 1 rows
+    assert index.remove("e0") and index.search(unit(0), 1)[0].employee_id == "new"
+    with pytest.raises(ValueError):
+        index.load(["a", "a"], [None, None], vectors[:2])

