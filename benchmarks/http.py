@@ -107,12 +107,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--no-reference", action="store_true", help="skip the dlib pipeline (on a GPU machine)")
+    parser.add_argument("--photos", type=Path, default=TESTFACES, help="one folder of photos per person")
     args = parser.parse_args()
 
-    people = sorted(p for p in TESTFACES.iterdir() if p.is_dir())
+    people = sorted(p for p in args.photos.iterdir() if p.is_dir())
     photos = {p.name: sorted(p.glob("*.jpg")) for p in people}
     probes = [(name, path.read_bytes()) for name, paths in photos.items() for path in paths[1:]]
-    embedder = Embedder.load(DEFAULT_MODEL, "cpu")
+    embedder = Embedder.load(DEFAULT_MODEL, "cpu")  # only for its id and dimension
     env = {k: v for k, v in os.environ.items() if k.startswith("FACEGATE_")}
     print(f"machine: {machine()}")
     print(f"settings: gallery {GALLERY} employees on SQLite, {len(probes)} probe photos (250x250), "

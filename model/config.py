@@ -57,6 +57,8 @@ class TrainConfig:
     warmup: int = 200
     log_every: int = 50
     checkpoint_every: int = 250
+    # Exponential moving average of the weights (0 = off); the final model is the average.
+    ema_decay: float = 0.0
     out_root: str = "runs"
     network: NetworkConfig = field(default_factory=NetworkConfig)
     loss: LossConfig = field(default_factory=LossConfig)

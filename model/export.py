@@ -85,6 +85,7 @@ def training_summary(checkpoint: Path, state: dict) -> dict:
     last = json.loads(log_file.read_text().strip().splitlines()[-1]) if log_file.exists() else {}
     return {
         "steps": state["step"],
+        "environment": state.get("environment"),
         "wall_time_s": last.get("elapsed_s"),
         "images_per_s": last.get("images_per_s"),
         "final_losses": {k: v for k, v in last.items() if k in ("loss", "metric", "distill")},
@@ -164,6 +165,18 @@ def export(checkpoint: Path, data_root: Path, out: Path) -> dict:
     return card
 
 
+def recipe_path(name: str) -> str:
+    configs = Path(__file__).parent / "configs"
+    found = sorted(configs.rglob(f"{name}.toml"))
+    return str(found[0].relative_to(configs.parent.parent)) if found else f"model/configs/{name}.toml"
+
+
+def trained_on(environment: dict) -> str:
+    if environment.get("gpu"):
+        return f"one {environment['gpu']} (torch {environment['torch']})"
+    return f"{environment['cpus']} CPU cores (torch {environment['torch']})"
+
+
 def render_markdown(card: dict) -> str:
     """MODEL_CARD.md, written from the JSON card so that the two always agree."""
     ours, ref = card["metrics"]["lfw"], card["metrics"]["reference_dlib"]
@@ -204,10 +217,9 @@ def render_markdown(card: dict) -> str:
         "",
         "## Training",
         "",
-        f"- recipe: `model/configs/{training['config']['name']}.toml`, {training['steps']} steps"
+        f"- recipe: `{recipe_path(training['config']['name'])}`, {training['steps']} steps"
         + (f", {wall / 60:.0f} min wall time" if wall else "")
-        + f", on {card['environment']['cpus']} CPU cores ({card['environment']['machine']}, torch "
-        f"{card['environment']['torch']})",
+        + f", on {trained_on(training.get('environment') or card['environment'])}",
         f"- git commit: `{card['git_commit']}`",
         "- data:",
         *[f"  - {d['name']}: {d['licence']}" for d in training["data"]],
@@ -223,10 +235,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--out", type=Path, default=Path("model/weights/facegate-mfn.pt"))
+    parser.add_argument("--markdown", type=Path, default=Path(__file__).parent / "MODEL_CARD.md",
+                        help="where the card is rendered as Markdown ('-': nowhere, for a candidate)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     card = export(args.checkpoint, args.data, args.out)
-    (Path(__file__).parent / "MODEL_CARD.md").write_text(render_markdown(card))
+    if str(args.markdown) != "-":
+        args.markdown.write_text(render_markdown(card))
     log.info("wrote %s and %s: %s", args.out, card_path(args.out), json.dumps(card["metrics"]["lfw"]))
 
 

@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 
@@ -98,22 +99,32 @@ class Trainer:
             self.teacher = self.teacher.to(self.device)
             self.has_teacher = torch.from_numpy(has_descriptor(data.teacher)).to(self.device)
         self.step = 0
+        self.ema = [p.detach().clone() for p in self.model.parameters()] if config.ema_decay else None
+        self.finished = False
 
     @property
     def checkpoint_path(self) -> Path:
         return self.config.out_dir / "checkpoint.pt"
 
-    def save(self) -> Path:
+    def save(self, final: bool = False) -> Path:
+        """A checkpoint to resume from; the final one holds only what export needs (a third of the size)."""
         self.config.out_dir.mkdir(parents=True, exist_ok=True)
         state = {
             "network": self.config.network.as_dict(),
             "state_dict": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(),
+            **({} if final else {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+                                 "ema": self.ema}),
+            "final": final,
             "step": self.step,
             "steps": self.steps,
             "config": self.config.as_dict(),
             "preprocess": PREPROCESS_VERSION,
+            "environment": {
+                "device": self.device.type,
+                "gpu": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None,
+                "cpus": os.cpu_count(),
+                "torch": str(torch.__version__),
+            },
         }
         tmp = self.checkpoint_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -125,9 +136,14 @@ class Trainer:
             return
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
         self.model.load_state_dict(state["state_dict"])
+        self.step, self.steps = state["step"], state.get("steps", self.config.steps)
+        if state.get("final"):
+            log.info("%s is a finished run (step %d): nothing to resume", self.checkpoint_path, self.step)
+            self.finished = True
+            return
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
-        self.step, self.steps = state["step"], state.get("steps", self.config.steps)
+        self.ema = state.get("ema")
         # Fresh, but reproducible, randomness for the rest of the run.
         self.rng = np.random.default_rng([self.config.seed, self.step])
         self.augment.generator.manual_seed(self.config.seed + self.step)
@@ -161,6 +177,10 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
         self.schedule.step()
+        if self.ema is not None:
+            with torch.no_grad():
+                torch._foreach_lerp_(self.ema, [p.detach() for p in self.model.parameters()],
+                                     1 - self.config.ema_decay)
         self.step += 1
         return {"loss": float(loss.detach()), **parts}
 
@@ -171,6 +191,8 @@ class Trainer:
         cosine still ends at zero. The checkpoint and log record the steps it chose: `--steps N` repeats it.
         """
         config = self.config
+        if self.finished:
+            return self.checkpoint_path
         started, seen, history = time.perf_counter(), 0, []
         log_file = config.out_dir / "log.jsonl"
         config.out_dir.mkdir(parents=True, exist_ok=True)
@@ -198,8 +220,12 @@ class Trainer:
                 history = []
             if self.step % config.checkpoint_every == 0:
                 self.save()
+        if self.ema is not None:
+            with torch.no_grad():
+                for param, average in zip(self.model.parameters(), self.ema, strict=True):
+                    param.copy_(average)
         self.recalibrate_batchnorm()
-        return self.save()
+        return self.save(final=True)
 
     @torch.no_grad()
     def recalibrate_batchnorm(self, batches: int = 100, batch_size: int = 128) -> None:

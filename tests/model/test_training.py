@@ -62,3 +62,23 @@ def test_a_checkpoint_resumes_where_it_stopped(faces, tmp_path):
     assert again.step == 4
     for key, value in first.model.state_dict().items():
         assert torch.equal(value, again.model.state_dict()[key]), key
+
+
+def test_ema_weights_become_the_final_model_and_a_finished_run_stays_finished(faces, tmp_path):
+    config = from_dict({
+        "name": "ema", "out_root": str(tmp_path), "steps": 6, "p": 4, "k": 2, "distill_batch": 0,
+        "warmup": 1, "checkpoint_every": 3, "threads": 1, "ema_decay": 0.5,
+        "network": {"input_size": 32, "width": 0.25}, "loss": {"distill_weight": 0.0},
+    })
+    trainer = Trainer(config, faces)
+    path = trainer.fit()
+    final = torch.load(path, weights_only=True)
+    assert final["final"] and "optimizer" not in final
+    weights = {k: v for k, v in final["state_dict"].items() if "running" not in k and "num_batches" not in k}
+    for (name, _), average in zip(trainer.model.named_parameters(), trainer.ema, strict=True):
+        assert torch.equal(weights[name], average), name
+    again = Trainer(config, faces)
+    again.resume()
+    assert again.fit() == path
+    assert torch.equal(torch.load(path, weights_only=True)["state_dict"][next(iter(weights))],
+                       final["state_dict"][next(iter(weights))])
