@@ -2,7 +2,8 @@
 
 Identify is a matrix-vector product and a top-k, with no Python loop over templates. Rows are removed by
 moving the last row into the hole, so the matrix stays dense. A start-up load sizes it exactly; after that
-it grows by a quarter at a time, so its slack never passes 25 % of the vectors' bytes.
+it grows by a quarter at a time, so its slack never passes 25 % of the vectors' bytes. The ids live in
+numpy arrays too (app.gallery.ids), not as a Python object per template.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from app.gallery.ids import IdTable
 
 
 @dataclass(frozen=True)
@@ -29,16 +32,16 @@ class EmbeddingIndex:
         self.dim = dim
         self.device = torch.device(device)
         self._matrix = torch.zeros((capacity, dim), dtype=torch.float32, device=self.device)
-        self._ids: list[str] = []
-        self._names: list[str | None] = []
-        self._rows: dict[str, int] = {}
+        self._ids = IdTable()
+        self._names: dict[str, str] = {}  # only employees who have a name
         self._lock = threading.RLock()
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return self._ids.size
 
     def __contains__(self, employee_id: str) -> bool:
-        return employee_id in self._rows
+        with self._lock:
+            return self._ids.find(employee_id) is not None
 
     @property
     def nbytes(self) -> int:
@@ -55,8 +58,9 @@ class EmbeddingIndex:
         matrix = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).to(self.device)
         with self._lock:
             self._matrix = matrix if len(ids) else self._matrix[:0]
-            self._ids, self._names = list(ids), list(names)
-            self._rows = {employee_id: row for row, employee_id in enumerate(self._ids)}
+            self._ids = IdTable()
+            self._ids.load(ids)
+            self._names = {i: name for i, name in zip(ids, names, strict=True) if name is not None}
 
     def _ensure_capacity(self, size: int) -> None:
         if size > self._matrix.shape[0]:
@@ -70,45 +74,42 @@ class EmbeddingIndex:
             raise ValueError(f"expected a vector of dimension {self.dim}, got shape {vector.shape}")
         row_vector = torch.from_numpy(np.ascontiguousarray(vector, dtype=np.float32)).to(self.device)
         with self._lock:
-            row = self._rows.get(employee_id)
+            row = self._ids.find(employee_id)
             if row is None:
-                row = len(self._ids)
-                self._ensure_capacity(row + 1)
-                self._ids.append(employee_id)
-                self._names.append(name)
-                self._rows[employee_id] = row
-            self._names[row] = name
+                self._ensure_capacity(len(self) + 1)
+                row = self._ids.append(employee_id)
+            if name is None:
+                self._names.pop(employee_id, None)
+            else:
+                self._names[employee_id] = name
             self._matrix[row] = row_vector
 
     def remove(self, employee_id: str) -> bool:
         with self._lock:
-            row = self._rows.pop(employee_id, None)
+            row = self._ids.find(employee_id)
             if row is None:
                 return False
-            last = len(self._ids) - 1
-            if row != last:
-                self._matrix[row] = self._matrix[last]
-                self._ids[row], self._names[row] = self._ids[last], self._names[last]
-                self._rows[self._ids[row]] = row
-            self._ids.pop()
-            self._names.pop()
+            moved = self._ids.remove(row)
+            if moved is not None:
+                self._matrix[row] = self._matrix[moved]
+            self._names.pop(employee_id, None)
             return True
 
     def vector(self, employee_id: str) -> np.ndarray | None:
         with self._lock:
-            row = self._rows.get(employee_id)
+            row = self._ids.find(employee_id)
             return None if row is None else self._matrix[row].cpu().numpy().copy()
 
     def search(self, query: np.ndarray, k: int) -> list[Match]:
         """The k nearest templates, nearest first."""
         q = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32)).to(self.device)
         with self._lock:
-            n = len(self._ids)
+            n = len(self)
             if n == 0:
                 return []
             similarity = self._matrix[:n] @ q
             top = torch.topk(similarity, min(k, n))
-            ids, names = self._ids, self._names
+            ids = self._ids.ids_of(top.indices.cpu().tolist())
             # Unit vectors: |a - b| = sqrt(2 - 2 a.b).
             distances = torch.sqrt(torch.clamp(2 - 2 * top.values, min=0)).cpu().tolist()
-            return [Match(ids[i], names[i], d) for i, d in zip(top.indices.cpu().tolist(), distances, strict=True)]
+            return [Match(i, self._names.get(i), d) for i, d in zip(ids, distances, strict=True)]
