@@ -35,6 +35,7 @@ class Runtime:
 
     def close(self) -> None:
         self.follower.close()
+        self.audit.close()
         if self.service.batcher is not None:
             self.service.batcher.close()
         self.engine.dispose()

@@ -102,6 +102,7 @@ def test_the_audit_trail_records_every_action_and_no_biometrics(secured, photos)
     secured.post("/identify", files=image("Colin_Powell", 1), headers=verifier)
     secured.delete("/employees/tb", headers=admin)
     admin_id, verify_id = (secured.keys[s].split("_")[1] for s in ("admin", "verify"))
+    secured.app.state.runtime.audit.flush()
     with secured.app.state.runtime.sessions() as session:
         rows = [(r.key_id, r.action, r.employee_id, r.decision)
                 for r in session.scalars(select(AuditRecord).order_by(AuditRecord.id))]
