@@ -107,7 +107,12 @@ class EmbeddingIndex:
             n = len(self)
             if n == 0:
                 return []
-            similarity = self._matrix[:n] @ q
+            if self.device.type == "cpu":
+                # numpy's BLAS gemv streams the matrix at about twice the speed of torch's on the CPU (32 vs
+                # 64 ms at 1M x 128 on 2 cores; the memory bound is 21 ms): benchmarks/search.py
+                similarity = torch.from_numpy(self._matrix[:n].numpy() @ q.numpy())
+            else:
+                similarity = self._matrix[:n] @ q
             top = torch.topk(similarity, min(k, n))
             ids = self._ids.ids_of(top.indices.cpu().tolist())
             # Unit vectors: |a - b| = sqrt(2 - 2 a.b).
