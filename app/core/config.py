@@ -36,8 +36,10 @@ class Settings(BaseSettings):
     # Request work (decode, detect, embed) runs on a bounded pool of threads, never on the event loop;
     # torch and dlib release the GIL. 0 = two per core.
     workers: int = Field(default=0, ge=0)
-    # Threads each torch forward pass may use on the CPU; 0 = torch's default (one per core).
-    torch_threads: int = Field(default=0, ge=0)
+    # Threads each torch forward pass may use; 0 = torch's default (one per core). Concurrent requests are
+    # the parallelism: with one thread each, 4 concurrent /verify on 2 cores serve 42 requests/s instead of
+    # 30, and the tail shortens (benchmarks/http.py), since nobody oversubscribes the cores.
+    torch_threads: int = Field(default=1, ge=0)
     # Gather concurrent requests' faces into one forward pass: "auto" does so on CUDA only.
     micro_batch: Literal["auto", "on", "off"] = "auto"
     micro_batch_size: int = Field(default=64, ge=1, le=1024)
