@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.faces import PipelineConfig
 from app.faces.embedder import DEFAULT_MODEL, Embedder
 from model.data import FaceSet, Pair, aligned_crops, detect_source, read_generic_pairs, read_lfw_pairs, without_root
 from model.metrics import VerificationReport, roc, verification_report
@@ -51,9 +52,10 @@ def euclidean_pair_distances(vectors: np.ndarray, pairs: PairSet) -> np.ndarray:
     return np.where(missing, np.inf, d)
 
 
-def load_pairs(source: Path, pairs: list[Pair], *, teacher: bool) -> tuple[PairSet, FaceSet]:
+def load_pairs(source: Path, pairs: list[Pair], *, teacher: bool,
+               config: PipelineConfig | None = None) -> tuple[PairSet, FaceSet]:
     """Detect every photo of `source` (cached), and index the pairs into its photos."""
-    faces = detect_source(source, teacher=teacher)
+    faces = detect_source(source, teacher=teacher, config=config)
     names = without_root(faces.paths)
     position = {name: i for i, name in enumerate(names)}
     missing = sorted({p for pair in pairs for p in (pair.a, pair.b) if p not in position})
@@ -87,8 +89,10 @@ class Evaluation:
     vectors: np.ndarray  # our embedding of each photo (zeros where no face was found)
 
 
-def evaluate(source: Path, pairs: list[Pair], embedder: Embedder, *, reference: bool = False) -> Evaluation:
-    pair_set, faces = load_pairs(source, pairs, teacher=reference)
+def evaluate(source: Path, pairs: list[Pair], embedder: Embedder, *, reference: bool = False,
+             config: PipelineConfig | None = None) -> Evaluation:
+    """`config`: the detection settings (default: the datasets', HOG upsampled once on every photo)."""
+    pair_set, faces = load_pairs(source, pairs, teacher=reference, config=config)
     vectors = embed_source(embedder, source, faces)
     distances = {"facegate": euclidean_pair_distances(vectors, pair_set)}
     ours = verification_report(distances["facegate"], pair_set.same, pair_set.folds, no_face=pair_set.no_face)
@@ -150,12 +154,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--reference", choices=("dlib",), help="also evaluate the reference embedder")
     parser.add_argument("--plot", type=Path, help="write ROC and DET curves to this PNG")
+    parser.add_argument("--adaptive-upsample", action="store_true",
+                        help="detect as the service does by default (HOG upsampled only when needed)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
 
     pairs = read_lfw_pairs(args.pairs) if args.protocol == "lfw" else read_generic_pairs(args.pairs)
     embedder = Embedder.load(args.model, args.device)
-    result = evaluate(args.data, pairs, embedder, reference=args.reference == "dlib")
+    config = PipelineConfig(adaptive_upsample=True) if args.adaptive_upsample else None
+    result = evaluate(args.data, pairs, embedder, reference=args.reference == "dlib", config=config)
     if args.plot:
         plot_curves(result.distances, args.plot)
     if args.json:
