@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from app.faces import FacePipeline, ImageTooLarge, InvalidImage, PipelineConfig, crops_to_tensor, decode_image
@@ -79,3 +80,22 @@ def test_every_test_face_is_found(testfaces):
     assert len(photos) == 36
     for path in photos:
         assert pipeline.detect(decode_image(path.read_bytes(), max_pixels=10**7)), path
+
+
+def test_adaptive_upsampling_still_finds_small_faces_and_agrees_on_large_ones(testfaces):
+    photo = Image.open(testfaces / "lfw" / "Tony_Blair" / "Tony_Blair_0001.jpg").convert("RGB")
+    adaptive = FacePipeline(PipelineConfig(adaptive_upsample=True))
+    always = FacePipeline(PipelineConfig())
+    assert adaptive.config.upsample_schedule == (0, 1) and always.config.upsample_schedule == (1,)
+    small = np.asarray(photo.resize((110, 110)))  # a face of about 55 px: only the upsampled pass sees it
+    assert adaptive.detect_boxes(small) and adaptive._hog(small, 0) == []
+    large = np.asarray(photo)
+    a, b = adaptive.detect(large)[0], always.detect(large)[0]
+    assert np.abs(np.array(a.landmarks) - np.array(b.landmarks)).max() <= 3  # the same face, the same points
+
+
+def test_crops_to_tensor_keeps_a_tensor_on_its_device_and_refuses_floats():
+    crops = torch.full((2, 4, 4, 3), 255, dtype=torch.uint8)
+    assert torch.equal(crops_to_tensor(crops), torch.ones(2, 3, 4, 4))
+    with pytest.raises(TypeError):
+        crops_to_tensor(crops.float())
