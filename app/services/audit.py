@@ -41,7 +41,8 @@ class AuditEntry:
 class AuditTrail:
     def __init__(self, sessions: sessionmaker[Session], interval: float = 0.1) -> None:
         self.sessions, self.interval = sessions, interval
-        self._queue: queue.SimpleQueue[tuple[Caller, AuditEntry] | None] = queue.SimpleQueue()
+        # a row, an Event to set once everything before it is written (flush), or None to stop
+        self._queue: queue.SimpleQueue[tuple[Caller, AuditEntry] | threading.Event | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._writer.start()
 
@@ -60,7 +61,7 @@ class AuditTrail:
     def flush(self) -> None:
         """Wait until everything recorded so far is in the database."""
         done = threading.Event()
-        self._queue.put((None, done))  # type: ignore[arg-type]
+        self._queue.put(done)
         done.wait(timeout=30)
 
     def close(self) -> None:
@@ -68,22 +69,19 @@ class AuditTrail:
         self._writer.join(timeout=30)
 
     def _run(self) -> None:
+        """Gather what arrives within `interval` of the last item (at most 1,000 rows), write it, repeat."""
         while True:
-            first = self._queue.get()
-            batch, waiting, stop = [first], [], first is None
-            while not stop:
+            batch = [self._queue.get()]
+            while batch[-1] is not None and len(batch) < 1000:
                 try:
-                    item = self._queue.get(timeout=self.interval) if len(batch) < 1000 else None
+                    batch.append(self._queue.get(timeout=self.interval))
                 except queue.Empty:
                     break
-                stop = item is None
-                batch.append(item)
-            rows = [item for item in batch if item is not None]
-            waiting = [entry for caller, entry in rows if caller is None]
-            self._write([(caller, entry) for caller, entry in rows if caller is not None])
-            for done in waiting:
-                done.set()
-            if stop:
+            self._write([item for item in batch if isinstance(item, tuple)])
+            for item in batch:
+                if isinstance(item, threading.Event):
+                    item.set()
+            if batch[-1] is None:
                 return
 
     def _write(self, rows: list[tuple[Caller, AuditEntry]]) -> None:

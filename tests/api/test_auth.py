@@ -118,3 +118,23 @@ def test_the_audit_trail_records_every_action_and_no_biometrics(secured, photos)
         (admin_id, "delete", "tb", "deleted"),
     ]
     assert columns == {"id", "at", "key_id", "action", "employee_id", "decision", "distance"}
+
+
+def test_the_audit_writer_survives_a_burst_and_writes_every_row(sqlite_url):
+    from app.gallery import db
+    from app.keys import Caller
+    from app.services.audit import AuditTrail
+
+    db.migrate(sqlite_url)
+    engine = db.make_engine(sqlite_url)
+    trail = AuditTrail(db.make_sessionmaker(engine), interval=0.05)
+    for i in range(2500):  # more than one batch of 1,000
+        with trail.record(Caller("k1", "verify"), "verify", f"e{i}") as entry:
+            entry.decision = "match"
+    trail.flush()
+    with trail.record(Caller("k1", "verify"), "identify") as entry:
+        entry.decision = "unknown"
+    trail.close()
+    with db.make_sessionmaker(engine)() as session:
+        assert session.query(AuditRecord).count() == 2501
+    engine.dispose()
