@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select
 
 from app.api.schemas import EMPLOYEE_ID_PATTERN
 from app.core.config import Settings
@@ -34,7 +33,6 @@ from app.core.errors import DomainError
 from app.faces import FaceError, FacePipeline, PipelineConfig
 from app.faces.embedder import Embedder, ModelCard, card_path
 from app.gallery import db, repository
-from app.gallery.models import Employee, Template
 from app.services.recognition import face_crop
 
 log = logging.getLogger(__name__)
@@ -125,13 +123,6 @@ class Summary:
     seconds: float
 
 
-def enrolled_ids(sessions, model_id: str) -> set[str]:  # noqa: ANN001
-    with sessions() as session:
-        return set(session.scalars(
-            select(Employee.employee_id).join(Template, Template.employee_pk == Employee.id)
-            .where(Template.model_id == model_id)))
-
-
 def store(sessions, embedder: Embedder, batch: list[tuple[Job, np.ndarray]]) -> int:  # noqa: ANN001
     """Embed a batch of crops and commit them in one transaction."""
     vectors = embedder.embed(np.stack([crop for _, crop in batch]))
@@ -182,7 +173,11 @@ def _run(jobs: list[Job], pool, sessions, embedder: Embedder, *, replace: bool, 
         else:
             seen.add(job.employee_id)
             valid.append(job)
-    done_already = set() if replace else enrolled_ids(sessions, embedder.model_id)
+    if replace:
+        done_already = set()
+    else:
+        with sessions() as session:
+            done_already = repository.enrolled_ids(session=session, model_id=embedder.model_id)
     todo = [job for job in valid if job.employee_id not in done_already]
     bar = Progress(len(todo), progress)
     enrolled, batch = 0, []

@@ -95,5 +95,12 @@ def iter_templates(*, session: Session, model_id: str, batch: int = 10_000
     yield from session.execute(query)  # rows unpack as (employee_id, name, vector)
 
 
+def enrolled_ids(*, session: Session, model_id: str) -> set[str]:
+    """The employees who have a template of `model_id`."""
+    return set(session.scalars(
+        select(Employee.employee_id).join(Template, Template.employee_pk == Employee.id)
+        .where(Template.model_id == model_id)))
+
+
 def count_stale_templates(*, session: Session, model_id: str) -> int:
     return session.scalar(select(func.count(Template.id)).where(Template.model_id != model_id)) or 0
