@@ -8,7 +8,7 @@ policy; the main process embeds their faces in batches and commits them in batch
 employee who already has a template of the current model is skipped, so running it again after an
 interruption picks up where it stopped (`--replace` re-enrolls everyone instead). Every photo that fails
 is listed at the end with its reason, the same error codes the API uses (`--failures FILE` writes them as
-CSV). Running servers load the new templates at their next start.
+CSV). Running servers pick the new templates up from the gallery's change feed (app.gallery.feed).
 """
 
 from __future__ import annotations
@@ -146,8 +146,7 @@ def bulk_enroll(jobs: list[Job], settings: Settings, *, workers: int, replace: b
     engine = db.make_engine(settings.database_url)
     sessions = db.make_sessionmaker(engine)
     card = ModelCard.read(card_path(settings.model_path))
-    config = PipelineConfig(crop_size=card.input_size, detect_max_side=settings.detect_max_side,
-                            adaptive_upsample=settings.adaptive_upsample)
+    config = settings.pipeline_config(card.input_size)
     # The workers are forked before torch runs anything here: a fork after OpenMP has started can hang.
     pool = multiprocessing.get_context("fork").Pool(workers, _init_worker, (settings, config))
     try:

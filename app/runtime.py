@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.config import Settings
-from app.faces import FacePipeline, PipelineConfig
+from app.faces import FacePipeline
 from app.faces.batcher import MicroBatcher
 from app.faces.embedder import Embedder
 from app.gallery import db, repository
@@ -50,8 +50,7 @@ def start(settings: Settings) -> Runtime:
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     embedder = Embedder.load(settings.model_path, settings.device)
-    pipeline = FacePipeline(PipelineConfig(crop_size=embedder.input_size, detect_max_side=settings.detect_max_side,
-                                           adaptive_upsample=settings.adaptive_upsample))
+    pipeline = FacePipeline(settings.pipeline_config(embedder.input_size))
     started = time.perf_counter()
     with sessions() as session:
         since = repository.last_change(session=session)  # read first: whatever follows is applied again

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from app.core.config import Settings
-from app.faces import FacePipeline, PipelineConfig, decode_image
+from app.faces import FacePipeline, decode_image
 from app.faces.embedder import DEFAULT_MODEL, Embedder
 from app.faces.pipeline import dlib_model_path
 from benchmarks.common import machine, timed
@@ -100,8 +100,7 @@ def main() -> None:
     torch.set_num_threads(1)
     settings = Settings()
     embedder = Embedder.load(args.model, "cpu")
-    pipeline = FacePipeline(PipelineConfig(crop_size=embedder.input_size, detect_max_side=settings.detect_max_side,
-                                           adaptive_upsample=settings.adaptive_upsample))
+    pipeline = FacePipeline(settings.pipeline_config(embedder.input_size))
     reference = Reference()
     print(f"machine: {machine()}")
     print(f"settings: one core; ours detect_max_side={pipeline.config.detect_max_side}, HOG upsample "

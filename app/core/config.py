@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.faces import PipelineConfig
 from app.faces.embedder import DEFAULT_MODEL
 
 DEFAULT_DATABASE_URL = "sqlite:///./facegate.db"
@@ -62,6 +63,11 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    def pipeline_config(self, crop_size: int) -> PipelineConfig:
+        """The faces pipeline as the service runs it, for a model whose input is `crop_size` pixels."""
+        return PipelineConfig(crop_size=crop_size, detect_max_side=self.detect_max_side,
+                              adaptive_upsample=self.adaptive_upsample)
 
     @property
     def worker_threads(self) -> int:
