@@ -58,7 +58,8 @@ def start(settings: Settings) -> Runtime:
     log.info("gallery index loaded: %d templates of %s in %.2f s", len(index), embedder.model_id,
              time.perf_counter() - started)
     follower = ChangeFollower(engine=engine, sessions=sessions, index=index, model_id=embedder.model_id,
-                              since=since, poll_interval=settings.feed_poll_interval)
+                              since=since, poll_interval=settings.feed_poll_interval,
+                              retention=settings.feed_retention_seconds)
     follower.start()
     batching = settings.micro_batch == "on" or (settings.micro_batch == "auto" and embedder.device.type == "cuda")
     batcher = MicroBatcher(embedder, max_batch=settings.micro_batch_size,

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
 
     # How often a replica polls the change feed (on PostgreSQL, LISTEN/NOTIFY usually wakes it sooner).
     feed_poll_interval: float = Field(default=0.25, gt=0.0, le=10.0)
+    # How long the change feed keeps a row. A replica that is away longer rebuilds its index when it returns.
+    feed_retention_seconds: float = Field(default=86_400.0, ge=60.0)
 
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)

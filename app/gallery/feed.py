@@ -14,6 +14,13 @@ Sequence numbers are handed out when a row is inserted, not when it commits, so 
 commit seq 41 after seq 42 was already read. Numbers skipped over are therefore kept as "pending" and
 asked for again on each pass, until they show up or `gap_timeout` passes (a rolled-back transaction
 leaves a hole for ever).
+
+The feed does not grow for ever: every `prune_interval` seconds each replica deletes the rows older than
+`retention` (a day by default; every replica must use the same), all but the newest. A row can only have
+been pruned before a replica read it if that replica read nothing for nearly the retention: so when its
+next number is missing and its last read is that old, it cannot follow the feed any more. It rebuilds its
+whole index from the database, as at start-up, and follows on from there. (A missing number after a
+recent read is a commit still in flight, above.)
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
+import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,13 +41,28 @@ from app.gallery.index import EmbeddingIndex
 log = logging.getLogger(__name__)
 
 
+def fill_index(index: EmbeddingIndex, *, session: Session, model_id: str) -> None:
+    """Replace the index's contents with every template made by `model_id`, in one piece."""
+    ids, names, vectors = [], [], []
+    for employee_id, name, vector in repository.iter_templates(session=session, model_id=model_id):
+        ids.append(employee_id)
+        names.append(name)
+        vectors.append(vector)
+    index.load(ids, names, np.stack(vectors) if vectors else np.zeros((0, index.dim), np.float32))
+
+
 class ChangeFollower:
     def __init__(self, *, engine: Engine, sessions: sessionmaker[Session], index: EmbeddingIndex, model_id: str,
-                 since: int, poll_interval: float = 0.25, gap_timeout: float = 30.0) -> None:
+                 since: int, poll_interval: float = 0.25, gap_timeout: float = 30.0,
+                 retention: float = 86_400.0, prune_interval: float = 60.0) -> None:
         self.engine, self.sessions, self.index, self.model_id = engine, sessions, index, model_id
         self.last_seq, self.poll_interval, self.gap_timeout = since, poll_interval, gap_timeout
+        self.retention, self.prune_interval = retention, prune_interval
         self.pending: dict[int, float] = {}  # skipped sequence number -> when it was first missed
         self.applied = 0
+        self.rebuilds = 0
+        self.read_at = time.time()  # wall clock of the last pass that read the feed
+        self._pruned_at = time.monotonic()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -60,6 +84,10 @@ class ChangeFollower:
     def catch_up(self) -> int:
         """Apply every change not applied yet; returns how many employees were refreshed."""
         with self._lock, self.sessions() as session:
+            if (repository.first_change(session=session) > self.last_seq + 1
+                    and time.time() - self.read_at > self.retention - self.gap_timeout):
+                return self._rebuild(session)
+            self.read_at = time.time()
             now = time.monotonic()
             self.pending = {seq: t for seq, t in self.pending.items() if now - t < self.gap_timeout}
             changes = repository.changes_since(session=session, seq=self.last_seq, also=set(self.pending))
@@ -85,10 +113,32 @@ class ChangeFollower:
         self.applied += len(employee_ids)
         return len(employee_ids)
 
+    def _rebuild(self, session: Session) -> int:
+        """The rows after our position were pruned: start again from the database, as at start-up."""
+        since = repository.last_change(session=session)  # read first: whatever follows is applied again
+        fill_index(self.index, session=session, model_id=self.model_id)
+        log.warning("gallery feed: changes after #%d were pruned before this replica read them; index rebuilt "
+                    "(%d templates), following on from #%d", self.last_seq, len(self.index), since)
+        self.last_seq, self.pending, self.read_at = since, {}, time.time()
+        self.rebuilds += 1
+        return len(self.index)
+
+    def prune(self) -> int:
+        """Delete feed rows older than the retention (all but the newest); returns how many went."""
+        with self.sessions.begin() as session:
+            pruned = repository.prune_changes(
+                session=session, before=datetime.now(UTC) - timedelta(seconds=self.retention))
+        self._pruned_at = time.monotonic()
+        if pruned:
+            log.info("gallery feed: pruned %d changes older than %g s", pruned, self.retention)
+        return pruned
+
     def _poll(self) -> None:
         while not self._stop.is_set():
             try:
                 self.catch_up()
+                if time.monotonic() - self._pruned_at >= self.prune_interval:
+                    self.prune()
             except SQLAlchemyError as exc:  # the database is away; the next pass tries again
                 log.warning("gallery feed: %s", exc.__class__.__name__)
             self._wake.wait(self.poll_interval)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 
 import numpy as np
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from app.gallery.models import Employee, GalleryChange, Template
@@ -62,6 +63,18 @@ def record_change(*, session: Session, employee_id: str, action: str) -> None:
 
 def last_change(*, session: Session) -> int:
     return session.scalar(select(func.max(GalleryChange.seq))) or 0
+
+
+def first_change(*, session: Session) -> int:
+    return session.scalar(select(func.min(GalleryChange.seq))) or 0
+
+
+def prune_changes(*, session: Session, before: datetime) -> int:
+    """Forget feed rows older than `before`, except the newest, which keeps the numbering going: SQLite hands
+    out max(seq) + 1, so an empty table would start again at 1 under replicas that remember higher numbers."""
+    newest = select(func.max(GalleryChange.seq)).scalar_subquery()
+    result = session.execute(delete(GalleryChange).where(GalleryChange.at < before, GalleryChange.seq < newest))
+    return result.rowcount or 0
 
 
 def changes_since(*, session: Session, seq: int, also: set[int] | None = None) -> list[tuple[int, str]]:

@@ -20,6 +20,7 @@ from app.faces import FaceBox, FacePipeline, FaceTooSmall, MultipleFaces, NoFace
 from app.faces.batcher import MicroBatcher
 from app.faces.embedder import Embedder
 from app.gallery import repository
+from app.gallery.feed import fill_index
 from app.gallery.index import EmbeddingIndex, Match
 from app.gallery.models import Employee
 
@@ -165,11 +166,6 @@ class RecognitionService:
 
 def load_index(*, session: Session, embedder: Embedder) -> EmbeddingIndex:
     """The index of every template made by the embedder's model, built in one piece."""
-    ids, names, vectors = [], [], []
-    for employee_id, name, vector in repository.iter_templates(session=session, model_id=embedder.model_id):
-        ids.append(employee_id)
-        names.append(name)
-        vectors.append(vector)
     index = EmbeddingIndex(embedder.dim, embedder.device)
-    index.load(ids, names, np.stack(vectors) if vectors else np.zeros((0, embedder.dim), np.float32))
+    fill_index(index, session=session, model_id=embedder.model_id)
     return index
