@@ -84,8 +84,8 @@ class ChangeFollower:
     def catch_up(self) -> int:
         """Apply every change not applied yet; returns how many employees were refreshed."""
         with self._lock, self.sessions() as session:
-            if (repository.first_change(session=session) > self.last_seq + 1
-                    and time.time() - self.read_at > self.retention - self.gap_timeout):
+            away = time.time() - self.read_at > self.retention - self.gap_timeout  # cheap: asked first
+            if away and repository.first_change(session=session) > self.last_seq + 1:
                 return self._rebuild(session)
             self.read_at = time.time()
             now = time.monotonic()
