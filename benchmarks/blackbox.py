@@ -47,7 +47,7 @@ from model.metrics import verification_report
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TOLERANCE = 0.005  # accuracy over HTTP vs in-process, as a fraction
 
-Request = tuple[str, dict[str, str], bytes]  # path (with query), form fields, image bytes
+Request = tuple[str, dict[str, str], bytes | None]  # path, form fields, image bytes (None: no file)
 
 
 def first_pairs(pairs: list[Pair], per_fold: int) -> list[Pair]:
@@ -62,8 +62,13 @@ def first_pairs(pairs: list[Pair], per_fold: int) -> list[Pair]:
 
 
 def read_photos(archive: Path, names: set[str]) -> dict[str, bytes]:
-    return {name: data for path, data in iter_images(archive)
-            if (name := without_root(np.array([path]))[0]) in names}
+    """The named photos (`<Person>/<file>`, as in the pairs file) out of the archive."""
+    photos = {}
+    for path, data in iter_images(archive):
+        (name,) = without_root([path])
+        if name in names:
+            photos[name] = data
+    return photos
 
 
 class Api:
@@ -92,25 +97,22 @@ class Api:
 
 def verify_pairs(api: Api, pairs: list[Pair], photos: dict[str, bytes], concurrency: int
                  ) -> tuple[np.ndarray, Counter[str]]:
-    """Enroll A, verify B, pair by pair; the distance, or inf where a photo was refused."""
-    refusals: Counter[str] = Counter()
+    """Enroll A, verify B, pair by pair: the distances (inf where a photo was refused) and the refusals."""
 
-    def one(item: tuple[int, Pair]) -> float:
+    def one(item: tuple[int, Pair]) -> tuple[float, str | None]:
         i, pair = item
         employee_id = f"pair-{i:04d}"
         enrolled = api.post(("/enroll", {"employee_id": employee_id}, photos[pair.a]))
         if enrolled.status_code != 201:
-            refusals[f"enroll {enrolled.status_code} {error_code(enrolled)}"] += 1
-            return np.inf
+            return np.inf, f"enroll {enrolled.status_code} {error_code(enrolled)}"
         verified = api.post(("/verify", {"employee_id": employee_id}, photos[pair.b]))
         if verified.status_code != 200:
-            refusals[f"verify {verified.status_code} {error_code(verified)}"] += 1
-            return np.inf
-        return verified.json()["distance"]
+            return np.inf, f"verify {verified.status_code} {error_code(verified)}"
+        return verified.json()["distance"], None
 
     with ThreadPoolExecutor(concurrency) as pool:
-        distances = np.array(list(pool.map(one, enumerate(pairs))))
-    return distances, refusals
+        results = list(pool.map(one, enumerate(pairs)))
+    return np.array([d for d, _ in results]), Counter(r for _, r in results if r)
 
 
 def error_code(response: httpx.Response) -> str | None:
