@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import tempfile
 import threading
 import time
@@ -36,15 +35,15 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from app.core.config import Settings
 from app.faces.embedder import DEFAULT_MODEL, Embedder
 from app.gallery import db
-from benchmarks.common import machine
+from benchmarks.common import DATA, machine
 from benchmarks.http import make_keys, start_server
 from model.data import Pair, iter_images, read_lfw_pairs, without_root
 from model.evaluate import evaluate
 from model.metrics import verification_report
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TOLERANCE = 0.005  # accuracy over HTTP vs in-process, as a fraction
 
 Request = tuple[str, dict[str, str], bytes | None]  # path, form fields, image bytes (None: no file)
@@ -262,8 +261,8 @@ def main() -> None:
                   f"{http.tar_at_far['0.01']:.2%}, refused {dict(refusals) or 'none'}; {gap:+.2%} vs in-process")
             if with_storm:
                 storm_photos = [photos[pairs[0].a], photos[pairs[0].b], photos[pairs[-1].b]]
-                max_bytes = int(os.environ.get("FACEGATE_MAX_UPLOAD_BYTES", 10 * 1024 * 1024))
-                failures += storm(api, storm_photos, args.storm, 2 * args.concurrency, max_bytes)
+                failures += storm(api, storm_photos, args.storm, 2 * args.concurrency,
+                                  Settings().max_upload_bytes)
                 if httpx.get(f"{api.base}/readyz").status_code != 200:
                     failures.append("the server was not ready after the storm")
             else:

@@ -21,10 +21,10 @@ import httpx
 from app.bulk_enroll import bulk_enroll, jobs_from_folders
 from app.core.config import Settings
 from app.gallery import db
-from benchmarks.common import machine
+from benchmarks.common import DATA, machine
 from benchmarks.http import make_keys, start_server
 
-LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw-deepfunneled.tar"
+LFW = DATA / "lfw-deepfunneled.tar"
 
 
 def unpack_people(target: Path, count: int) -> list[Path]:

@@ -7,9 +7,13 @@ import platform
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
+
+# ../shared/data beside the checkout: the photos every benchmark reads.
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def machine() -> str:

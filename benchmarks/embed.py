@@ -16,10 +16,10 @@ import torch
 
 from app.faces import FacePipeline, PipelineConfig, decode_image
 from app.faces.embedder import DEFAULT_MODEL, Embedder
-from benchmarks.common import machine, summary, timed
+from benchmarks.common import DATA, machine, summary, timed
 from model.reference import DlibEmbedder
 
-DEFAULT_PHOTO = Path(__file__).resolve().parents[2] / "shared/data/testfaces/lfw/Tony_Blair/Tony_Blair_0001.jpg"
+DEFAULT_PHOTO = DATA / "testfaces" / "lfw" / "Tony_Blair" / "Tony_Blair_0001.jpg"
 
 
 def main() -> None:

@@ -27,10 +27,10 @@ import httpx
 import numpy as np
 
 from app.faces.embedder import DEFAULT_MODEL, Embedder
-from benchmarks.common import machine, seed_gallery
+from benchmarks.common import DATA, machine, seed_gallery
 from benchmarks.stages import Reference
 
-TESTFACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "testfaces" / "lfw"
+TESTFACES = DATA / "testfaces" / "lfw"
 GALLERY = 1000
 
 
