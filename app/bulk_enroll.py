@@ -30,10 +30,12 @@ import numpy as np
 from app.api.schemas import EMPLOYEE_ID_PATTERN
 from app.core.config import Settings
 from app.core.errors import DomainError
-from app.faces import FaceError, FacePipeline, PipelineConfig
-from app.faces.embedder import Embedder, ModelCard, card_path
 from app.gallery import db, repository
-from app.services.recognition import face_crop
+from app.services.recognition import face_chips, save_enrollment
+from model.faces.config import PipelineConfig, Views
+from model.faces.embedder import Embedder, ModelCard, card_path
+from model.faces.errors import FaceError
+from model.faces.pipeline import FacePipeline
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +76,8 @@ def jobs_from_csv(root: Path, mapping: Path) -> Iterator[Job]:
 _worker: dict = {}
 
 
-def _init_worker(settings: Settings, config: PipelineConfig) -> None:
-    _worker["settings"], _worker["pipeline"] = settings, FacePipeline(config)
+def _init_worker(settings: Settings, config: PipelineConfig, views: Views | None) -> None:
+    _worker["settings"], _worker["pipeline"], _worker["views"] = settings, FacePipeline(config), views
 
 
 def _crop(job: Job) -> tuple[Job, np.ndarray | None, Failure | None]:
@@ -83,7 +85,8 @@ def _crop(job: Job) -> tuple[Job, np.ndarray | None, Failure | None]:
         return job, None, Failure(job.employee_id, str(job.path), "no_photo", "the folder holds no photo")
     try:
         data = job.path.read_bytes()
-        _, crop = face_crop(data, settings=_worker["settings"], pipeline=_worker["pipeline"])
+        _, crop = face_chips(data, settings=_worker["settings"], pipeline=_worker["pipeline"],
+                             views=_worker["views"])
         return job, crop, None
     except (FaceError, DomainError) as exc:
         return job, None, Failure(job.employee_id, str(job.path), exc.code, exc.message)
@@ -123,22 +126,24 @@ class Summary:
     seconds: float
 
 
-def store(sessions, embedder: Embedder, batch: list[tuple[Job, np.ndarray]]) -> int:  # noqa: ANN001
-    """Embed a batch of crops and commit them in one transaction."""
+def store(sessions, embedder: Embedder, batch: list[tuple[Job, np.ndarray]],  # noqa: ANN001
+          failures: list[Failure]) -> int:
+    """Embed a batch of crops in one forward pass, and save each through the API's own write; returns how
+    many were saved, and adds the others to `failures`."""
     vectors = embedder.embed(np.stack([crop for _, crop in batch]))
+    saved = 0
     with sessions() as session:
         for (job, _), vector in zip(batch, vectors, strict=True):
-            employee = repository.get_employee(session=session, employee_id=job.employee_id)
-            if employee is None:
-                employee = repository.add_employee(session=session, employee_id=job.employee_id, name=job.name)
-            elif job.name is not None:
-                employee.name = job.name
-            repository.set_template(session=session, employee=employee, vector=vector, model_id=embedder.model_id)
-        session.commit()
-    return len(batch)
+            try:
+                save_enrollment(session=session, employee_id=job.employee_id, name=job.name, vector=vector,
+                                model_id=embedder.model_id, replace=True)
+                saved += 1
+            except DomainError as exc:
+                failures.append(Failure(job.employee_id, str(job.path), exc.code, exc.message))
+    return saved
 
 
-def bulk_enroll(jobs: list[Job], settings: Settings, *, workers: int, replace: bool = False, batch_size: int = 64,
+def bulk_enroll(jobs: list[Job], settings: Settings, *, processes: int, replace: bool = False, batch_size: int = 64,
                 progress: bool = False) -> Summary:
     started = time.perf_counter()
     if settings.migrate_on_start:
@@ -146,19 +151,20 @@ def bulk_enroll(jobs: list[Job], settings: Settings, *, workers: int, replace: b
     engine = db.make_engine(settings.database_url)
     sessions = db.make_sessionmaker(engine)
     card = ModelCard.read(card_path(settings.model_path))
-    config = settings.pipeline_config(card.input_size)
+    config = settings.pipeline_config(card.input_size, card.preprocess)
+    views = Views.of(settings.augment or card.augment).to_align
     # The workers are forked before torch runs anything here: a fork after OpenMP has started can hang.
-    pool = multiprocessing.get_context("fork").Pool(workers, _init_worker, (settings, config))
+    workers = multiprocessing.get_context("fork").Pool(processes, _init_worker, (settings, config, views))
     try:
-        embedder = Embedder.load(settings.model_path, settings.device)
-        return _run(jobs, pool, sessions, embedder, replace=replace, batch_size=batch_size, progress=progress,
+        embedder = Embedder.load(settings.model_path, settings.device, settings.augment)
+        return _run(jobs, workers, sessions, embedder, replace=replace, batch_size=batch_size, progress=progress,
                     started=started)
     finally:
-        pool.terminate()
+        workers.terminate()
         engine.dispose()
 
 
-def _run(jobs: list[Job], pool, sessions, embedder: Embedder, *, replace: bool, batch_size: int,  # noqa: ANN001
+def _run(jobs: list[Job], workers, sessions, embedder: Embedder, *, replace: bool, batch_size: int,  # noqa: ANN001
          progress: bool, started: float) -> Summary:
     failures, seen = [], set()
     valid = []
@@ -180,17 +186,17 @@ def _run(jobs: list[Job], pool, sessions, embedder: Embedder, *, replace: bool, 
     todo = [job for job in valid if job.employee_id not in done_already]
     bar = Progress(len(todo), progress)
     enrolled, batch = 0, []
-    for done, (job, crop, failure) in enumerate(pool.imap(_crop, todo, chunksize=4), start=1):
+    for done, (job, crop, failure) in enumerate(workers.imap(_crop, todo, chunksize=4), start=1):
         if failure is not None:
             failures.append(failure)
         else:
             batch.append((job, crop))
         if len(batch) >= batch_size:
-            enrolled += store(sessions, embedder, batch)
+            enrolled += store(sessions, embedder, batch, failures)
             batch = []
         bar.update(done, enrolled, len(failures))
     if batch:
-        enrolled += store(sessions, embedder, batch)
+        enrolled += store(sessions, embedder, batch, failures)
     bar.update(len(todo), enrolled, len(failures), final=True)
     return Summary(enrolled, len(valid) - len(todo), failures, time.perf_counter() - started)
 
@@ -199,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path)
     parser.add_argument("--csv", type=Path, help="employee_id,path[,name] rows instead of one folder per employee")
-    parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count(),
+    parser.add_argument("--processes", type=int, default=multiprocessing.cpu_count(),
                         help="processes that decode, detect and align (default: one per core)")
     parser.add_argument("--replace", action="store_true", help="re-enroll employees who already have a template")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -212,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     ModelCard.read(card_path(settings.model_path))  # fail early, before any work, if the model is missing
     jobs = list(jobs_from_csv(args.folder, args.csv) if args.csv else jobs_from_folders(args.folder))
-    summary = bulk_enroll(jobs, settings, workers=args.workers, replace=args.replace, batch_size=args.batch_size,
+    summary = bulk_enroll(jobs, settings, processes=args.processes, replace=args.replace, batch_size=args.batch_size,
                           progress=args.progress)
     print(f"enrolled {summary.enrolled}, skipped {summary.skipped} already enrolled, failed "
           f"{len(summary.failures)}, in {summary.seconds:.1f} s "

@@ -8,12 +8,12 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
 from app import runtime
 from app.api.routes import employees, faces, health
 from app.core.config import Settings, get_settings
-from app.core.errors import error_body, install_error_handlers
+from app.core.errors import error_response, install_error_handlers
+from model.faces.errors import ImageTooLarge
 
 # Room for the multipart envelope and the form fields around the photo itself.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -54,8 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if state is not None and length.isdigit():
             limit = state.settings.max_upload_bytes + MULTIPART_OVERHEAD
             if int(length) > limit:
-                return JSONResponse(error_body("image_too_large", f"the request is {length} bytes; the limit "
-                                               f"is {limit}"), status_code=413)
+                return error_response(ImageTooLarge(f"the request is {length} bytes; the limit is {limit}"))
         return await call_next(request)
 
     for module in (faces, employees, health):

@@ -11,14 +11,15 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.config import Settings
-from app.faces import FacePipeline
-from app.faces.batcher import MicroBatcher
-from app.faces.embedder import Embedder
-from app.gallery import db, repository
-from app.gallery.feed import ChangeFollower
+from app.gallery import db
+from app.gallery.feed import ChangeFollower, bootstrap
+from app.gallery.index import EmbeddingIndex
 from app.keys import KeyStore
 from app.services.audit import AuditTrail
-from app.services.recognition import RecognitionService, load_index
+from app.services.batcher import MicroBatcher
+from app.services.recognition import RecognitionService
+from model.faces.embedder import Embedder
+from model.faces.pipeline import FacePipeline
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,12 @@ def start(settings: Settings) -> Runtime:
     sessions = db.make_sessionmaker(engine)
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
-    embedder = Embedder.load(settings.model_path, settings.device)
-    pipeline = FacePipeline(settings.pipeline_config(embedder.input_size))
+    embedder = Embedder.load(settings.model_path, settings.device, settings.augment)
+    pipeline = FacePipeline(settings.pipeline_config(embedder.input_size, embedder.card.preprocess))
     started = time.perf_counter()
+    index = EmbeddingIndex(embedder.dim, embedder.device)
     with sessions() as session:
-        since = repository.last_change(session=session)  # read first: whatever follows is applied again
-        index = load_index(session=session, embedder=embedder)
+        since = bootstrap(index, session=session, model_id=embedder.model_id)
     log.info("gallery index loaded: %d templates of %s in %.2f s", len(index), embedder.model_id,
              time.perf_counter() - started)
     follower = ChangeFollower(engine=engine, sessions=sessions, index=index, model_id=embedder.model_id,

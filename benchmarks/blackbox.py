@@ -36,12 +36,12 @@ import numpy as np
 from PIL import Image
 
 from app.core.config import Settings
-from app.faces.embedder import DEFAULT_MODEL, Embedder
 from app.gallery import db
 from benchmarks.common import DATA, machine
 from benchmarks.http import make_keys, start_server
 from model.data import Pair, iter_images, read_lfw_pairs, without_root
 from model.evaluate import evaluate
+from model.faces.embedder import DEFAULT_MODEL, Embedder
 from model.metrics import verification_report
 
 TOLERANCE = 0.005  # accuracy over HTTP vs in-process, as a fraction

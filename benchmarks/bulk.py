@@ -51,18 +51,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=2000)
     parser.add_argument("--http-sample", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count())
+    parser.add_argument("--processes", type=int, default=multiprocessing.cpu_count())
     parser.add_argument("--port", type=int, default=8766)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "people"
         paths = unpack_people(folder, args.photos)
         print(f"machine: {machine()}")
-        print(f"settings: {len(paths)} LFW photos (250x250), {args.workers} workers, SQLite; sequential /enroll "
+        print(f"settings: {len(paths)} LFW photos (250x250), {args.processes} processes, SQLite; sequential /enroll "
               f"on a sample of {args.http_sample}")
 
         settings = Settings(database_url=f"sqlite:///{tmp}/bulk.db")
-        summary = bulk_enroll(list(jobs_from_folders(folder)), settings, workers=args.workers)
+        summary = bulk_enroll(list(jobs_from_folders(folder)), settings, processes=args.processes)
         bulk_rate = summary.enrolled / summary.seconds
         print(f"bulk: {summary.enrolled} enrolled, {len(summary.failures)} failed "
               f"({', '.join(sorted({f.code for f in summary.failures})) or 'none'}) in {summary.seconds:.1f} s: "

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.faces import crops_to_tensor
-from app.faces.embedder import DEFAULT_MODEL, Embedder
 from benchmarks.common import machine, timed
+from model.faces.embedder import DEFAULT_MODEL, Embedder
+from model.networks import crops_to_tensor
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from app.faces.embedder import DEFAULT_MODEL, Embedder
 from benchmarks.common import DATA, machine, seed_gallery
 from benchmarks.stages import Reference
+from model.faces.embedder import DEFAULT_MODEL, Embedder
 
 TESTFACES = DATA / "testfaces" / "lfw"
 GALLERY = 1000

@@ -22,10 +22,11 @@ from sqlalchemy.engine import make_url
 
 from app import runtime
 from app.core.config import Settings
-from app.faces.embedder import DEFAULT_MODEL, Embedder
 from app.gallery import db, repository
-from app.services.recognition import load_index
+from app.gallery.feed import bootstrap
+from app.gallery.index import EmbeddingIndex
 from benchmarks.common import machine, seed_gallery, unit_vectors
+from model.faces.embedder import DEFAULT_MODEL, Embedder
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -52,9 +53,9 @@ def rebuild_seconds(url: str, embedder: Embedder, repeats: int = 3) -> tuple[flo
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
+        index = EmbeddingIndex(embedder.dim, embedder.device)
         with sessions() as session:
-            repository.last_change(session=session)
-            index = load_index(session=session, embedder=embedder)
+            bootstrap(index, session=session, model_id=embedder.model_id)
         times.append(time.perf_counter() - started)
     engine.dispose()
     return float(np.median(times)), len(index)

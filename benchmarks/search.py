@@ -18,9 +18,9 @@ import time
 import numpy as np
 import torch
 
-from app.faces.embedder import DEFAULT_MODEL, ModelCard, card_path
 from app.gallery.index import EmbeddingIndex
 from benchmarks.common import machine, timed, unit_vectors
+from model.faces.embedder import DEFAULT_MODEL, ModelCard, card_path
 
 
 def rss_bytes() -> int:

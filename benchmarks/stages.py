@@ -24,11 +24,11 @@ import torch
 from PIL import Image
 
 from app.core.config import Settings
-from app.faces import FacePipeline, decode_image
-from app.faces.embedder import DEFAULT_MODEL, Embedder
-from app.faces.pipeline import dlib_model_path
 from benchmarks.common import machine, timed
 from benchmarks.embed import DEFAULT_PHOTO
+from model.faces.decode import decode_image
+from model.faces.embedder import DEFAULT_MODEL, Embedder
+from model.faces.pipeline import FacePipeline, dlib_model_path
 
 SIZES = (250, 500, 1280)
 
@@ -74,7 +74,7 @@ def stage_times(pipeline: FacePipeline, embedder: Embedder, reference: Reference
     face = pipeline.detect(rgb)[0]
     ours_boxes = pipeline.detect_boxes(rgb)
     rect = dlib.rectangle(face.x, face.y, face.x + face.width, face.y + face.height)
-    crop = pipeline.align(rgb, face)
+    chips = pipeline.align(rgb, face, embedder.views.to_align)[None]
     theirs = reference.detect(rgb)
     if not theirs:
         raise SystemExit("dlib's HOG found no face in the benchmark photo")
@@ -87,7 +87,7 @@ def stage_times(pipeline: FacePipeline, embedder: Embedder, reference: Reference
         "landmarks": (timed(lambda: pipeline.landmarks(rgb, ours_boxes[0][:4]), repeats),
                       timed(lambda: reference.shape(rgb, rect), repeats)),
         "align": (timed(lambda: pipeline.align(rgb, face), repeats), None),
-        "embed": (timed(lambda: embedder.embed(crop), repeats), timed(lambda: reference.embed(rgb, shape), few)),
+        "embed": (timed(lambda: embedder.embed(chips), repeats), timed(lambda: reference.embed(rgb, shape), few)),
     }
 
 
@@ -100,11 +100,12 @@ def main() -> None:
     torch.set_num_threads(1)
     settings = Settings()
     embedder = Embedder.load(args.model, "cpu")
-    pipeline = FacePipeline(settings.pipeline_config(embedder.input_size))
+    pipeline = FacePipeline(settings.pipeline_config(embedder.input_size, embedder.card.preprocess))
     reference = Reference()
     print(f"machine: {machine()}")
     print(f"settings: one core; ours detect_max_side={pipeline.config.detect_max_side}, HOG upsample "
-          f"{pipeline.config.upsample_schedule}; model {embedder.model_id} ({embedder.input_size} px); "
+          f"{pipeline.config.upsample_schedule}; model {embedder.model_id} ({embedder.input_size} px, augment "
+          f"{embedder.augment}); "
           f"dlib HOG upsample 1, num_jitters 1; {args.repeats} repeats (dlib detect and embed: fewer)")
     for side in SIZES:
         data = photo_bytes(args.photo, side)

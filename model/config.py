@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from model.augment import AugmentConfig
-from model.network import NetworkConfig
+from model.faces.config import PipelineConfig
+from model.networks.mobilefacenet import NetworkConfig
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,13 @@ class LossConfig:
 class TrainConfig:
     name: str = "base"
     seed: int = 0
+    # The network: "MobileFaceNet" (built from `network`) or "DlibResNet" (dlib's face ResNet, 150 px).
+    architecture: str = "MobileFaceNet"
+    # "dlib": start from dlib's public-domain weights (DlibResNet only); "": from random weights.
+    init: str = ""
+    # Distillation targets: "cached", dlib's descriptors of the clean photo, computed once (model.prepare);
+    # "online", a frozen copy of the starting network run on the same augmented batch as the student.
+    teacher: str = "cached"
     device: str = "auto"  # "auto", "cpu", "cuda"
     threads: int = 0  # CPU threads; 0 = all cores
     steps: int = 3000
@@ -68,6 +76,24 @@ class TrainConfig:
     @property
     def out_dir(self) -> Path:
         return Path(self.out_root) / self.name
+
+    @property
+    def pipeline(self) -> PipelineConfig:
+        """The faces pipeline that makes this network's input (the service's settings, the network's chip)."""
+        if self.architecture == "DlibResNet":
+            return PipelineConfig(crop_size=150, chip="dlib-chip-v1")
+        return PipelineConfig(crop_size=self.network.input_size, chip="fg-align-v1")
+
+    @property
+    def network_arguments(self) -> dict[str, Any]:
+        """What the model card records to rebuild the network (model.networks.build)."""
+        return {} if self.architecture == "DlibResNet" else self.network.as_dict()
+
+    def __post_init__(self) -> None:
+        if self.init not in ("", "dlib") or (self.init == "dlib") != (self.architecture == "DlibResNet"):
+            raise ValueError('init = "dlib" goes with architecture = "DlibResNet", and only with it')
+        if self.teacher not in ("cached", "online"):
+            raise ValueError(f"teacher must be 'cached' or 'online', not {self.teacher!r}")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

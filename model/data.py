@@ -1,9 +1,9 @@
 """Face datasets: identity folders read from directories or straight from .tar archives, the LFW View 2
 pairs reader, and the on-disk cache of aligned crops that makes later runs start fast.
 
-Every photo goes through the service's own pipeline (`app.faces`): decode, detect, landmarks, align. The
-cache lives outside the repository (research data must never be committed): `$FACEGATE_CACHE_DIR`, or
-`~/.cache/facegate`.
+Every photo goes through the service's own steps (`model.faces.prepare`): decode, detect, choose the face
+under a policy, align. The cache lives outside the repository (research data must never be committed):
+`$FACEGATE_CACHE_DIR`, or `~/.cache/facegate`.
 """
 
 from __future__ import annotations
@@ -19,16 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from app.faces import FaceBox, FaceError, FacePipeline, PipelineConfig, decode_image
-from app.faces.pipeline import PREPROCESS_VERSION, key_points, warp_to_template
+from model.faces.config import DATASET_POLICY, FacePolicy, PipelineConfig, Views
+from model.faces.decode import decode_image
+from model.faces.errors import FaceError, NoFaceDetected
+from model.faces.pipeline import FaceBox, FacePipeline
+from model.faces.prepare import find_face
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-MAX_PIXELS = 50_000_000
-CACHE_FORMAT = 1
+# Validation: the CelebA-wild identities, with their photos in both CelebA archives (the identity numbers
+# are shared). Models are chosen and thresholds calibrated on them; training holds them out; LFW stays test.
+VALIDATION_SOURCES = ("celeba-wild.tar", "celeba-aligned.tar")
+CACHE_FORMAT = 2  # 2: the face is chosen by a FacePolicy (1: always the largest)
 
 
 def cache_dir() -> Path:
@@ -66,12 +70,17 @@ class FaceSet:
     labels: np.ndarray  # (N,) str: identity, "" when unknown
     found: np.ndarray  # (N,) bool: a face was found
     detector: np.ndarray  # (N,) str: "hog", "cnn" or ""
-    boxes: np.ndarray  # (N, 4) int32 x, y, w, h of the largest face
+    boxes: np.ndarray  # (N, 4) int32 x, y, w, h of the face the policy chose
     landmarks: np.ndarray  # (N, 5, 2) float32 dlib's five points
     teacher: np.ndarray  # (N, 128) float32 dlib descriptors; zeros where no face was found
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def face(self, row: int) -> FaceBox:
+        x, y, w, h = (int(v) for v in self.boxes[row])
+        points = tuple((float(px), float(py)) for px, py in self.landmarks[row])
+        return FaceBox(x, y, w, h, 0.0, points, str(self.detector[row]))
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,76 +111,73 @@ def _source_id(source: Path) -> list:
 _worker: dict = {}
 
 
-def _init_worker(config: PipelineConfig, teacher: bool) -> None:
-    from model.reference import DlibEmbedder
+def _init_worker(config: PipelineConfig, policy: FacePolicy, with_teacher: bool) -> None:
+    from model.faces.reference import DlibEmbedder
 
-    _worker["pipeline"] = FacePipeline(config)
-    _worker["teacher"] = DlibEmbedder() if teacher else None
+    _worker["pipeline"], _worker["policy"] = FacePipeline(config), policy
+    _worker["teacher"] = DlibEmbedder() if with_teacher else None
 
 
 def _detect(item: tuple[str, bytes]) -> tuple[FaceBox | None, np.ndarray | None]:
-    """One photo -> its largest face and, if asked, that face's dlib descriptor."""
+    """One photo -> the policy's face and, if asked, that face's dlib descriptor."""
     path, data = item
     try:
-        rgb = decode_image(data, max_pixels=MAX_PIXELS)
-        faces = _worker["pipeline"].detect(rgb)
+        rgb, face = find_face(data, _worker["pipeline"], _worker["policy"])
+    except NoFaceDetected:
+        return None, None
     except FaceError as exc:
         log.warning("%s: %s", path, exc)
         return None, None
-    if not faces:
-        return None, None
-    face = faces[0]  # the largest face: the photo's subject in these datasets
     teacher = _worker["teacher"]
     return face, (teacher.embed(rgb, face) if teacher is not None else None)
 
 
-def _align(item: tuple[tuple[str, bytes], np.ndarray]) -> np.ndarray:
-    (_, data), landmarks = item
-    rgb = decode_image(data, max_pixels=MAX_PIXELS)
-    return warp_to_template(Image.fromarray(rgb), key_points(landmarks.astype(np.float64)), _worker["size"])
+def _init_aligner(config: PipelineConfig, views: Views | None) -> None:
+    _worker["pipeline"], _worker["views"] = FacePipeline(config), views
 
 
-def _init_aligner(size: int) -> None:
-    _worker["size"] = size
+def _align(item: tuple[bytes, FaceBox]) -> np.ndarray:
+    data, face = item
+    rgb = decode_image(data, max_pixels=DATASET_POLICY.max_pixels)
+    return _worker["pipeline"].align(rgb, face, _worker["views"])
 
 
-def _pool(workers: int | None, initializer, initargs):  # noqa: ANN001, ANN202
-    return multiprocessing.get_context("fork").Pool(workers or os.cpu_count() or 1, initializer, initargs)
+def _process_pool(processes: int | None, initializer, initargs):  # noqa: ANN001, ANN202
+    return multiprocessing.get_context("fork").Pool(processes or os.cpu_count() or 1, initializer, initargs)
 
 
-def detections_path(source: Path, config: PipelineConfig, teacher: bool) -> Path:
-    """Where the detections of `source` are cached. Crop size does not enter: crops are cached separately."""
-    settings = {k: v for k, v in config.__dict__.items() if k != "crop_size"}
-    if not config.adaptive_upsample:  # a switch added later, off: the caches made before it still count
-        del settings["adaptive_upsample"]
-    key = _cache_key(_source_id(source), PREPROCESS_VERSION, CACHE_FORMAT, settings, teacher)
+def detections_path(source: Path, config: PipelineConfig, policy: FacePolicy, with_teacher: bool) -> Path:
+    """Where the detections of `source` are cached. The chip geometry does not enter: chips are made later."""
+    key = _cache_key(_source_id(source), CACHE_FORMAT, config.detection, policy.__dict__, with_teacher)
     return cache_dir() / f"{source.name.split('.')[0]}-detections-{key}.npz"
 
 
 def detect_source(source: Path, *, labelled: bool = True, config: PipelineConfig | None = None,
-                  teacher: bool = True, workers: int | None = None) -> FaceSet:
+                  policy: FacePolicy = DATASET_POLICY, with_teacher: bool = True,
+                  processes: int | None = None) -> FaceSet:
     """Detections (and dlib descriptors) of every photo in `source`, from the cache when it has them.
 
     Labels are the photos' folders; `labelled=False` blanks them (a folder of unrelated people).
     """
     config = config or PipelineConfig()
-    target = detections_path(source, config, teacher)
+    target = detections_path(source, config, policy, with_teacher)
     # Detections made with the teacher serve just as well without it.
-    cached = next((p for p in (target, detections_path(source, config, True)) if p.exists()), None)
-    faces = FaceSet.load(cached) if cached else _detect_all(source, config, teacher, workers, target)
+    cached = next((p for p in (target, detections_path(source, config, policy, True)) if p.exists()), None)
+    faces = FaceSet.load(cached) if cached else _detect_all(source, config, policy, with_teacher, processes, target)
     if not labelled:
         faces.labels = np.full(len(faces), "", dtype=faces.labels.dtype)
     return faces
 
 
-def _detect_all(source: Path, config: PipelineConfig, teacher: bool, workers: int | None, target: Path) -> FaceSet:
+def _detect_all(source: Path, config: PipelineConfig, policy: FacePolicy, with_teacher: bool, processes: int | None,
+                target: Path) -> FaceSet:
     items = list(iter_images(source))
     log.info("detecting faces in %d photos of %s -> %s", len(items), source, target)
     n = len(items)
     found, detectors = np.zeros(n, bool), np.full(n, "", dtype="<U3")
     boxes, landmarks = np.zeros((n, 4), np.int32), np.zeros((n, 5, 2), np.float32)
     teacher_vectors = np.zeros((n, 128), np.float32)
-    with _pool(workers, _init_worker, (config, teacher)) as pool:
+    with _process_pool(processes, _init_worker, (config, policy, with_teacher)) as pool:
         for i, (face, descriptor) in enumerate(pool.imap(_detect, items, chunksize=16)):
             if face is not None:
                 found[i], detectors[i] = True, face.detector
@@ -185,24 +191,38 @@ def _detect_all(source: Path, config: PipelineConfig, teacher: bool, workers: in
     labels = np.array([identity_of(p) for p in paths])
     faces = FaceSet(paths, labels, found, detectors, boxes, landmarks, teacher_vectors)
     faces.save(target)
-    log.info("%s: %d photos, %d without a face", source.name, n, int((~found).sum()))
+    log.info("%s: %d photos, %d without a face (%d found by the CNN fallback)", source.name, n,
+             int((~found).sum()), int((detectors == "cnn").sum()))
     return faces
 
 
-def aligned_crops(source: Path, faces: FaceSet, size: int, *, workers: int | None = None) -> np.ndarray:
-    """(N, size, size, 3) uint8 crops of the detected faces, warped by the pipeline's own function."""
-    key = _cache_key(_source_id(source), PREPROCESS_VERSION, CACHE_FORMAT, size,
+def iter_chips(source: Path, faces: FaceSet, config: PipelineConfig, *, views: Views | None = None,
+               processes: int | None = None, chunk: int = 256) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(rows, chips) of the detected faces, `chunk` at a time, made by the pipeline's own `align`.
+
+    Chips are (n, S, S, 3) uint8, or (n, V, S, S, 3) with `views`. Worker processes decode and align.
+    """
+    by_path = dict(iter_images(source))
+    wanted = np.flatnonzero(faces.found)
+    items = ((by_path[str(faces.paths[i])], faces.face(i)) for i in wanted)
+    with _process_pool(processes, _init_aligner, (config, views)) as pool:
+        chips = pool.imap(_align, items, chunksize=16)
+        for start in range(0, len(wanted), chunk):
+            rows = wanted[start:start + chunk]
+            yield rows, np.stack([next(chips) for _ in rows])
+
+
+def aligned_crops(source: Path, faces: FaceSet, config: PipelineConfig, *,
+                  processes: int | None = None) -> np.ndarray:
+    """(N, S, S, 3) uint8 chips of every detected face (zeros where none was found), cached on disk."""
+    key = _cache_key(_source_id(source), CACHE_FORMAT, config.chip, config.crop_size,
                      hashlib.sha256(faces.landmarks.tobytes()).hexdigest())
-    target = cache_dir() / f"{source.name.split('.')[0]}-crops{size}-{key}.npy"
+    target = cache_dir() / f"{source.name.split('.')[0]}-crops{config.crop_size}-{key}.npy"
     if target.exists():
         return np.load(target)
-    by_path = dict(iter_images(source))
-    crops = np.zeros((len(faces), size, size, 3), np.uint8)
-    wanted = np.flatnonzero(faces.found)
-    items = [((str(faces.paths[i]), by_path[str(faces.paths[i])]), faces.landmarks[i]) for i in wanted]
-    with _pool(workers, _init_aligner, (size,)) as pool:
-        for i, crop in zip(wanted, pool.imap(_align, items, chunksize=64), strict=True):
-            crops[i] = crop
+    crops = np.zeros((len(faces), config.crop_size, config.crop_size, 3), np.uint8)
+    for rows, chips in iter_chips(source, faces, config, processes=processes):
+        crops[rows] = chips
     target.parent.mkdir(parents=True, exist_ok=True)
     np.save(target, crops)
     return crops

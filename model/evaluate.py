@@ -1,29 +1,35 @@
 """Evaluate an embedder on face pairs, through the service's own pipeline.
 
     python -m model.evaluate lfw --data ../shared/data/lfw-deepfunneled.tar \
-        --pairs ../shared/data/lfw-pairs.txt [--model model/weights/facegate-mfn.pt] \
-        [--json] [--reference dlib] [--plot roc.png]
+        --pairs ../shared/data/lfw-pairs.txt [--model model/weights/facegate-resnet.pt] \
+        [--augment none|flip|views] [--policy centre|dominant|reject] [--json] [--reference dlib] [--plot roc.png]
     python -m model.evaluate pairs --data ROOT --pairs FILE     # lines: pathA<TAB>pathB<TAB>same
 
 The protocol is LFW View 2's: 10-fold accuracy with the threshold chosen on the other nine folds, EER, TAR
-at FAR 1e-2 and 1e-3, and ROC AUC. A photo in which no face is found follows the service's policy: it
-cannot match anyone, so its pairs count as "different". They are reported, never dropped.
+at FAR 1e-2 and 1e-3, and ROC AUC. Detection, alignment and embedding are the service's (one PipelineConfig,
+one `prepare`); the augmentation defaults to the one the model card says the model serves with.
+
+Which face: research photos are framed on their labelled person, so by default the face nearest the
+photo's centre is taken (`--policy centre`). `--policy dominant` is the service's default instead: it
+refuses a photo whose two largest faces are of similar size, and a refused photo, like one without a
+face, cannot match anyone: its pairs count as "different". They are reported, never dropped.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from app.faces import PipelineConfig
-from app.faces.embedder import DEFAULT_MODEL, Embedder
-from model.data import FaceSet, Pair, aligned_crops, detect_source, read_generic_pairs, read_lfw_pairs, without_root
+from model.data import FaceSet, Pair, detect_source, iter_chips, read_generic_pairs, read_lfw_pairs, without_root
+from model.faces.config import DATASET_POLICY, DEFAULT_MODEL, FacePolicy, PipelineConfig
+from model.faces.embedder import Embedder
 from model.metrics import VerificationReport, roc, verification_report
 
 log = logging.getLogger(__name__)
@@ -31,14 +37,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PairSet:
-    """The pairs, each side an index into `paths`, with embeddings per path (NaN where no face)."""
+    """The pairs, each side an index into the source's photos."""
 
     pairs: list[Pair]
     index_a: np.ndarray
     index_b: np.ndarray
     same: np.ndarray
     folds: np.ndarray
-    found: np.ndarray  # per path
+    found: np.ndarray  # per photo
 
     @property
     def no_face(self) -> int:
@@ -52,31 +58,26 @@ def euclidean_pair_distances(vectors: np.ndarray, pairs: PairSet) -> np.ndarray:
     return np.where(missing, np.inf, d)
 
 
-def load_pairs(source: Path, pairs: list[Pair], *, teacher: bool,
-               config: PipelineConfig | None = None) -> tuple[PairSet, FaceSet]:
-    """Detect every photo of `source` (cached), and index the pairs into its photos."""
-    faces = detect_source(source, teacher=teacher, config=config)
+def pipeline_config(embedder: Embedder, base: PipelineConfig | None = None) -> PipelineConfig:
+    """The pipeline settings (the service's defaults, or `base`) with the embedder's chip geometry."""
+    return replace(base or PipelineConfig(), crop_size=embedder.input_size, chip=embedder.card.preprocess)
+
+
+def index_pairs(faces: FaceSet, pairs: list[Pair], source: Path) -> PairSet:
     names = without_root(faces.paths)
     position = {name: i for i, name in enumerate(names)}
     missing = sorted({p for pair in pairs for p in (pair.a, pair.b) if p not in position})
     if missing:
         raise SystemExit(f"{len(missing)} photos named in the pairs are not in {source}, e.g. {missing[0]}")
-    pair_set = PairSet(
-        pairs,
-        np.array([position[p.a] for p in pairs]),
-        np.array([position[p.b] for p in pairs]),
-        np.array([p.same for p in pairs]),
-        np.array([p.fold for p in pairs]),
-        faces.found,
-    )
-    return pair_set, faces
+    return PairSet(pairs, np.array([position[p.a] for p in pairs]), np.array([position[p.b] for p in pairs]),
+                   np.array([p.same for p in pairs]), np.array([p.fold for p in pairs]), faces.found)
 
 
-def embed_source(embedder: Embedder, source: Path, faces: FaceSet) -> np.ndarray:
-    """Embeddings of every detected face of the source; zeros where none was found."""
-    crops = aligned_crops(source, faces, embedder.input_size)
-    vectors = np.zeros((len(crops), embedder.dim), np.float32)
-    vectors[faces.found] = embedder.embed_many(crops[faces.found])
+def embed_source(embedder: Embedder, source: Path, faces: FaceSet, config: PipelineConfig) -> np.ndarray:
+    """Embeddings of every detected face of the source, with the embedder's views; zeros where none was found."""
+    vectors = np.zeros((len(faces), embedder.dim), np.float32)
+    for rows, chips in iter_chips(source, faces, config, views=embedder.views.to_align):
+        vectors[rows] = embedder.embed(chips)
     return vectors
 
 
@@ -90,18 +91,19 @@ class Evaluation:
 
 
 def evaluate(source: Path, pairs: list[Pair], embedder: Embedder, *, reference: bool = False,
-             config: PipelineConfig | None = None) -> Evaluation:
-    """`config`: the detection settings (default: the datasets', HOG upsampled once on every photo)."""
-    pair_set, faces = load_pairs(source, pairs, teacher=reference, config=config)
-    vectors = embed_source(embedder, source, faces)
+             config: PipelineConfig | None = None, policy: FacePolicy = DATASET_POLICY) -> Evaluation:
+    """`config`: the detection settings (default: the service's); the chip is always the embedder's."""
+    config = pipeline_config(embedder, config)
+    faces = detect_source(source, with_teacher=reference, config=config, policy=policy)
+    pair_set = index_pairs(faces, pairs, source)
+    vectors = embed_source(embedder, source, faces, config)
     distances = {"facegate": euclidean_pair_distances(vectors, pair_set)}
     ours = verification_report(distances["facegate"], pair_set.same, pair_set.folds, no_face=pair_set.no_face)
     theirs = None
     if reference:
         # face_recognition compares dlib's raw (unnormalised) descriptors by Euclidean distance.
         distances["dlib"] = euclidean_pair_distances(faces.teacher, pair_set)
-        theirs = verification_report(distances["dlib"], pair_set.same, pair_set.folds,
-                                     no_face=pair_set.no_face)
+        theirs = verification_report(distances["dlib"], pair_set.same, pair_set.folds, no_face=pair_set.no_face)
     distances["same"] = pair_set.same
     return Evaluation(ours, theirs, distances, faces, vectors)
 
@@ -144,36 +146,53 @@ def report_json(r: VerificationReport) -> dict:
             "threshold": r.threshold, "pairs": r.pairs}
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments, with every input and output checked before anything is computed."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("protocol", choices=("lfw", "pairs"))
     parser.add_argument("--data", type=Path, required=True, help="folder or .tar of the photos")
     parser.add_argument("--pairs", type=Path, required=True)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--augment", choices=("none", "flip", "views"),
+                        help="test-time augmentation (default: what the model card serves with)")
+    parser.add_argument("--policy", choices=("centre", "dominant", "reject"), default="centre",
+                        help="which face of a photo with several (default: the one nearest the centre)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--reference", choices=("dlib",), help="also evaluate the reference embedder")
-    parser.add_argument("--plot", type=Path, help="write ROC and DET curves to this PNG")
-    parser.add_argument("--adaptive-upsample", action="store_true",
-                        help="detect as the service does by default (HOG upsampled only when needed)")
+    parser.add_argument("--plot", type=Path, help="write ROC and DET curves to this PNG (needs matplotlib)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-
-    pairs = read_lfw_pairs(args.pairs) if args.protocol == "lfw" else read_generic_pairs(args.pairs)
-    embedder = Embedder.load(args.model, args.device)
-    config = PipelineConfig(adaptive_upsample=True) if args.adaptive_upsample else None
-    result = evaluate(args.data, pairs, embedder, reference=args.reference == "dlib", config=config)
+    for path in (args.data, args.pairs, args.model):
+        if not path.exists():
+            parser.error(f"{path} does not exist")
     if args.plot:
-        plot_curves(result.distances, args.plot)
+        if importlib.util.find_spec("matplotlib") is None:
+            parser.error("--plot needs matplotlib: pip install -e '.[dev]'")
+        if not args.plot.parent.is_dir():
+            parser.error(f"--plot: the folder {args.plot.parent} does not exist")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    pairs = read_lfw_pairs(args.pairs) if args.protocol == "lfw" else read_generic_pairs(args.pairs)
+    embedder = Embedder.load(args.model, args.device, args.augment)
+    policy = replace(DATASET_POLICY, multi_face=args.policy)
+    result = evaluate(args.data, pairs, embedder, reference=args.reference == "dlib", policy=policy)
     if args.json:
-        output = {**report_json(result.ours), "model_id": embedder.model_id}
+        output = {**report_json(result.ours), "model_id": embedder.model_id, "augment": embedder.augment,
+                  "policy": args.policy}
         if result.reference is not None:
             output["reference"] = {"name": "dlib", **report_json(result.reference)}
         print(json.dumps(output, indent=2))  # noqa: T201 - the CLI's output
-        return
-    print(format_report("facegate", result.ours))  # noqa: T201
-    if result.reference is not None:
-        print(format_report("dlib", result.reference))  # noqa: T201
+    else:
+        print(format_report("facegate", result.ours))  # noqa: T201
+        if result.reference is not None:
+            print(format_report("dlib", result.reference))  # noqa: T201
+    sys.stdout.flush()  # the figures are out before anything is drawn
+    if args.plot:
+        plot_curves(result.distances, args.plot)
 
 
 if __name__ == "__main__":

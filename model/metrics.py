@@ -6,7 +6,7 @@ as "different" at every threshold, and is never dropped.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -109,9 +109,6 @@ class VerificationReport:
     auc: float
     pairs: int
     no_face: int
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def verification_report(distances: np.ndarray, same: np.ndarray, folds: np.ndarray, *, no_face: int,

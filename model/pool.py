@@ -21,13 +21,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from app.faces import PREPROCESS_VERSION
 from model.config import TrainConfig, load_config
-from model.data import aligned_crops, detect_source, lfw_people_in_pairs, read_lfw_pairs
+from model.data import VALIDATION_SOURCES, aligned_crops, detect_source, lfw_people_in_pairs, read_lfw_pairs
 
 log = logging.getLogger(__name__)
 
-POOL_FORMAT = 1
+POOL_FORMAT = 2  # 2: the validation identities are held out, and the header names the chip geometry
 
 
 @dataclass
@@ -63,7 +62,7 @@ class TrainingData:
             Image.fromarray(crop).save(buffer, "WEBP", quality=quality, method=6)
             encoded.append(np.frombuffer(buffer.getvalue(), np.uint8))
         offsets = np.cumsum([0] + [len(e) for e in encoded])
-        header = {"format": POOL_FORMAT, "preprocess": PREPROCESS_VERSION, "input_size": self.input_size,
+        header = {"format": POOL_FORMAT, "input_size": self.input_size,
                   "quality": quality, **(meta or {})}
         arrays = {"images": np.concatenate(encoded), "offsets": offsets, "labels": np.array(self.labels),
                   "header": np.array(json.dumps(header))}
@@ -80,9 +79,9 @@ class TrainingData:
     def load(cls, path: Path) -> TrainingData:
         with np.load(path, allow_pickle=False) as data:
             header = json.loads(str(data["header"]))
-            if header["format"] != POOL_FORMAT or header["preprocess"] != PREPROCESS_VERSION:
-                raise ValueError(f"{path}: pool format {header['format']} / {header['preprocess']}, this code "
-                                 f"reads {POOL_FORMAT} / {PREPROCESS_VERSION}: rebuild it with model.pool")
+            if header["format"] != POOL_FORMAT:
+                raise ValueError(f"{path}: pool format {header['format']}, this code reads {POOL_FORMAT}: "
+                                 "rebuild it with model.pool")
             images, offsets = data["images"], data["offsets"]
             size = header["input_size"]
             crops = np.empty((len(offsets) - 1, size, size, 3), np.uint8)
@@ -98,15 +97,17 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     """The protocol's training pool, read through the crop cache (which model.prepare fills)."""
     root = Path(config.data.root)
     held_out = lfw_people_in_pairs(read_lfw_pairs(root / config.data.pairs))
+    validation = set(detect_source(root / VALIDATION_SOURCES[0], with_teacher=False).labels)
     crops, labels, teacher, sources = [], [], [], []
     for archive in config.data.labelled + config.data.unlabelled:
         source = root / archive
         labelled = archive in config.data.labelled
         faces = detect_source(source, labelled=labelled)
-        keep = faces.found & ~np.isin(faces.labels, sorted(held_out)) if "lfw" in archive else faces.found
+        test_or_validation = held_out if "lfw" in archive else validation if "celeba" in archive else set()
+        keep = faces.found & ~np.isin(faces.labels, sorted(test_or_validation))
         # CelebA identity numbers are shared by both CelebA archives, so the prefix is the dataset family.
         family = archive.split("-")[0]
-        crops.append(aligned_crops(source, faces, config.network.input_size)[keep])
+        crops.append(aligned_crops(source, faces, config.pipeline)[keep])
         labels += [f"{family}/{label}" if label else "" for label in faces.labels[keep]]
         teacher.append(faces.teacher[keep])
         sources.append(np.full(int(keep.sum()), archive))
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = load_config(args.config)
     data = load_training_data(config)
-    data.save(args.out, quality=args.quality, meta={"data": config.as_dict()["data"]})
+    data.save(args.out, quality=args.quality, meta={"data": config.as_dict()["data"], "chip": config.pipeline.chip})
     log.info("%d faces (%d labelled) -> %s, %.1f MB", len(data), sum(map(bool, data.labels)), args.out,
              args.out.stat().st_size / 1e6)
 

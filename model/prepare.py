@@ -25,14 +25,14 @@ SOURCES = (
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--processes", type=int, default=None, help="detection processes (default: one per core)")
     parser.add_argument("--only", nargs="*", help="archive names to prepare (default: all)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for archive, labelled in SOURCES:
         if args.only and archive not in args.only:
             continue
-        detect_source(args.data / archive, labelled=labelled, workers=args.workers)
+        detect_source(args.data / archive, labelled=labelled, processes=args.processes)
 
 
 if __name__ == "__main__":

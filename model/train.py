@@ -11,6 +11,7 @@ The run checkpoints into runs/<config name>/ and resumes from there when started
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import math
@@ -22,10 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from app.faces import PREPROCESS_VERSION, crops_to_tensor
 from model.augment import FaceAugment
 from model.config import LossConfig, TrainConfig, load_config
 from model.data import has_descriptor
+from model.faces.pipeline import dlib_model_path
+from model.faces.reference import DLIB_RESNET
 from model.losses import (
     BatchHardMiner,
     ContrastiveLoss,
@@ -33,7 +35,8 @@ from model.losses import (
     SemiHardMiner,
     TripletLoss,
 )
-from model.network import MobileFaceNet
+from model.networks import build, crops_to_tensor
+from model.networks.dlib_resnet import read_dat
 from model.pool import TrainingData, load_training_data
 from model.sampler import PKSampler
 
@@ -52,6 +55,12 @@ def centre_teacher(teacher: np.ndarray, centring: float) -> np.ndarray:
     shifted = teacher.copy()
     shifted[present] -= centring * teacher[present].mean(axis=0)
     return shifted
+
+
+def build_model(config: TrainConfig) -> nn.Module:
+    if config.init == "dlib":
+        return read_dat(Path(dlib_model_path(DLIB_RESNET)))
+    return build(config.architecture, config.network_arguments)
 
 
 def build_metric_loss(config: LossConfig) -> nn.Module:
@@ -78,7 +87,11 @@ class Trainer:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
-        self.model = MobileFaceNet(config.network).to(self.device).to(memory_format=torch.channels_last)
+        self.model = build_model(config).to(self.device).to(memory_format=torch.channels_last)
+        # The online teacher: the starting network, frozen, judging the same augmented faces as the student.
+        self.online_teacher = None
+        if config.teacher == "online" and config.loss.distill_weight:
+            self.online_teacher = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr,
                                            weight_decay=config.weight_decay)
         self.steps = config.steps  # a time budget may change it once, early on (fit)
@@ -87,12 +100,12 @@ class Trainer:
         self.metric_loss = build_metric_loss(config.loss)
         self.distill_loss = DistillationLoss(config.loss.relational_weight)
         self.augment = FaceAugment(config.augment, torch.Generator().manual_seed(config.seed))
-        self.sampler = iter(PKSampler(data.labels, config.p, config.k, seed=config.seed))
+        self.sampler = PKSampler(data.labels, config.p, config.k, seed=config.seed)
         ids = {name: i for i, name in enumerate(sorted(set(data.labels)))}
         self.label_ids = torch.tensor([ids[label] for label in data.labels], device=self.device)
         # The whole pool lives on the training device as uint8: a GPU step never waits for the host.
         self.crops = torch.from_numpy(data.crops).to(self.device)
-        if data.teacher is None:
+        if data.teacher is None or config.teacher == "online":
             self.teacher = self.has_teacher = None
         else:
             self.teacher = torch.from_numpy(centre_teacher(data.teacher, config.loss.teacher_centring))
@@ -110,15 +123,16 @@ class Trainer:
         """A checkpoint to resume from; the final one holds only what export needs (a third of the size)."""
         self.config.out_dir.mkdir(parents=True, exist_ok=True)
         state = {
-            "network": self.config.network.as_dict(),
+            "architecture": self.config.architecture,
+            "network": self.config.network_arguments,
             "state_dict": self.model.state_dict(),
             **({} if final else {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
-                                 "ema": self.ema}),
+                                 "ema": self.ema, "random": self.random_state()}),
             "final": final,
             "step": self.step,
             "steps": self.steps,
             "config": self.config.as_dict(),
-            "preprocess": PREPROCESS_VERSION,
+            "preprocess": self.config.pipeline.chip,
             "environment": {
                 "device": self.device.type,
                 "gpu": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None,
@@ -144,12 +158,16 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.ema = state.get("ema")
-        # Fresh, but reproducible, randomness for the rest of the run.
-        self.rng = np.random.default_rng([self.config.seed, self.step])
-        self.augment.generator.manual_seed(self.config.seed + self.step)
-        self.sampler = iter(PKSampler(self.data.labels, self.config.p, self.config.k,
-                                      seed=self.config.seed + self.step))
+        # The rest of the run draws the same batches and augmentations as an uninterrupted one would.
+        random = state["random"]
+        self.rng.bit_generator.state = random["numpy"]
+        self.sampler.load_state_dict(random["sampler"])
+        self.augment.generator.set_state(random["augment"].cpu())
         log.info("resumed from %s at step %d", self.checkpoint_path, self.step)
+
+    def random_state(self) -> dict:
+        return {"numpy": self.rng.bit_generator.state, "sampler": self.sampler.state_dict(),
+                "augment": self.augment.generator.get_state()}
 
     def batch(self) -> tuple[np.ndarray, int]:
         metric = next(self.sampler)
@@ -168,7 +186,13 @@ class Trainer:
         metric = self.metric_loss(embeddings[:n_metric], self.label_ids[indices[:n_metric]])
         loss = config.loss.metric_weight * metric
         parts = {"metric": float(metric.detach())}
-        if config.loss.distill_weight and self.has_teacher is not None:
+        if config.loss.distill_weight and self.online_teacher is not None:
+            with torch.no_grad():
+                targets = self.online_teacher.raw(x).float()
+            distill = self.distill_loss(embeddings, targets)
+            loss = loss + config.loss.distill_weight * distill
+            parts["distill"] = float(distill.detach())
+        elif config.loss.distill_weight and self.has_teacher is not None:
             with_teacher = self.has_teacher[indices]
             distill = self.distill_loss(embeddings[with_teacher], self.teacher[indices][with_teacher])
             loss = loss + config.loss.distill_weight * distill
@@ -236,6 +260,8 @@ class Trainer:
         over clean (unaugmented) training photos fix that; nothing else changes.
         """
         norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not norms:  # dlib's ResNet: its batch norm is folded into fixed affine layers
+            return
         for norm in norms:
             norm.reset_running_stats()
             norm.momentum = None  # a cumulative average over the passes below
@@ -270,8 +296,8 @@ def main(argv: list[str] | None = None) -> None:
     log.info("config %s", json.dumps(config.as_dict()))
     if args.pool:
         data = TrainingData.load(args.pool).select(config.data.labelled + config.data.unlabelled)
-        if data.input_size != config.network.input_size:
-            parser.error(f"the pool holds {data.input_size} px crops, the config wants {config.network.input_size}")
+        if data.input_size != config.pipeline.crop_size:
+            parser.error(f"the pool holds {data.input_size} px crops, the config wants {config.pipeline.crop_size}")
     else:
         data = load_training_data(config)
     log.info("training pool: %d faces, %d labelled", len(data), sum(map(bool, data.labels)))

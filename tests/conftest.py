@@ -19,11 +19,15 @@ ClientFactory = Callable[..., "TestClient"]
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FACEGATE_SHARED_DATA", REPO.parent / "shared" / "data"))
 TESTFACES = SHARED_DATA / "testfaces"
+# CI has the photos, so there a test that would skip for want of them fails instead.
+REQUIRE_DATA = os.environ.get("FACEGATE_REQUIRE_DATA") == "1"
 
 
 @pytest.fixture(scope="session")
 def testfaces() -> Path:
     if not TESTFACES.is_dir():
+        if REQUIRE_DATA:
+            pytest.fail(f"FACEGATE_REQUIRE_DATA=1 but the face photos are not at {TESTFACES}")
         pytest.skip(f"face photos not found at {TESTFACES}")
     return TESTFACES
 
@@ -41,10 +45,21 @@ POSTGRES_URL = os.environ.get("FACEGATE_TEST_POSTGRES_URL", "postgresql+psycopg:
 REQUIRE_POSTGRES = os.environ.get("FACEGATE_REQUIRE_POSTGRES") == "1"
 
 
+def is_test_database(url: str) -> bool:
+    """Only a database whose name says it is for tests may be wiped: `test`, `facegate_test`, `test_2`..."""
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database or ""
+    return name == "test" or name.startswith("test_") or name.endswith("_test")
+
+
 def _postgres_or_skip() -> str:
     from sqlalchemy import create_engine, text
     from sqlalchemy.exc import OperationalError
 
+    if not is_test_database(POSTGRES_URL):
+        pytest.fail(f"FACEGATE_TEST_POSTGRES_URL names {POSTGRES_URL!r}: its schema would be dropped, and its "
+                    "database name does not mark it as a test database (test, test_*, *_test)")
     engine = create_engine(POSTGRES_URL)
     try:
         with engine.begin() as connection:

@@ -67,3 +67,17 @@ def test_the_overrides_validate(override):
     else:
         devices = services["api"]["deploy"]["resources"]["reservations"]["devices"]
         assert devices[0]["capabilities"] == ["gpu"]
+
+
+@pytest.mark.parametrize(("url", "wipeable"), [
+    ("postgresql+psycopg://postgres@127.0.0.1:5432/test", True),
+    ("postgresql+psycopg://u@db/facegate_test", True),
+    ("postgresql+psycopg://u@db/test_2", True),
+    ("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", False),
+    ("postgresql+psycopg://u@db/facegate", False),
+    ("postgresql+psycopg://u@db/contest", False),
+])
+def test_the_suite_wipes_only_a_database_named_for_tests(url, wipeable):
+    from tests.conftest import is_test_database
+
+    assert is_test_database(url) is wipeable

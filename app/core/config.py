@@ -1,4 +1,7 @@
-"""One settings object, read from the environment with the prefix FACEGATE_ (or a .env file)."""
+"""One settings object, read from the environment with the prefix FACEGATE_ (or a .env file).
+
+It imports neither torch nor dlib: `python -m app.keys` and `alembic` start without them.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.faces import PipelineConfig
-from app.faces.embedder import DEFAULT_MODEL
+from model.faces.config import DEFAULT_MODEL, Augment, Chip, FacePolicy, PipelineConfig
 
 DEFAULT_DATABASE_URL = "sqlite:///./facegate.db"
 
@@ -31,12 +33,15 @@ class Settings(BaseSettings):
 
     model_path: Path = DEFAULT_MODEL
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Test-time augmentation; None = the one the model card was calibrated with. Changing it changes the
+    # distances the card's thresholds were calibrated on.
+    augment: Augment | None = None
     # Overrides the model card's calibrated threshold; only for operators who re-calibrated on their own data.
     threshold: float | None = Field(default=None, gt=0.0, le=2.0)
 
     # Request work (decode, detect, embed) runs on a bounded pool of threads, never on the event loop;
     # torch and dlib release the GIL. 0 = two per core.
-    workers: int = Field(default=0, ge=0)
+    request_threads: int = Field(default=0, ge=0)
     # Threads each torch forward pass may use; 0 = torch's default (one per core). Concurrent requests are
     # the parallelism: with one thread each, 4 concurrent /verify on 2 cores serve 42 requests/s instead of
     # 30, and the tail shortens (benchmarks/http.py), since nobody oversubscribes the cores.
@@ -66,14 +71,19 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
-    def pipeline_config(self, crop_size: int) -> PipelineConfig:
-        """The faces pipeline as the service runs it, for a model whose input is `crop_size` pixels."""
-        return PipelineConfig(crop_size=crop_size, detect_max_side=self.detect_max_side,
+    def pipeline_config(self, crop_size: int, chip: Chip) -> PipelineConfig:
+        """The faces pipeline as the service runs it, for a model of this input size and chip geometry."""
+        return PipelineConfig(crop_size=crop_size, chip=chip, detect_max_side=self.detect_max_side,
                               adaptive_upsample=self.adaptive_upsample)
 
     @property
+    def face_policy(self) -> FacePolicy:
+        return FacePolicy(multi_face=self.multi_face_policy, dominant_ratio=self.dominant_face_ratio,
+                          min_face_size=self.min_face_size, max_pixels=self.max_image_pixels)
+
+    @property
     def worker_threads(self) -> int:
-        return self.workers or 2 * (os.cpu_count() or 1)
+        return self.request_threads or 2 * (os.cpu_count() or 1)
 
     @property
     def migrate_on_start(self) -> bool:

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.faces.errors import FaceError
+from model.faces.errors import FaceError, FaceTooSmall, ImageTooLarge, InvalidImage, MultipleFaces, NoFaceDetected
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,6 @@ class StaleTemplate(DomainError):
     code, status = "stale_template", 409
 
 
-class PayloadTooLarge(DomainError):
-    code, status = "image_too_large", 413
-
-
 class Unauthorized(DomainError):
     """No API key, or one that is unknown or revoked."""
 
@@ -61,21 +57,29 @@ class NotReady(DomainError):
     code, status = "not_ready", 503
 
 
-FACE_ERROR_STATUS = {"image_too_large": 413, "invalid_image": 422}
+# The photo's errors come from model/ (which knows nothing of HTTP); their statuses are set here.
+FACE_ERROR_STATUS: dict[type[FaceError], int] = {
+    ImageTooLarge: 413, InvalidImage: 422, NoFaceDetected: 422, MultipleFaces: 422, FaceTooSmall: 422,
+}
+
+
+def status_of(exc: DomainError | FaceError) -> int:
+    return exc.status if isinstance(exc, DomainError) else FACE_ERROR_STATUS.get(type(exc), 422)
 
 
 def error_body(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 
 
+def error_response(exc: DomainError | FaceError) -> JSONResponse:
+    return JSONResponse(error_body(exc.code, exc.message), status_code=status_of(exc))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
-    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status)
-
     @app.exception_handler(FaceError)
-    async def _face(_: Request, exc: FaceError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message), status_code=FACE_ERROR_STATUS.get(exc.code, 422))
+    async def _refused(_: Request, exc: DomainError | FaceError) -> JSONResponse:
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

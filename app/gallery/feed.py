@@ -51,6 +51,16 @@ def fill_index(index: EmbeddingIndex, *, session: Session, model_id: str) -> Non
     index.load(ids, names, np.stack(vectors) if vectors else np.zeros((0, index.dim), np.float32))
 
 
+def bootstrap(index: EmbeddingIndex, *, session: Session, model_id: str) -> int:
+    """Build the index from the database in one piece; returns the feed position to follow on from.
+
+    The one way an index is (re)built: at start-up, and when a replica finds the feed pruned under it.
+    """
+    since = repository.last_change(session=session)  # read first: whatever follows is applied again
+    fill_index(index, session=session, model_id=model_id)
+    return since
+
+
 class ChangeFollower:
     def __init__(self, *, engine: Engine, sessions: sessionmaker[Session], index: EmbeddingIndex, model_id: str,
                  since: int, poll_interval: float = 0.25, gap_timeout: float = 30.0,
@@ -115,8 +125,7 @@ class ChangeFollower:
 
     def _rebuild(self, session: Session) -> int:
         """The rows after our position were pruned: start again from the database, as at start-up."""
-        since = repository.last_change(session=session)  # read first: whatever follows is applied again
-        fill_index(self.index, session=session, model_id=self.model_id)
+        since = bootstrap(self.index, session=session, model_id=self.model_id)
         log.warning("gallery feed: changes after #%d were pruned before this replica read them; index rebuilt "
                     "(%d templates), following on from #%d", self.last_seq, len(self.index), since)
         self.last_seq, self.pending, self.read_at = since, {}, time.time()

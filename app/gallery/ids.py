@@ -40,9 +40,6 @@ class IdTable:
         self._sorted = self._hashes[self._order]
         self.size = len(keys)
 
-    def id_of(self, row: int) -> str:
-        return self._ids[row].decode()
-
     def ids_of(self, rows: list[int]) -> list[str]:
         return [value.decode() for value in self._ids[rows]]
 

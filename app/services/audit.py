@@ -22,9 +22,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.errors import DomainError
-from app.faces.errors import FaceError
 from app.gallery.models import AuditRecord, utcnow
 from app.keys import Caller
+from model.faces.errors import FaceError
 
 log = logging.getLogger(__name__)
 

@@ -15,14 +15,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
-from app.core.errors import EmployeeExists, EmployeeNotFound, PayloadTooLarge, StaleTemplate
-from app.faces import FaceBox, FacePipeline, FaceTooSmall, MultipleFaces, NoFaceDetected, decode_image
-from app.faces.batcher import MicroBatcher
-from app.faces.embedder import Embedder
+from app.core.errors import EmployeeExists, EmployeeNotFound, StaleTemplate
 from app.gallery import repository
-from app.gallery.feed import fill_index
 from app.gallery.index import EmbeddingIndex, Match
-from app.gallery.models import Employee
+from app.gallery.models import Employee, Template
+from app.services.batcher import MicroBatcher
+from model.faces.config import Views
+from model.faces.embedder import Embedder
+from model.faces.errors import ImageTooLarge
+from model.faces.pipeline import FaceBox, FacePipeline
+from model.faces.prepare import prepare
 
 log = logging.getLogger(__name__)
 
@@ -63,33 +65,33 @@ class Identification:
     face: FaceBox
 
 
-def choose_face(faces: list[FaceBox], settings: Settings) -> FaceBox:
-    """The multi-face policy. `faces` is sorted largest first."""
-    if not faces:
-        raise NoFaceDetected("no face was found in the photo")
-    if len(faces) > 1:
-        dominant = faces[0].area >= settings.dominant_face_ratio * faces[1].area
-        if settings.multi_face_policy == "reject" or not dominant:
-            raise MultipleFaces(
-                f"{len(faces)} faces were found; send a photo of one person"
-                + ("" if settings.multi_face_policy == "reject" else
-                   f" (or one whose face is at least {settings.dominant_face_ratio:g}x larger than the others)")
-            )
-    face = faces[0]
-    if min(face.width, face.height) < settings.min_face_size:
-        raise FaceTooSmall(
-            f"the face is {face.width}x{face.height} pixels; at least {settings.min_face_size} are needed"
-        )
-    return face
-
-
-def face_crop(data: bytes, *, settings: Settings, pipeline: FacePipeline) -> tuple[FaceBox, np.ndarray]:
-    """Photo bytes -> the chosen face and its aligned crop, under the service's limits and face policy."""
+def face_chips(data: bytes, *, settings: Settings, pipeline: FacePipeline,
+               views: Views | None) -> tuple[FaceBox, np.ndarray]:
+    """Photo bytes -> the chosen face and its chip (or `views`), under the service's limits and face policy."""
     if len(data) > settings.max_upload_bytes:
-        raise PayloadTooLarge(f"the photo is {len(data)} bytes; the limit is {settings.max_upload_bytes}")
-    rgb = decode_image(data, max_pixels=settings.max_image_pixels)
-    face = choose_face(pipeline.detect(rgb), settings)
-    return face, pipeline.align(rgb, face)
+        raise ImageTooLarge(f"the photo is {len(data)} bytes; the limit is {settings.max_upload_bytes}")
+    return prepare(data, pipeline, settings.face_policy, views)
+
+
+def save_enrollment(*, session: Session, employee_id: str, name: str | None, vector: np.ndarray, model_id: str,
+                    replace: bool) -> tuple[Employee, Template, bool]:
+    """The one write of an enrollment (API enroll and replace, bulk enrollment): the employee, their template
+    and the change feed's row, committed together. Returns (employee, template, whether they existed)."""
+    employee = repository.get_employee(session=session, employee_id=employee_id)
+    existed = employee is not None
+    if existed and not replace:
+        raise EmployeeExists(f"employee {employee_id!r} is already enrolled; use replace=true to replace")
+    try:
+        if employee is None:
+            employee = repository.add_employee(session=session, employee_id=employee_id, name=name)
+        elif name is not None:
+            employee.name = name
+        template = repository.set_template(session=session, employee=employee, vector=vector, model_id=model_id)
+        session.commit()
+    except IntegrityError as exc:  # a concurrent enroll of the same id won the race
+        session.rollback()
+        raise EmployeeExists(f"employee {employee_id!r} is already enrolled") from exc
+    return employee, template, existed
 
 
 class RecognitionService:
@@ -104,34 +106,37 @@ class RecognitionService:
 
     @property
     def threshold(self) -> float:
-        return self.settings.threshold if self.settings.threshold is not None else self.embedder.card.threshold
+        if self.settings.threshold is not None:
+            return self.settings.threshold
+        return self.embedder.card.threshold_for(self.embedder.augment)
 
     def probe(self, data: bytes) -> Probe:
-        face, crop = face_crop(data, settings=self.settings, pipeline=self.pipeline)
-        vector = self.batcher.embed(crop) if self.batcher else self.embedder.embed(crop)[0]
+        face, chips = face_chips(data, settings=self.settings, pipeline=self.pipeline,
+                                 views=self.embedder.views.to_align)
+        vector = self.batcher.embed(chips) if self.batcher else self.embedder.embed(chips[None])[0]
         return Probe(face, vector)
 
     def enroll(self, *, session: Session, employee_id: str, name: str | None, data: bytes,
                replace: bool) -> Enrollment:
         probe = self.probe(data)
-        employee = repository.get_employee(session=session, employee_id=employee_id)
-        existed = employee is not None
-        if existed and not replace:
-            raise EmployeeExists(f"employee {employee_id!r} is already enrolled; use replace=true to replace")
-        try:
-            if employee is None:
-                employee = repository.add_employee(session=session, employee_id=employee_id, name=name)
-            elif name is not None:
-                employee.name = name
-            template = repository.set_template(session=session, employee=employee, vector=probe.vector,
-                                               model_id=self.model_id)
-            session.commit()
-        except IntegrityError as exc:  # a concurrent enroll of the same id won the race
-            session.rollback()
-            raise EmployeeExists(f"employee {employee_id!r} is already enrolled") from exc
+        employee, template, existed = save_enrollment(session=session, employee_id=employee_id, name=name,
+                                                      vector=probe.vector, model_id=self.model_id, replace=replace)
         self.index.upsert(employee.employee_id, employee.name, probe.vector)
         log.info("enrolled %s (replace=%s)", employee_id, replace)
         return Enrollment(employee, probe.face, self.model_id, template.created_at, replaced=existed)
+
+    def employees(self, *, session: Session, offset: int, limit: int) -> tuple[list[Employee], int]:
+        return repository.list_employees(session=session, offset=offset, limit=limit)
+
+    def employee(self, *, session: Session, employee_id: str) -> Employee:
+        employee = repository.get_employee(session=session, employee_id=employee_id)
+        if employee is None:
+            raise EmployeeNotFound(f"no employee {employee_id!r}")
+        return employee
+
+    def stale_templates(self, *, session: Session) -> int:
+        """Templates made by another model than the one loaded: their employees must enroll again."""
+        return repository.count_stale_templates(session=session, model_id=self.model_id)
 
     def verify(self, *, session: Session, employee_id: str, data: bytes,
                threshold: float | None) -> Verification:
@@ -163,9 +168,3 @@ class RecognitionService:
             raise EmployeeNotFound(f"no employee {employee_id!r}")
         raise StaleTemplate(f"employee {employee_id!r} was enrolled with another model; enroll again")
 
-
-def load_index(*, session: Session, embedder: Embedder) -> EmbeddingIndex:
-    """The index of every template made by the embedder's model, built in one piece."""
-    index = EmbeddingIndex(embedder.dim, embedder.device)
-    fill_index(index, session=session, model_id=embedder.model_id)
-    return index

@@ -142,7 +142,8 @@ def test_odd_but_valid_photos_work(enrolled, photos, variant):
 
 def test_an_unrotated_photo_on_its_side_would_fail_so_exif_matters(photos):
     """Guards the EXIF test above: without the orientation tag the face lies sideways and is not found."""
-    from app.faces import FacePipeline, decode_image
+    from model.faces.decode import decode_image
+    from model.faces.pipeline import FacePipeline
 
     sideways = photos.image("Tony_Blair", 2).transpose(Image.Transpose.ROTATE_90)
     buffer = io.BytesIO()

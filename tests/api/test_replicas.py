@@ -57,7 +57,9 @@ def test_a_change_committed_out_of_order_is_still_applied(database_url, make_cli
 
     a, b = make_client(), make_client()
     runtime = b.app.state.runtime
-    vector = a.app.state.runtime.service.embedder.embed(np.zeros((1, 64, 64, 3), np.uint8))[0]
+    embedder = a.app.state.runtime.service.embedder
+    size = embedder.input_size
+    vector = embedder.embed(np.zeros((1, size, size, 3), np.uint8))[0]
     with a.app.state.runtime.sessions() as slow:
         employee = repository.add_employee(session=slow, employee_id="late", name=None)
         repository.set_template(session=slow, employee=employee, vector=vector,

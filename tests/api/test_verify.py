@@ -30,7 +30,7 @@ def test_another_person_is_rejected(gallery, photos, claimed, actual):
 
 
 def test_verify_reports_the_calibrated_threshold_and_model(gallery, photos):
-    from app.faces.embedder import DEFAULT_MODEL, ModelCard, card_path
+    from model.faces.embedder import DEFAULT_MODEL, ModelCard, card_path
 
     card = ModelCard.read(card_path(DEFAULT_MODEL))
     body = verify(gallery, "Tony_Blair", photos.bytes("Tony_Blair", 3)).json()

@@ -23,7 +23,7 @@ def test_the_id_table_agrees_with_a_dict_through_random_changes():
                 rows[moved_id] = row
         assert table.size == len(rows)
     for employee_id, row in rows.items():
-        assert table.find(employee_id) == row and table.id_of(row) == employee_id
+        assert table.find(employee_id) == row and table.ids_of([row]) == [employee_id]
     assert table.find("nobody") is None and table.find("e") is None
     assert sorted(table.ids_of(list(range(table.size)))) == sorted(rows)
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from app.faces.embedder import Embedder, ModelError, card_path
 from model.export import write_model
-from model.network import MobileFaceNet, NetworkConfig
+from model.faces.embedder import Embedder, ModelError, card_path
+from model.networks.mobilefacenet import MobileFaceNet, NetworkConfig
 
 
 def trained_looking_network(config: NetworkConfig) -> MobileFaceNet:
@@ -21,10 +21,10 @@ def test_export_then_load_gives_identical_embeddings(tmp_path):
     config = NetworkConfig(input_size=32, embedding_dim=16, width=0.25)
     network = trained_looking_network(config)
     out = tmp_path / "m.pt"
-    card = write_model(network.state_dict(), config.as_dict(), out, thresholds={"default": 0.9})
+    card = write_model(network.state_dict(), "MobileFaceNet", config.as_dict(), out, thresholds={"default": 0.9})
     embedder = Embedder.load(out, "cpu")
     crops = np.random.default_rng(1).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
-    from app.faces import crops_to_tensor
+    from model.networks import crops_to_tensor
 
     with torch.inference_mode():
         expected = network(crops_to_tensor(crops)).numpy()
@@ -35,17 +35,17 @@ def test_export_then_load_gives_identical_embeddings(tmp_path):
 
 def test_model_id_is_a_content_hash_of_the_weights(tmp_path):
     config = NetworkConfig(input_size=32, embedding_dim=16, width=0.25)
-    a = write_model(trained_looking_network(config).state_dict(), config.as_dict(), tmp_path / "a.pt")
-    b = write_model(trained_looking_network(config).state_dict(), config.as_dict(), tmp_path / "b.pt")
+    a = write_model(trained_looking_network(config).state_dict(), "MobileFaceNet", config.as_dict(), tmp_path / "a.pt")
+    b = write_model(trained_looking_network(config).state_dict(), "MobileFaceNet", config.as_dict(), tmp_path / "b.pt")
     other = MobileFaceNet(config)
-    c = write_model(other.state_dict(), config.as_dict(), tmp_path / "c.pt")
+    c = write_model(other.state_dict(), "MobileFaceNet", config.as_dict(), tmp_path / "c.pt")
     assert a["model_id"] == b["model_id"] != c["model_id"]
 
 
 def test_a_card_for_another_preprocessing_is_refused(tmp_path):
     config = NetworkConfig(input_size=32, embedding_dim=16, width=0.25)
     out = tmp_path / "m.pt"
-    write_model(MobileFaceNet(config).state_dict(), config.as_dict(), out, thresholds={"default": 1.0})
+    write_model(MobileFaceNet(config).state_dict(), "MobileFaceNet", config.as_dict(), out, thresholds={"default": 1.0})
     card = card_path(out)
     card.write_text(card.read_text().replace('"preprocess": "fg-align', '"preprocess": "older'))
     with pytest.raises(ModelError):
@@ -53,28 +53,29 @@ def test_a_card_for_another_preprocessing_is_refused(tmp_path):
 
 
 def test_the_shipped_model_loads_with_a_calibrated_threshold():
-    from app.faces.embedder import DEFAULT_MODEL
+    from model.faces.embedder import DEFAULT_MODEL
 
     embedder = Embedder.load(DEFAULT_MODEL, "cpu")
     card = embedder.card.data
     assert 0 < embedder.card.threshold < 2
-    assert card["thresholds"]["default"] == card["thresholds"]["far_1e-3"]
+    assert card["thresholds"]["default"] == card["thresholds"]["far_1e-3"] == card["thresholds"]["far_levels"]["0.001"]
+    assert "CelebA" in card["thresholds"]["calibration"] and "LFW" not in card["thresholds"]["calibration"]
     assert card["model_id"] == embedder.model_id
     assert {"accuracy", "accuracy_std", "eer", "tar_at_far", "auc", "no_face"} <= set(card["metrics"]["lfw"])
     assert DEFAULT_MODEL.stat().st_size < 25 * 1024 * 1024
 
 
 def test_calibration_by_hand():
-    from model.export import calibrate, impostor_distances
+    from model.export import pair_distances, threshold_at_far
 
     # Four unit vectors at 0, 10, 90 and 180 degrees; the first two are the same person.
     angles = np.radians([0, 10, 90, 180])
     vectors = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
     labels = np.array(["a", "a", "b", "c"])
-    impostors = np.sort(impostor_distances(vectors, labels))
+    genuine, impostors = pair_distances(vectors, labels)
+    impostors = np.sort(impostors)
     chord = lambda degrees: 2 * np.sin(np.radians(degrees) / 2)  # noqa: E731
     expected = np.sort([chord(d) for d in (90, 180, 80, 170, 90)])  # every cross-identity pair, once
-    assert np.allclose(impostors, expected, atol=1e-5)
-    threshold, count = calibrate(vectors, labels, far=0.2)  # 1 of 5 impostors may pass
-    assert count == 5
+    assert np.allclose(impostors, expected, atol=1e-5) and np.allclose(genuine, [chord(10)], atol=1e-5)
+    threshold = threshold_at_far(impostors, far=0.2)  # 1 of 5 impostors may pass
     assert (impostors <= threshold).sum() == 1 and threshold < impostors[1]

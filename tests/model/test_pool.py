@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from model.data import aligned_crops, detect_source
+from model.faces.config import PipelineConfig
 from model.pool import TrainingData
 
 
@@ -11,8 +12,8 @@ from model.pool import TrainingData
 def pool(testfaces) -> TrainingData:
     parts = []
     for name in ("lfw", "celeba-wild"):
-        faces = detect_source(testfaces / name, teacher=False, workers=1)
-        crops = aligned_crops(testfaces / name, faces, 64, workers=1)[faces.found]
+        faces = detect_source(testfaces / name, with_teacher=False, processes=1)
+        crops = aligned_crops(testfaces / name, faces, PipelineConfig(crop_size=64), processes=1)[faces.found]
         parts.append((crops, list(faces.labels[faces.found]), np.full(len(crops), name)))
     crops = np.concatenate([p[0] for p in parts])
     teacher = np.random.default_rng(0).normal(size=(len(crops), 128)).astype(np.float32)

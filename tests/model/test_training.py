@@ -1,12 +1,15 @@
 """A tiny real training run on real faces: the loss falls and the identities come apart."""
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
 
-from app.faces import crops_to_tensor
 from model.config import from_dict
 from model.data import aligned_crops, detect_source
+from model.faces.config import PipelineConfig
+from model.networks import crops_to_tensor
 from model.pool import TrainingData
 from model.train import Trainer
 
@@ -14,8 +17,8 @@ from model.train import Trainer
 @pytest.fixture(scope="module")
 def faces(testfaces):
     source = testfaces / "lfw"
-    detections = detect_source(source, teacher=False, workers=1)
-    crops = aligned_crops(source, detections, 32, workers=1)
+    detections = detect_source(source, with_teacher=False, processes=1)
+    crops = aligned_crops(source, detections, PipelineConfig(crop_size=32), processes=1)
     return TrainingData(crops[detections.found], list(detections.labels[detections.found]), None)
 
 
@@ -49,19 +52,36 @@ def test_a_tiny_run_lowers_the_loss_and_separates_identities(faces, tmp_path, me
     assert after > before + 0.2 and after > 0.3
 
 
-def test_a_checkpoint_resumes_where_it_stopped(faces, tmp_path):
-    config = from_dict({
-        "name": "resume", "out_root": str(tmp_path), "steps": 4, "p": 4, "k": 2, "distill_batch": 0,
-        "warmup": 1, "checkpoint_every": 2, "threads": 1, "network": {"input_size": 32, "width": 0.25},
-        "loss": {"distill_weight": 0.0},
-    })
-    first = Trainer(config, faces)
-    first.fit()
-    again = Trainer(config, faces)
-    again.resume()
-    assert again.step == 4
-    for key, value in first.model.state_dict().items():
-        assert torch.equal(value, again.model.state_dict()[key]), key
+def test_a_run_stopped_midway_and_resumed_ends_as_an_uninterrupted_run(faces, tmp_path):
+    """Weights, optimizer state, schedule and every random draw (batches, augmentation) carry over."""
+
+    def config(name: str):
+        return from_dict({
+            "name": name, "out_root": str(tmp_path), "steps": 6, "p": 4, "k": 2, "distill_batch": 4,
+            "warmup": 2, "checkpoint_every": 100, "threads": 1, "ema_decay": 0.5,
+            "network": {"input_size": 32, "width": 0.25}, "loss": {"distill_weight": 0.0},
+        })
+
+    uninterrupted = torch.load(Trainer(config("straight"), faces).fit(), weights_only=True)
+    stopped = Trainer(config("stopped"), faces)
+    for _ in range(3):
+        stopped.train_step()
+    midway = stopped.save()  # what fit() leaves behind when the process dies after a checkpoint
+    (tmp_path / "reseeded").mkdir()
+    shutil.copy(midway, tmp_path / "reseeded" / midway.name)
+    resumed = Trainer(config("stopped"), faces)
+    resumed.resume()
+    assert resumed.step == 3 and resumed.schedule.last_epoch == 3
+    final = torch.load(resumed.fit(), weights_only=True)
+    assert final["step"] == uninterrupted["step"] == 6
+    for key, value in uninterrupted["state_dict"].items():
+        assert torch.equal(value, final["state_dict"][key]), key
+    # A resume that ignored the saved random state would have drawn other batches: the weights would differ.
+    reseeded = Trainer(config("reseeded"), faces)
+    reseeded.resume()
+    reseeded.sampler = type(reseeded.sampler)(faces.labels, 4, 2, seed=3)
+    other = torch.load(reseeded.fit(), weights_only=True)["state_dict"]
+    assert any(not torch.equal(value, other[key]) for key, value in uninterrupted["state_dict"].items())
 
 
 def test_ema_weights_become_the_final_model_and_a_finished_run_stays_finished(faces, tmp_path):
@@ -82,3 +102,31 @@ def test_ema_weights_become_the_final_model_and_a_finished_run_stays_finished(fa
     assert again.fit() == path
     assert torch.equal(torch.load(path, weights_only=True)["state_dict"][next(iter(weights))],
                        final["state_dict"][next(iter(weights))])
+
+
+def test_fine_tuning_starts_from_dlibs_network_with_an_online_teacher(testfaces, tmp_path):
+    """init = "dlib": the student is dlib's ResNet; the frozen teacher judges the same augmented faces, so the
+    first step's distillation loss is zero, and training moves the student away from it."""
+    source = testfaces / "lfw"
+    config = from_dict({
+        "name": "finetune", "out_root": str(tmp_path), "architecture": "DlibResNet", "init": "dlib",
+        "teacher": "online", "steps": 3, "p": 4, "k": 2, "distill_batch": 2, "lr": 1e-4, "warmup": 1,
+        "threads": 2, "loss": {"metric": "contrastive", "distill_weight": 1.0},
+    })
+    detections = detect_source(source, with_teacher=False, processes=1)
+    crops = aligned_crops(source, detections, config.pipeline, processes=1)
+    data = TrainingData(crops[detections.found], list(detections.labels[detections.found]), None)
+    assert data.input_size == 150
+    trainer = Trainer(config, data)
+    first = trainer.train_step()
+    assert first["distill"] == pytest.approx(0.0, abs=1e-5) and first["metric"] > 0
+    trainer.train_step()
+    teacher, student = trainer.online_teacher.state_dict(), trainer.model.state_dict()
+    assert any(not torch.equal(teacher[k], student[k]) for k in teacher)
+    checkpoint = torch.load(trainer.save(final=True), weights_only=True)
+    assert checkpoint["architecture"] == "DlibResNet" and checkpoint["preprocess"] == "dlib-chip-v1"
+
+
+def test_init_dlib_needs_the_dlib_architecture():
+    with pytest.raises(ValueError, match="DlibResNet"):
+        from_dict({"init": "dlib"})

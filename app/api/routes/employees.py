@@ -9,8 +9,6 @@ from fastapi import APIRouter, Path, Query, Response
 from app.api.deps import AdminCaller, AuditDep, ServiceDep, SessionDep
 from app.api.routes.faces import AUTH_ERRORS
 from app.api.schemas import EMPLOYEE_ID_PATTERN, EmployeeOut, EmployeePage, ErrorOut
-from app.core.errors import EmployeeNotFound
-from app.gallery import repository
 from app.gallery.models import Employee
 
 router = APIRouter(prefix="/employees", tags=["employees"], responses=AUTH_ERRORS)
@@ -30,17 +28,14 @@ def employee_out(employee: Employee, model_id: str) -> EmployeeOut:
 @router.get("", response_model=EmployeePage)
 def list_employees(service: ServiceDep, session: SessionDep, _: AdminCaller, offset: Annotated[int, Query(ge=0)] = 0,
                    limit: Annotated[int, Query(ge=1, le=500)] = 50) -> EmployeePage:
-    employees, total = repository.list_employees(session=session, offset=offset, limit=limit)
+    employees, total = service.employees(session=session, offset=offset, limit=limit)
     return EmployeePage(items=[employee_out(e, service.model_id) for e in employees], total=total,
                         offset=offset, limit=limit)
 
 
 @router.get("/{employee_id}", response_model=EmployeeOut, responses=NOT_FOUND)
 def get_employee(service: ServiceDep, session: SessionDep, _: AdminCaller, employee_id: EmployeeIdPath) -> EmployeeOut:
-    employee = repository.get_employee(session=session, employee_id=employee_id)
-    if employee is None:
-        raise EmployeeNotFound(f"no employee {employee_id!r}")
-    return employee_out(employee, service.model_id)
+    return employee_out(service.employee(session=session, employee_id=employee_id), service.model_id)
 
 
 @router.delete("/{employee_id}", status_code=204, response_class=Response, responses=NOT_FOUND)

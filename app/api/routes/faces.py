@@ -16,9 +16,9 @@ from app.api.schemas import (
     IdentifyOut,
     VerifyOut,
 )
-from app.faces import FaceBox
 from app.gallery.index import Match
 from app.services.recognition import RecognitionService
+from model.faces.pipeline import FaceBox
 
 router = APIRouter(tags=["faces"])
 

@@ -8,7 +8,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.api.deps import RuntimeDep
 from app.api.schemas import ErrorOut, HealthOut, ReadyOut
 from app.core.errors import NotReady
-from app.gallery import db, repository
+from app.gallery import db
 
 router = APIRouter(tags=["health"])
 
@@ -26,7 +26,7 @@ def readyz(runtime: RuntimeDep) -> ReadyOut:
     try:
         db.ping(runtime.engine)
         with runtime.sessions() as session:
-            stale = repository.count_stale_templates(session=session, model_id=service.model_id)
+            stale = service.stale_templates(session=session)
     except SQLAlchemyError as exc:
         raise NotReady(f"database unreachable: {type(exc).__name__}") from exc
     return ReadyOut(status="ready", model_id=service.model_id, device=str(service.embedder.device),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.faces.embedder import Embedder
+from model.faces.embedder import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ class MicroBatcher:
         self._worker.start()
 
     def embed(self, crop: np.ndarray) -> np.ndarray:
-        """One (S, S, 3) uint8 crop -> its (D,) unit vector, computed in a batch with whoever else is waiting."""
+        """One face's chip (S, S, 3), or its views (V, S, S, 3), uint8 -> its (D,) unit vector, computed in a
+        batch with whoever else is waiting."""
         if self._closed:
             raise RuntimeError("the micro-batcher is closed")
         job = _Job(crop)

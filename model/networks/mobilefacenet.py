@@ -98,12 +98,11 @@ class MobileFaceNet(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
+    def raw(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) faces in [-1, 1] -> (N, D) embeddings before normalisation."""
+        return self.head(self.features(x)).flatten(1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, S, S) faces in [-1, 1] -> (N, D) unit vectors."""
-        return F.normalize(self.head(self.features(x)).flatten(1), dim=1)
+        return F.normalize(self.raw(x), dim=1)
 
-
-def build_network(config: NetworkConfig | dict) -> MobileFaceNet:
-    if isinstance(config, dict):
-        config = NetworkConfig(**config)
-    return MobileFaceNet(config)

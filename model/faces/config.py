@@ -1,0 +1,103 @@
+"""The settings of the faces pipeline, as plain data: importing this module loads neither torch nor dlib.
+
+The service's Settings, the CLIs and the training configs build these; `model.faces.prepare` runs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+# The default embedder: dlib's face ResNet, ported to PyTorch (model.import_dlib).
+DEFAULT_MODEL = WEIGHTS_DIR / "facegate-resnet.pt"
+# The fast option: the distilled MobileFaceNet.
+FAST_MODEL = WEIGHTS_DIR / "facegate-mfn.pt"
+
+# How a face becomes the network's input; a model card names the one its network was trained on.
+#   fg-align-v1:  our similarity alignment of the eyes and nose base onto a 112-px template, at any size;
+#   dlib-chip-v1: dlib's own face chip (get_face_chip_details: 150 px, padding 0.25, 5-point alignment),
+#                 extracted by dlib itself, so that the ported network sees exactly what dlib's did.
+Chip = Literal["fg-align-v1", "dlib-chip-v1"]
+CHIPS: tuple[Chip, ...] = ("fg-align-v1", "dlib-chip-v1")
+
+# Test-time augmentation: "flip" embeds the face and its mirror; "views" adds small shifts, rotations and
+# zooms of the chip (and their mirrors). The embeddings are averaged before they are normalised.
+Augment = Literal["none", "flip", "views"]
+
+MultiFace = Literal["reject", "dominant", "centre"]
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    crop_size: int = 112
+    chip: Chip = "fg-align-v1"
+    detect_max_side: int = 640  # detection runs on a copy no larger than this
+    upsample: int = 1  # HOG pyramid upsampling; 1 finds faces down to about 40 px
+    # First look without upsampling (faces of 80 px and more, a quarter of the cost); upsample only when
+    # that finds nothing.
+    adaptive_upsample: bool = True
+    cnn_fallback: bool = True  # MMOD CNN detector when HOG finds no face
+    cnn_max_side: int = 400
+
+    @property
+    def upsample_schedule(self) -> tuple[int, ...]:
+        return (0, self.upsample) if self.adaptive_upsample and self.upsample > 0 else (self.upsample,)
+
+    @property
+    def detection(self) -> dict:
+        """What decides which faces are found and where their landmarks are: the detections cache's key."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("crop_size", "chip")}
+
+
+@dataclass(frozen=True)
+class FacePolicy:
+    """Which face of a photo is used, and which photos are refused.
+
+    reject:   a photo with two or more faces is refused;
+    dominant: the largest face is used when its area is at least `dominant_ratio` times the next one's,
+              otherwise the photo is refused (the service's default: a door asks for a clearer photo rather
+              than guess who the subject is);
+    centre:   the face nearest the photo's centre is used. Research sets are framed on their labelled
+              person (LFW is centred on it by construction), so evaluation and training use this.
+    """
+
+    multi_face: MultiFace = "dominant"
+    dominant_ratio: float = 2.0
+    min_face_size: int = 40
+    max_pixels: int = 40_000_000
+
+
+# Evaluation and training: the labelled person is the centred face; small faces are still faces.
+DATASET_POLICY = FacePolicy(multi_face="centre", min_face_size=1, max_pixels=50_000_000)
+
+
+@dataclass(frozen=True)
+class Views:
+    """Test-time views of a chip: (dx, dy) shifts as a fraction of the chip, rotations in degrees, zooms."""
+
+    shifts: tuple[tuple[float, float], ...] = ((0.0, 0.0),)
+    rotations: tuple[float, ...] = ()
+    zooms: tuple[float, ...] = ()
+    flip: bool = False
+
+    @property
+    def framings(self) -> int:
+        """Views the pipeline aligns; mirrors are the embedder's, and double them when `flip`."""
+        return len(self.shifts) + len(self.rotations) + len(self.zooms)
+
+    @property
+    def to_align(self) -> Views | None:
+        """What the pipeline must align for one face: these views, or None for the plain chip."""
+        return self if self.framings > 1 else None
+
+    @classmethod
+    def of(cls, augment: Augment) -> Views:
+        if augment == "none":
+            return cls()
+        if augment == "flip":
+            return cls(flip=True)
+        # Five framings, each with its mirror: ten views.
+        return cls(shifts=((0.0, 0.0), (0.03, 0.0), (-0.03, 0.0)), rotations=(), zooms=(0.95, 1.05), flip=True)
+

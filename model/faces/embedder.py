@@ -1,0 +1,155 @@
+"""The last stage of the faces pipeline: aligned crops -> L2-normalised embeddings.
+
+A model is two files side by side: `<name>.pt` (a state dict) and `<name>.json` (its model card). The card
+rebuilds the network (architecture arguments), says which preprocessing it expects and carries the
+calibrated thresholds. `model_id` is a content hash of the weights, so templates made by one model are
+never compared with another's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.faces.config import CHIPS, DEFAULT_MODEL, Augment, Views
+from model.networks import build, crops_to_tensor
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_MODEL", "Embedder", "ModelCard", "ModelError", "card_path", "weights_id"]
+
+
+class ModelError(RuntimeError):
+    """The model files are missing, corrupt or do not fit this code."""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    data: dict[str, Any]
+
+    @property
+    def architecture(self) -> str:
+        return str(self.data.get("architecture", "MobileFaceNet"))
+
+    @property
+    def network(self) -> dict[str, Any]:
+        """The network's constructor arguments."""
+        return dict(self.data["network"])
+
+    @property
+    def input_size(self) -> int:
+        return int(self.data["input_size"])
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.data["embedding_dim"])
+
+    @property
+    def preprocess(self) -> str:
+        """The chip geometry the network was trained on (model.faces.config.CHIPS)."""
+        return str(self.data["preprocess"])
+
+    @property
+    def augment(self) -> Augment:
+        """The test-time augmentation the model serves with, and was calibrated with."""
+        return self.data.get("augment", "none")
+
+    @property
+    def threshold(self) -> float:
+        """The service's default decision threshold (see the card's `thresholds.reason`)."""
+        return float(self.data["thresholds"]["default"])
+
+    def threshold_for(self, augment: Augment) -> float:
+        """The default threshold as calibrated with this test-time augmentation (cards that calibrated only
+        one give that one)."""
+        return float(self.data["thresholds"].get("by_augment", {}).get(augment, self.threshold))
+
+    @classmethod
+    def read(cls, path: Path) -> ModelCard:
+        try:
+            return cls(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot read model card {path}: {exc}") from exc
+
+
+def card_path(weights: Path) -> Path:
+    return weights.with_suffix(".json")
+
+
+def weights_id(blob: bytes) -> str:
+    return "sha256:" + hashlib.sha256(blob).hexdigest()[:16]
+
+
+class Embedder:
+    """A loaded, frozen embedder. `embed` is safe to call from several threads at once.
+
+    `augment` is the test-time augmentation it serves with (by default the card's): the pipeline makes the
+    views of each face (`FacePipeline.align(..., embedder.views)`), the embedder adds their mirrors when
+    `views.flip`, and averages them.
+    """
+
+    def __init__(self, network: nn.Module, card: ModelCard, model_id: str, device: torch.device,
+                 augment: Augment | None = None) -> None:
+        self.card, self.model_id, self.device = card, model_id, device
+        self.augment: Augment = augment or card.augment
+        self.views = Views.of(self.augment)
+        self.half = device.type == "cuda"
+        network = network.to(device).eval().to(memory_format=torch.channels_last)
+        self.network = network.half() if self.half else network
+
+    @property
+    def input_size(self) -> int:
+        return self.card.input_size
+
+    @property
+    def dim(self) -> int:
+        return self.card.embedding_dim
+
+    @classmethod
+    def load(cls, weights: Path, device: str = "auto", augment: Augment | None = None) -> Embedder:
+        card = ModelCard.read(card_path(weights))
+        if card.preprocess not in CHIPS:
+            raise ModelError(f"{weights} expects preprocessing {card.preprocess!r}; this code does "
+                             f"{', '.join(CHIPS)}")
+        try:
+            blob = weights.read_bytes()
+            state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+            network = build(card.architecture, card.network)
+            network.load_state_dict(state)
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise ModelError(f"cannot load weights {weights}: {exc}") from exc
+        chosen = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                              "cpu" if device == "auto" else device)
+        log.info("loaded %s (%s, %s) on %s", weights.name, card.architecture, weights_id(blob), chosen)
+        return cls(network, card, weights_id(blob), chosen, augment)
+
+    @torch.inference_mode()
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) chips, or (N, V, S, S, 3) views of N faces, uint8 -> (N, D) float32 unit vectors.
+
+        Each face's views, and their mirrors when `views.flip`, are averaged before normalising.
+        """
+        if chips.ndim == 4:
+            chips = chips[:, None]
+        faces, views = chips.shape[:2]
+        x = crops_to_tensor(chips.reshape(faces * views, *chips.shape[2:])).to(self.device)
+        if self.views.flip:
+            x = torch.cat([x, x.flip(3)])
+        x = x.contiguous(memory_format=torch.channels_last)
+        raw = self.network.raw(x.half() if self.half else x).float()
+        raw = raw.view(-1, faces, views, raw.shape[-1]).mean(dim=(0, 2))
+        return F.normalize(raw, dim=1).cpu().numpy()
+
+    def embed_many(self, chips: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        parts = [self.embed(chips[i:i + batch_size]) for i in range(0, len(chips), batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)

@@ -1,0 +1,58 @@
+"""Import dlib's public-domain face ResNet as a facegate model: weights and model card.
+
+    python -m model.import_dlib [--out model/weights/facegate-resnet.pt] [--data ../shared/data]
+
+Reads `dlib_face_recognition_resnet_model_v1.dat` from the installed `face-recognition-models` package
+(nothing is downloaded), converts it to a PyTorch state dict (model.networks.dlib_resnet.read_dat) and
+writes it with a card. With --data, the card is completed as `model.export` completes a trained model's:
+thresholds calibrated on CelebA impostors, and the LFW View 2 figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from model.faces.pipeline import dlib_model_path
+from model.faces.reference import DLIB_RESNET
+from model.networks.dlib_resnet import EMBEDDING_DIM, INPUT_SIZE, read_dat
+
+log = logging.getLogger(__name__)
+
+LINEAGE = {
+    "source": f"{DLIB_RESNET} from the face-recognition-models package (dlib's public-domain models)",
+    "licence": "CC0 1.0 (public domain)",
+    "trained_by": "Davis King (dlib), on about 3 million faces; facegate did not train these weights, and "
+                  "cannot check that training set's overlap with LFW",
+    "converted_by": "python -m model.import_dlib --data ../shared/data (affine layers folded into the "
+                    "convolutions; no training)",
+}
+
+
+def import_dlib(out: Path) -> dict:
+    """Write the converted weights and a card without thresholds or metrics yet; returns the card."""
+    from model.export import write_model
+
+    network = read_dat(Path(dlib_model_path(DLIB_RESNET)))
+    return write_model(network.state_dict(), "DlibResNet", {}, out, preprocess="dlib-chip-v1", augment="flip",
+                       input_size=INPUT_SIZE, embedding_dim=EMBEDDING_DIM, lineage=LINEAGE,
+                       thresholds={"default": 0.6})
+
+
+def main(argv: list[str] | None = None) -> None:
+    from model.export import complete_card
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("model/weights/facegate-resnet.pt"))
+    parser.add_argument("--data", type=Path, help="../shared/data: calibrate and evaluate the imported model")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    card = import_dlib(args.out)
+    log.info("wrote %s (%s)", args.out, card["model_id"])
+    if args.data:
+        complete_card(args.out, args.data)
+
+
+if __name__ == "__main__":
+    main()

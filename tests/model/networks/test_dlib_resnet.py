@@ -1,0 +1,56 @@
+"""The PyTorch port of dlib's face ResNet gives dlib's own descriptors, on dlib's own chip."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.faces.config import PipelineConfig
+from model.faces.decode import decode_image
+from model.faces.embedder import DEFAULT_MODEL, Embedder
+from model.faces.pipeline import FacePipeline, dlib_model_path
+from model.faces.reference import DLIB_RESNET, DlibEmbedder
+from model.networks.dlib_resnet import _padded_add, read_dat
+
+
+def test_padded_add_pads_the_smaller_tensor_at_the_end_of_channels_and_bottom_right():
+    a = torch.ones(1, 2, 3, 3)
+    b = torch.full((1, 1, 2, 2), 10.0)
+    total = _padded_add(a, b)
+    assert total.shape == (1, 2, 3, 3)
+    expected = torch.ones(1, 2, 3, 3)
+    expected[0, 0, :2, :2] += 10  # b sits in the first channel, top-left
+    assert torch.equal(total, expected)
+    assert torch.equal(_padded_add(b, a), expected)
+
+
+def test_the_port_reads_dlibs_file_and_refuses_another():
+    network = read_dat(Path(dlib_model_path(DLIB_RESNET)))
+    assert sum(p.numel() for p in network.parameters()) == 5_607_488
+    assert network.mean.flatten().tolist() == pytest.approx([122.782, 117.001, 104.298], abs=1e-3)
+    with pytest.raises(ValueError):
+        read_dat(Path(dlib_model_path("shape_predictor_5_face_landmarks.dat")))
+
+
+def test_the_shipped_weights_are_the_imported_network():
+    imported = read_dat(Path(dlib_model_path(DLIB_RESNET))).state_dict()
+    shipped = torch.load(DEFAULT_MODEL, weights_only=True)
+    assert imported.keys() == shipped.keys()
+    assert all(torch.equal(imported[k], shipped[k]) for k in imported)
+
+
+def test_our_descriptors_match_dlibs_compute_face_descriptor_on_its_chip(testfaces):
+    """The chip is dlib's (150 px, padding 0.25, 5-point alignment); cosine >= 0.99999 on every test face."""
+    embedder = Embedder.load(DEFAULT_MODEL, "cpu", augment="none")
+    pipeline = FacePipeline(PipelineConfig(crop_size=150, chip="dlib-chip-v1"))
+    reference = DlibEmbedder()
+    photos = sorted(testfaces.rglob("*.jpg"))
+    assert len(photos) == 36
+    for path in photos:
+        rgb = decode_image(path.read_bytes(), max_pixels=10**7)
+        face = pipeline.detect(rgb)[0]
+        ours = embedder.embed(pipeline.align(rgb, face)[None])[0]
+        theirs = reference.embed(rgb, face)
+        cosine = float(ours @ theirs / np.linalg.norm(theirs))
+        assert cosine >= 0.99999, (path.name, cosine)
