@@ -149,7 +149,8 @@ def training_summary(checkpoint: Path, state: dict) -> dict:
         "config": state["config"],
         "data": [{"name": DATA_LICENCES[a][0], "licence": DATA_LICENCES[a][1]}
                  for a in (*state["config"]["data"]["labelled"], *state["config"]["data"]["unlabelled"])]
-                + ([TEACHER] if state["config"]["loss"]["distill_weight"] else []),
+                + ([TEACHER] if state["config"]["loss"]["distill_weight"]
+                   and state["config"].get("teacher", "cached") == "cached" else []),
     }
 
 
@@ -195,6 +196,7 @@ def complete_card(out: Path, data_root: Path) -> dict:
     source, pairs_file = data_root / "lfw-deepfunneled.tar", data_root / "lfw-pairs.txt"
     pairs = read_lfw_pairs(pairs_file)
     result = evaluate(source, pairs, embedder, reference=True)
+    card["augment"] = embedder.augment
     card["thresholds"] = thresholds
     card["validation"] = {"augment": embedder.augment, **validation,
                           "by_augment": {augment: v for augment, (_, v) in by_augment.items()}}
@@ -220,12 +222,18 @@ def complete_card(out: Path, data_root: Path) -> dict:
 
 
 def export(checkpoint: Path, data_root: Path, out: Path) -> dict:
+    from model.import_dlib import LINEAGE
+
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     architecture = state.get("architecture", "MobileFaceNet")
+    fine_tuned = state["config"].get("init") == "dlib"
+    shape = {"input_size": 150, "embedding_dim": 128, "augment": "flip",
+             "lineage": {**LINEAGE, "converted_by": "python -m model.import_dlib, then fine-tuned by model.train"}
+             } if fine_tuned else {"augment": "none"}
     write_model(state["state_dict"], architecture, state["network"], out, preprocess=state["preprocess"],
-                augment=state.get("augment", "none"), training=training_summary(checkpoint, state),
-                licence_note="Weights trained on research-only data (LFW, CelebA, UTKFace): research and "
-                             "non-commercial use only.")
+                training=training_summary(checkpoint, state), **shape,
+                licence_note="Weights trained or fine-tuned on research-only data (LFW, CelebA, UTKFace): "
+                             "research and non-commercial use only.")
     return complete_card(out, data_root)
 
 

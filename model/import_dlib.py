@@ -1,6 +1,10 @@
 """Import dlib's public-domain face ResNet as a facegate model: weights and model card.
 
-    python -m model.import_dlib [--out model/weights/facegate-resnet.pt] [--data ../shared/data]
+    python -m model.import_dlib [--out runs/dlib-resnet.pt] [--data ../shared/data]
+
+This is the starting point of the shipped default, which fine-tunes it (model/configs/resnet-finetune.toml),
+and a model in its own right: its weights are CC0, where the fine-tuned ones inherit the research-only terms
+of the data they were tuned on. FACEGATE_MODEL_PATH=runs/dlib-resnet.pt serves it.
 
 Reads `dlib_face_recognition_resnet_model_v1.dat` from the installed `face-recognition-models` package
 (nothing is downloaded), converts it to a PyTorch state dict (model.networks.dlib_resnet.read_dat) and
@@ -44,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     from model.export import complete_card
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("model/weights/facegate-resnet.pt"))
+    parser.add_argument("--out", type=Path, default=Path("runs/dlib-resnet.pt"))
     parser.add_argument("--data", type=Path, help="../shared/data: calibrate and evaluate the imported model")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -1,11 +1,15 @@
 """Siamese training of the face embedder.
 
-    python -m model.train model/configs/mfn64-distill.toml [--steps N] [--device cpu|cuda]
+    python -m model.train model/configs/resnet-finetune.toml [--steps N] [--minutes M] [--device cpu|cuda]
+    python -m model.train model/configs/mfn64-distill.toml
 
 Each step draws a P x K batch of labelled identities for the metric loss (triplet or contrastive, mined
 online) plus extra photos of anyone, UTKFace included, for distillation from dlib's CC0 ResNet. One
-shared-weight network embeds them all: that is the siamese part. AMP on CUDA, plain fp32 on the CPU.
-The run checkpoints into runs/<config name>/ and resumes from there when started again.
+shared-weight network embeds them all: that is the siamese part. The teacher's targets are either dlib's
+descriptors of the clean photos, computed once (`teacher = "cached"`, for a student such as the
+MobileFaceNet), or the starting network itself, frozen, run on the same augmented batch
+(`teacher = "online"`, when fine-tuning dlib's network with `init = "dlib"`). AMP on CUDA, plain fp32 on
+the CPU. The run checkpoints into runs/<config name>/ and resumes from there, exactly, when started again.
 """
 
 from __future__ import annotations

@@ -50,3 +50,23 @@ def test_the_lfw_pairs_file_is_read_per_the_view2_layout(tmp_path):
     assert [(p.a, p.b, p.same, p.fold) for p in pairs] == [
         ("A/A_0001.jpg", "A/A_0002.jpg", True, 0), ("A/A_0001.jpg", "B/B_0003.jpg", False, 0),
         ("C/C_0002.jpg", "C/C_0004.jpg", True, 1), ("C/C_0001.jpg", "D/D_0001.jpg", False, 1)]
+
+
+def test_bad_arguments_fail_before_any_work(testfaces, pairs_file, tmp_path, capsys, monkeypatch):
+    """A plot that cannot be written, or a missing input, is refused when the arguments are parsed."""
+    import model.evaluate as evaluate
+
+    def never(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise AssertionError("the evaluation started")
+
+    monkeypatch.setattr(evaluate, "evaluate", never)
+    base = ["pairs", "--data", str(testfaces / "lfw"), "--pairs", str(pairs_file)]
+    with pytest.raises(SystemExit):
+        main([*base, "--plot", str(tmp_path / "no-such-folder" / "roc.png")])
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["pairs", "--data", str(tmp_path / "missing"), "--pairs", str(pairs_file)])
+    monkeypatch.setattr(evaluate.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(SystemExit):
+        main([*base, "--plot", str(tmp_path / "roc.png")])
+    assert "needs matplotlib" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from model.faces.decode import decode_image
 from model.faces.embedder import DEFAULT_MODEL, Embedder
 from model.faces.pipeline import FacePipeline, dlib_model_path
 from model.faces.reference import DLIB_RESNET, DlibEmbedder
+from model.import_dlib import import_dlib
 from model.networks.dlib_resnet import _padded_add, read_dat
 
 
@@ -33,16 +34,22 @@ def test_the_port_reads_dlibs_file_and_refuses_another():
         read_dat(Path(dlib_model_path("shape_predictor_5_face_landmarks.dat")))
 
 
-def test_the_shipped_weights_are_the_imported_network():
+def test_the_shipped_default_is_exactly_dlibs_network_and_its_card_says_so():
     imported = read_dat(Path(dlib_model_path(DLIB_RESNET))).state_dict()
     shipped = torch.load(DEFAULT_MODEL, weights_only=True)
     assert imported.keys() == shipped.keys()
     assert all(torch.equal(imported[k], shipped[k]) for k in imported)
+    card = Embedder.load(DEFAULT_MODEL, "cpu").card.data
+    assert card["architecture"] == "DlibResNet" and card["preprocess"] == "dlib-chip-v1"
+    assert "CC0" in card["lineage"]["licence"] and "3 million" in card["lineage"]["trained_by"]
 
 
-def test_our_descriptors_match_dlibs_compute_face_descriptor_on_its_chip(testfaces):
-    """The chip is dlib's (150 px, padding 0.25, 5-point alignment); cosine >= 0.99999 on every test face."""
-    embedder = Embedder.load(DEFAULT_MODEL, "cpu", augment="none")
+def test_our_descriptors_match_dlibs_compute_face_descriptor_on_its_chip(testfaces, tmp_path):
+    """model.import_dlib's network, on dlib's chip (150 px, padding 0.25, 5-point alignment), gives dlib's
+    own descriptors: cosine >= 0.99999 on every test face."""
+    card = import_dlib(tmp_path / "dlib.pt")
+    assert card["preprocess"] == "dlib-chip-v1" and "3 million" in card["lineage"]["trained_by"]
+    embedder = Embedder.load(tmp_path / "dlib.pt", "cpu", augment="none")
     pipeline = FacePipeline(PipelineConfig(crop_size=150, chip="dlib-chip-v1"))
     reference = DlibEmbedder()
     photos = sorted(testfaces.rglob("*.jpg"))
