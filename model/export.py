@@ -113,10 +113,10 @@ def calibrate(embedder: Embedder, data_root: Path) -> tuple[dict, dict]:
     return thresholds, validation
 
 
-def lfw_at_default(result, threshold: float, pairs_same: np.ndarray) -> dict:  # noqa: ANN001 - an Evaluation
+def lfw_at_default(result, threshold: float) -> dict:  # noqa: ANN001 - an Evaluation
     """What the shipped default does on LFW: TAR and FAR on the View 2 pairs, and FAR on every impostor pair
     among the detected LFW photos."""
-    d = result.distances["facegate"]
+    d, pairs_same = result.distances["facegate"], result.distances["same"]
     found = result.faces.found
     _, impostor = pair_distances(result.vectors[found], result.faces.labels[found])
     return {
@@ -207,7 +207,7 @@ def complete_card(out: Path, data_root: Path) -> dict:
         "augment": embedder.augment,
         "face_policy": "the face nearest the photo's centre (LFW is framed on its labelled person)",
         "lfw": report_json(result.ours),
-        "lfw_at_default_threshold": lfw_at_default(result, thresholds["default"], result.distances["same"]),
+        "lfw_at_default_threshold": lfw_at_default(result, thresholds["default"]),
         "reference_dlib": report_json(result.reference),
         "no_face_policy": "A photo without a detected face matches nobody: its pairs count as different",
     }
@@ -222,16 +222,16 @@ def complete_card(out: Path, data_root: Path) -> dict:
 
 
 def export(checkpoint: Path, data_root: Path, out: Path) -> dict:
-    from model.import_dlib import LINEAGE
+    from model.import_dlib import CARD_FIELDS
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     architecture = state.get("architecture", "MobileFaceNet")
-    fine_tuned = state["config"].get("init") == "dlib"
-    shape = {"input_size": 150, "embedding_dim": 128, "augment": "flip",
-             "lineage": {**LINEAGE, "converted_by": "python -m model.import_dlib, then fine-tuned by model.train"}
-             } if fine_tuned else {"augment": "none"}
-    write_model(state["state_dict"], architecture, state["network"], out, preprocess=state["preprocess"],
-                training=training_summary(checkpoint, state), **shape,
+    fields: dict = {"preprocess": state["preprocess"]}
+    if state["config"].get("init") == "dlib":  # dlib's network fine-tuned: its card's shape, and its lineage
+        lineage = {**CARD_FIELDS["lineage"], "converted_by": "python -m model.import_dlib, then model.train"}
+        fields = {**CARD_FIELDS, "lineage": lineage}
+    write_model(state["state_dict"], architecture, state["network"], out, **fields,
+                training=training_summary(checkpoint, state),
                 licence_note="Weights trained or fine-tuned on research-only data (LFW, CelebA, UTKFace): "
                              "research and non-commercial use only.")
     return complete_card(out, data_root)

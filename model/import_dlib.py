@@ -34,14 +34,17 @@ LINEAGE = {
 }
 
 
+# What a card says of any DlibResNet: its chip, the augmentation it serves with, its shape, where it came from.
+CARD_FIELDS = {"preprocess": "dlib-chip-v1", "augment": "flip", "input_size": INPUT_SIZE,
+               "embedding_dim": EMBEDDING_DIM, "lineage": LINEAGE}
+
+
 def import_dlib(out: Path) -> dict:
     """Write the converted weights and a card without thresholds or metrics yet; returns the card."""
     from model.export import write_model
 
     network = read_dat(Path(dlib_model_path(DLIB_RESNET)))
-    return write_model(network.state_dict(), "DlibResNet", {}, out, preprocess="dlib-chip-v1", augment="flip",
-                       input_size=INPUT_SIZE, embedding_dim=EMBEDDING_DIM, lineage=LINEAGE,
-                       thresholds={"default": 0.6})
+    return write_model(network.state_dict(), "DlibResNet", {}, out, **CARD_FIELDS, thresholds={"default": 0.6})
 
 
 def main(argv: list[str] | None = None) -> None:

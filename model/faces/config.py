@@ -99,5 +99,5 @@ class Views:
         if augment == "flip":
             return cls(flip=True)
         # Five framings, each with its mirror: ten views.
-        return cls(shifts=((0.0, 0.0), (0.03, 0.0), (-0.03, 0.0)), rotations=(), zooms=(0.95, 1.05), flip=True)
+        return cls(shifts=((0.0, 0.0), (0.03, 0.0), (-0.03, 0.0)), zooms=(0.95, 1.05), flip=True)
 
