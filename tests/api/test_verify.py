@@ -38,6 +38,24 @@ def test_verify_reports_the_calibrated_threshold_and_model(gallery, photos):
     assert body["model_id"] == gallery.get("/readyz").json()["model_id"]
 
 
+def test_each_augmentation_serves_the_threshold_calibrated_with_it(make_client, photos):
+    """FACEGATE_AUGMENT=none embeds without the mirror, and decides with the threshold the card calibrated for
+    that, not the default's; an unknown augmentation is refused at start-up."""
+    from pydantic import ValidationError
+
+    from app.core.config import Settings
+    from model.faces.embedder import DEFAULT_MODEL, ModelCard, card_path
+
+    card = ModelCard.read(card_path(DEFAULT_MODEL))
+    assert card.threshold_for("none") != card.threshold_for(card.augment)
+    plain = make_client(augment="none")
+    assert enroll(plain, "Tony_Blair", photos.bytes("Tony_Blair", 1)).status_code == 201
+    body = verify(plain, "Tony_Blair", photos.bytes("Tony_Blair", 2)).json()
+    assert body["threshold"] == pytest.approx(card.threshold_for("none")) and body["match"] is True
+    with pytest.raises(ValidationError):
+        Settings(augment="mirror")
+
+
 def test_a_per_request_threshold_changes_the_decision_not_the_distance(gallery, photos):
     loose = verify(gallery, "Tony_Blair", photos.bytes("Colin_Powell", 2), threshold="1.99").json()
     strict = verify(gallery, "Tony_Blair", photos.bytes("Colin_Powell", 2), threshold="0.01").json()
