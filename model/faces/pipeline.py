@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import threading
+import queue
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dlib
 import numpy as np
@@ -146,19 +149,41 @@ def dlib_model_path(name: str) -> str:
     return str(Path(next(iter(spec.submodule_search_locations))) / "models" / name)
 
 
-class _DlibModels(threading.local):
-    """dlib's models, one set per thread: their detectors keep scratch state while they run."""
+class _Pool:
+    """Instances of one of dlib's models, lent to one caller at a time.
 
-    def __init__(self) -> None:
-        self.hog = dlib.get_frontal_face_detector()
-        self.landmarks = dlib.shape_predictor(dlib_model_path("shape_predictor_5_face_landmarks.dat"))
-        self._cnn: object | None = None
+    dlib's detectors keep scratch state while they run, so concurrent calls need their own. The pool grows to
+    the number of concurrent callers and keeps what it made: a HOG detector costs about 0.2 s to build, too
+    much to pay for every new thread of a request pool (a per-thread copy made the /verify tail seconds long
+    on a GPU at concurrency 64).
+    """
 
-    @property
-    def cnn(self):  # noqa: ANN201 - dlib's type
-        if self._cnn is None:
-            self._cnn = dlib.cnn_face_detection_model_v1(dlib_model_path("mmod_human_face_detector.dat"))
-        return self._cnn
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    @contextmanager
+    def lend(self) -> Iterator[Any]:
+        try:
+            model = self._idle.get_nowait()
+        except queue.Empty:
+            model = self._factory()
+        try:
+            yield model
+        finally:
+            self._idle.put(model)
+
+
+def _hog_detector():  # noqa: ANN202 - dlib's type
+    return dlib.get_frontal_face_detector()
+
+
+def _landmark_predictor():  # noqa: ANN202 - dlib's type
+    return dlib.shape_predictor(dlib_model_path("shape_predictor_5_face_landmarks.dat"))
+
+
+def _cnn_detector():  # noqa: ANN202 - dlib's type
+    return dlib.cnn_face_detection_model_v1(dlib_model_path("mmod_human_face_detector.dat"))
 
 
 class FacePipeline:
@@ -166,7 +191,9 @@ class FacePipeline:
 
     def __init__(self, config: PipelineConfig | None = None) -> None:
         self.config = config or PipelineConfig()
-        self._models = _DlibModels()
+        self._hogs = _Pool(_hog_detector)
+        self._landmarks = _Pool(_landmark_predictor)
+        self._cnns = _Pool(_cnn_detector)
 
     def detect(self, rgb: np.ndarray) -> list[FaceBox]:
         """All faces in the photo, largest first, each with its five landmarks."""
@@ -195,7 +222,8 @@ class FacePipeline:
     def landmarks(self, rgb: np.ndarray, box: tuple[float, float, float, float]) -> tuple[tuple[float, float], ...]:
         """dlib's five points (eye corners and the base of the nose) inside a face box (left, top, right, bottom)."""
         rect = dlib.rectangle(*(int(round(v)) for v in box))
-        shape = self._models.landmarks(rgb, rect)
+        with self._landmarks.lend() as predictor:
+            shape = predictor(rgb, rect)
         return tuple((float(shape.part(i).x), float(shape.part(i).y)) for i in range(5))
 
     def align(self, rgb: np.ndarray, face: FaceBox, views: Views | None = None) -> np.ndarray:
@@ -225,7 +253,8 @@ class FacePipeline:
 
     def _hog(self, rgb: np.ndarray, upsample: int) -> list[tuple[float, float, float, float, float]]:
         small, scale = self._scaled(rgb, self.config.detect_max_side)
-        rects, scores, _ = self._models.hog.run(small, upsample, 0.0)
+        with self._hogs.lend() as detector:
+            rects, scores, _ = detector.run(small, upsample, 0.0)
         return [
             (r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale, s)
             for r, s in zip(rects, scores, strict=True)
@@ -236,7 +265,8 @@ class FacePipeline:
         if min(small.shape[:2]) < CNN_MIN_SIDE:
             return []
         upsample = 1 if max(small.shape[:2]) < 300 else 0
-        found = self._models.cnn(small, upsample)
+        with self._cnns.lend() as detector:
+            found = detector(small, upsample)
         return [
             (d.rect.left() / scale, d.rect.top() / scale, d.rect.right() / scale, d.rect.bottom() / scale,
              d.confidence)
