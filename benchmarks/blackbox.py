@@ -39,7 +39,7 @@ from app.core.config import Settings
 from app.gallery import db
 from benchmarks.common import DATA, machine
 from benchmarks.http import make_keys, start_server
-from model.data import Pair, iter_images, read_lfw_pairs, without_root
+from model.data import DEFAULT_CACHE, Pair, iter_images, read_lfw_pairs, without_root
 from model.evaluate import evaluate
 from model.faces.embedder import DEFAULT_MODEL, Embedder
 from model.metrics import verification_report
@@ -228,6 +228,7 @@ def serving(port: int, env: dict[str, str]) -> Iterator[Api]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="the detection and chip cache")
     parser.add_argument("--per-fold", type=int, default=60, help="pairs per fold (half same, half different)")
     parser.add_argument("--storm", type=int, default=600, help="requests in the malformed-upload storm")
     parser.add_argument("--concurrency", type=int, default=4)
@@ -244,7 +245,7 @@ def main() -> None:
     print(f"model: {embedder.model_id}; {len(pairs)} LFW View 2 pairs ({args.per_fold} per fold), "
           f"{len(photos)} photos; {args.concurrency} clients")
 
-    in_process = timed("in-process (model.evaluate)", lambda: evaluate(archive, pairs, embedder)).ours
+    in_process = timed("in-process (model.evaluate)", lambda: evaluate(archive, pairs, embedder, cache=args.cache)).ours
     print(f"in-process: accuracy {in_process.accuracy:.2%} ± {in_process.accuracy_std:.2%}, TAR@FAR1e-2 "
           f"{in_process.tar_at_far['0.01']:.2%}, photos without a face {in_process.no_face}")
     failures: list[str] = []

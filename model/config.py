@@ -26,6 +26,7 @@ class DataConfig:
     labelled: tuple[str, ...] = ("celeba-aligned.tar", "celeba-wild.tar", "lfw-deepfunneled.tar")
     unlabelled: tuple[str, ...] = ("utkface.tar",)
     pairs: str = "lfw-pairs.txt"  # LFW people named here are held out of training
+    cache: str = "~/.cache/facegate"  # detections and chips (model.data); outside the repository
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 pairs reader, and the on-disk cache of aligned crops that makes later runs start fast.
 
 Every photo goes through the service's own steps (`model.faces.prepare`): decode, detect, choose the face
-under a policy, align. The cache lives outside the repository (research data must never be committed):
-`$FACEGATE_CACHE_DIR`, or `~/.cache/facegate`.
+under a policy, align. The cache lives outside the repository (research data must never be committed): every
+function here is told which folder (`cache`); the tools take `--cache` and default to `DEFAULT_CACHE`.
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ VALIDATION_SOURCES = ("celeba-wild.tar", "celeba-aligned.tar")
 CACHE_FORMAT = 2  # 2: the face is chosen by a FacePolicy (1: always the largest)
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("FACEGATE_CACHE_DIR", Path.home() / ".cache" / "facegate"))
+DEFAULT_CACHE = Path.home() / ".cache" / "facegate"
 
 
 def iter_images(source: Path) -> Iterator[tuple[str, bytes]]:
@@ -146,13 +145,14 @@ def _process_pool(processes: int | None, initializer, initargs):  # noqa: ANN001
     return multiprocessing.get_context("fork").Pool(processes or os.cpu_count() or 1, initializer, initargs)
 
 
-def detections_path(source: Path, config: PipelineConfig, policy: FacePolicy, with_teacher: bool) -> Path:
+def detections_path(cache: Path, source: Path, config: PipelineConfig, policy: FacePolicy,
+                    with_teacher: bool) -> Path:
     """Where the detections of `source` are cached. The chip geometry does not enter: chips are made later."""
     key = _cache_key(_source_id(source), CACHE_FORMAT, config.detection, policy.__dict__, with_teacher)
-    return cache_dir() / f"{source.name.split('.')[0]}-detections-{key}.npz"
+    return cache / f"{source.name.split('.')[0]}-detections-{key}.npz"
 
 
-def detect_source(source: Path, *, labelled: bool = True, config: PipelineConfig | None = None,
+def detect_source(source: Path, *, cache: Path, labelled: bool = True, config: PipelineConfig | None = None,
                   policy: FacePolicy = DATASET_POLICY, with_teacher: bool = True,
                   processes: int | None = None) -> FaceSet:
     """Detections (and dlib descriptors) of every photo in `source`, from the cache when it has them.
@@ -160,9 +160,9 @@ def detect_source(source: Path, *, labelled: bool = True, config: PipelineConfig
     Labels are the photos' folders; `labelled=False` blanks them (a folder of unrelated people).
     """
     config = config or PipelineConfig()
-    target = detections_path(source, config, policy, with_teacher)
+    target = detections_path(cache, source, config, policy, with_teacher)
     # Detections made with the teacher serve just as well without it.
-    cached = next((p for p in (target, detections_path(source, config, policy, True)) if p.exists()), None)
+    cached = next((p for p in (target, detections_path(cache, source, config, policy, True)) if p.exists()), None)
     faces = FaceSet.load(cached) if cached else _detect_all(source, config, policy, with_teacher, processes, target)
     if not labelled:
         faces.labels = np.full(len(faces), "", dtype=faces.labels.dtype)
@@ -212,12 +212,12 @@ def iter_chips(source: Path, faces: FaceSet, config: PipelineConfig, *, views: V
             yield rows, np.stack([next(chips) for _ in rows])
 
 
-def aligned_crops(source: Path, faces: FaceSet, config: PipelineConfig, *,
+def aligned_crops(source: Path, faces: FaceSet, config: PipelineConfig, *, cache: Path,
                   processes: int | None = None) -> np.ndarray:
     """(N, S, S, 3) uint8 chips of every detected face (zeros where none was found), cached on disk."""
     key = _cache_key(_source_id(source), CACHE_FORMAT, config.chip, config.crop_size,
                      hashlib.sha256(faces.landmarks.tobytes()).hexdigest())
-    target = cache_dir() / f"{source.name.split('.')[0]}-crops{config.crop_size}-{key}.npy"
+    target = cache / f"{source.name.split('.')[0]}-crops{config.crop_size}-{key}.npy"
     if target.exists():
         return np.load(target)
     crops = np.zeros((len(faces), config.crop_size, config.crop_size, 3), np.uint8)

@@ -27,7 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-from model.data import FaceSet, Pair, detect_source, iter_chips, read_generic_pairs, read_lfw_pairs, without_root
+from model.data import (
+    DEFAULT_CACHE,
+    FaceSet,
+    Pair,
+    detect_source,
+    iter_chips,
+    read_generic_pairs,
+    read_lfw_pairs,
+    without_root,
+)
 from model.faces.config import DATASET_POLICY, DEFAULT_MODEL, FacePolicy, PipelineConfig
 from model.faces.embedder import Embedder
 from model.metrics import VerificationReport, roc, verification_report
@@ -90,11 +99,11 @@ class Evaluation:
     vectors: np.ndarray  # our embedding of each photo (zeros where no face was found)
 
 
-def evaluate(source: Path, pairs: list[Pair], embedder: Embedder, *, reference: bool = False,
+def evaluate(source: Path, pairs: list[Pair], embedder: Embedder, *, cache: Path, reference: bool = False,
              config: PipelineConfig | None = None, policy: FacePolicy = DATASET_POLICY) -> Evaluation:
     """`config`: the detection settings (default: the service's); the chip is always the embedder's."""
     config = pipeline_config(embedder, config)
-    faces = detect_source(source, with_teacher=reference, config=config, policy=policy)
+    faces = detect_source(source, cache=cache, with_teacher=reference, config=config, policy=policy)
     pair_set = index_pairs(faces, pairs, source)
     vectors = embed_source(embedder, source, faces, config)
     distances = {"facegate": euclidean_pair_distances(vectors, pair_set)}
@@ -158,6 +167,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="test-time augmentation (default: what the model card serves with)")
     parser.add_argument("--policy", choices=("centre", "dominant", "reject"), default="centre",
                         help="which face of a photo with several (default: the one nearest the centre)")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="the detection and chip cache")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--reference", choices=("dlib",), help="also evaluate the reference embedder")
     parser.add_argument("--plot", type=Path, help="write ROC and DET curves to this PNG (needs matplotlib)")
@@ -179,7 +189,8 @@ def main(argv: list[str] | None = None) -> None:
     pairs = read_lfw_pairs(args.pairs) if args.protocol == "lfw" else read_generic_pairs(args.pairs)
     embedder = Embedder.load(args.model, args.device, args.augment)
     policy = replace(DATASET_POLICY, multi_face=args.policy)
-    result = evaluate(args.data, pairs, embedder, reference=args.reference == "dlib", policy=policy)
+    result = evaluate(args.data, pairs, embedder, cache=args.cache, reference=args.reference == "dlib",
+                      policy=policy)
     if args.json:
         output = {**report_json(result.ours), "model_id": embedder.model_id, "augment": embedder.augment,
                   "policy": args.policy}

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.data import VALIDATION_SOURCES, detect_source, read_lfw_pairs
+from model.data import DEFAULT_CACHE, VALIDATION_SOURCES, detect_source, read_lfw_pairs
 from model.evaluate import embed_source, evaluate, pipeline_config, report_json
 from model.faces.embedder import Embedder, card_path, weights_id
 from model.metrics import best_threshold, equal_error_rate, roc_auc
@@ -75,13 +75,13 @@ def threshold_at_far(impostor: np.ndarray, far: float) -> float:
     return float(np.nextafter(first_refused, np.float32(0)))
 
 
-def calibrate(embedder: Embedder, data_root: Path) -> tuple[dict, dict]:
+def calibrate(embedder: Embedder, data_root: Path, cache: Path) -> tuple[dict, dict]:
     """(thresholds, validation figures) from every pair among the held-out CelebA identities' photos."""
     config = pipeline_config(embedder)
     vectors, labels = [], []
     for name in VALIDATION_SOURCES:
         source = data_root / name
-        faces = detect_source(source, config=config, with_teacher=False)
+        faces = detect_source(source, cache=cache, config=config, with_teacher=False)
         found = faces.found
         vectors.append(embed_source(embedder, source, faces, config)[found])
         labels.append(faces.labels[found])
@@ -181,21 +181,21 @@ def write_model(state_dict: dict, architecture: str, network: dict, out: Path, *
     return card
 
 
-def complete_card(out: Path, data_root: Path) -> dict:
+def complete_card(out: Path, data_root: Path, cache: Path) -> dict:
     """Calibrate and evaluate the model written at `out`, through the service's own loader; write its card.
 
     Each test-time augmentation is calibrated and validated (the service may run any of them); LFW is
     evaluated with the one the card serves with.
     """
     card = json.loads(card_path(out).read_text())
-    by_augment = {augment: calibrate(Embedder.load(out, "cpu", augment), data_root)
+    by_augment = {augment: calibrate(Embedder.load(out, "cpu", augment), data_root, cache)
                   for augment in ("none", "flip", "views")}
     embedder = Embedder.load(out, "cpu")
     thresholds, validation = by_augment[embedder.augment]
     thresholds["by_augment"] = {augment: t["default"] for augment, (t, _) in by_augment.items()}
     source, pairs_file = data_root / "lfw-deepfunneled.tar", data_root / "lfw-pairs.txt"
     pairs = read_lfw_pairs(pairs_file)
-    result = evaluate(source, pairs, embedder, reference=True)
+    result = evaluate(source, pairs, embedder, cache=cache, reference=True)
     card["augment"] = embedder.augment
     card["thresholds"] = thresholds
     card["validation"] = {"augment": embedder.augment, **validation,
@@ -221,7 +221,7 @@ def complete_card(out: Path, data_root: Path) -> dict:
     return card
 
 
-def export(checkpoint: Path, data_root: Path, out: Path) -> dict:
+def export(checkpoint: Path, data_root: Path, out: Path, cache: Path) -> dict:
     from model.import_dlib import CARD_FIELDS
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -234,7 +234,7 @@ def export(checkpoint: Path, data_root: Path, out: Path) -> dict:
                 training=training_summary(checkpoint, state),
                 licence_note="Weights trained or fine-tuned on research-only data (LFW, CelebA, UTKFace): "
                              "research and non-commercial use only.")
-    return complete_card(out, data_root)
+    return complete_card(out, data_root, cache)
 
 
 def recipe_path(name: str) -> str:
@@ -339,6 +339,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("checkpoint", type=Path, nargs="?", help="a training checkpoint (model.train)")
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--out", type=Path, default=Path("model/weights/facegate-mfn.pt"))
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="the detection and chip cache")
     parser.add_argument("--recalibrate", type=Path, metavar="WEIGHTS",
                         help="instead: calibrate and evaluate an exported model again, and rewrite its card")
     args = parser.parse_args(argv)
@@ -346,9 +347,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give a checkpoint, or --recalibrate WEIGHTS")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.recalibrate:
-        complete_card(args.recalibrate, args.data)
+        complete_card(args.recalibrate, args.data, args.cache)
     else:
-        export(args.checkpoint, args.data, args.out)
+        export(args.checkpoint, args.data, args.out, args.cache)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from model.data import DEFAULT_CACHE
 from model.faces.pipeline import dlib_model_path
 from model.faces.reference import DLIB_RESNET
 from model.networks.dlib_resnet import EMBEDDING_DIM, INPUT_SIZE, read_dat
@@ -53,12 +54,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/dlib-resnet.pt"))
     parser.add_argument("--data", type=Path, help="../shared/data: calibrate and evaluate the imported model")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="the detection and chip cache")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     card = import_dlib(args.out)
     log.info("wrote %s (%s)", args.out, card["model_id"])
     if args.data:
-        complete_card(args.out, args.data)
+        complete_card(args.out, args.data, args.cache)
 
 
 if __name__ == "__main__":

@@ -95,19 +95,19 @@ class TrainingData:
 
 def load_training_data(config: TrainConfig) -> TrainingData:
     """The protocol's training pool, read through the crop cache (which model.prepare fills)."""
-    root = Path(config.data.root)
+    root, cache = Path(config.data.root), Path(config.data.cache).expanduser()
     held_out = lfw_people_in_pairs(read_lfw_pairs(root / config.data.pairs))
-    validation = set(detect_source(root / VALIDATION_SOURCES[0], with_teacher=False).labels)
+    validation = set(detect_source(root / VALIDATION_SOURCES[0], cache=cache, with_teacher=False).labels)
     crops, labels, teacher, sources = [], [], [], []
     for archive in config.data.labelled + config.data.unlabelled:
         source = root / archive
         labelled = archive in config.data.labelled
-        faces = detect_source(source, labelled=labelled)
+        faces = detect_source(source, cache=cache, labelled=labelled)
         test_or_validation = held_out if "lfw" in archive else validation if "celeba" in archive else set()
         keep = faces.found & ~np.isin(faces.labels, sorted(test_or_validation))
         # CelebA identity numbers are shared by both CelebA archives, so the prefix is the dataset family.
         family = archive.split("-")[0]
-        crops.append(aligned_crops(source, faces, config.pipeline)[keep])
+        crops.append(aligned_crops(source, faces, config.pipeline, cache=cache)[keep])
         labels += [f"{family}/{label}" if label else "" for label in faces.labels[keep]]
         teacher.append(faces.teacher[keep])
         sources.append(np.full(int(keep.sum()), archive))

@@ -11,7 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from model.data import detect_source
+from model.data import DEFAULT_CACHE, detect_source
 
 # (archive, labelled): LFW first, because evaluation needs it; UTKFace has no identities.
 SOURCES = (
@@ -25,6 +25,7 @@ SOURCES = (
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where detections are kept")
     parser.add_argument("--processes", type=int, default=None, help="detection processes (default: one per core)")
     parser.add_argument("--only", nargs="*", help="archive names to prepare (default: all)")
     args = parser.parse_args(argv)
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     for archive, labelled in SOURCES:
         if args.only and archive not in args.only:
             continue
-        detect_source(args.data / archive, labelled=labelled, processes=args.processes)
+        detect_source(args.data / archive, cache=args.cache, labelled=labelled, processes=args.processes)
 
 
 if __name__ == "__main__":

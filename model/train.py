@@ -287,6 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int)
     parser.add_argument("--device")
     parser.add_argument("--data-root", dest="root")
+    parser.add_argument("--cache", help="the detection and chip cache (default: the config's)")
     parser.add_argument("--pool", type=Path, help="a saved training pool (model.pool) instead of the archives")
     parser.add_argument("--minutes", type=float, help="size the schedule to this much wall time")
     parser.add_argument("--out-root", help="folder for the run's folder (default: the config's, runs/)")
@@ -294,8 +295,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     overrides = {key: value for key, value in (("steps", args.steps), ("device", args.device),
                                                ("out_root", args.out_root)) if value}
-    if args.root:
-        overrides["data"] = {"root": args.root}
+    data_overrides = {key: value for key, value in (("root", args.root), ("cache", args.cache)) if value}
+    if data_overrides:
+        overrides["data"] = data_overrides
     config = load_config(args.config, overrides)
     log.info("config %s", json.dumps(config.as_dict()))
     if args.pool:

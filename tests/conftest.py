@@ -32,10 +32,10 @@ def testfaces() -> Path:
     return TESTFACES
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Tests never read or write the developer's crop cache."""
-    os.environ["FACEGATE_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The detection and chip cache of the tests: never the developer's."""
+    return tmp_path_factory.mktemp("cache")
 
 
 # --- databases ---------------------------------------------------------------------------------------------

@@ -23,10 +23,10 @@ def pairs_file(testfaces, tmp_path):
     return path
 
 
-def test_evaluate_prints_the_protocol_figures_as_json_and_plots(testfaces, pairs_file, capsys, tmp_path):
+def test_evaluate_prints_the_protocol_figures_as_json_and_plots(testfaces, pairs_file, cache, capsys, tmp_path):
     plot = tmp_path / "roc.png"
     main(["pairs", "--data", str(testfaces / "lfw"), "--pairs", str(pairs_file), "--json", "--device", "cpu",
-          "--plot", str(plot)])
+          "--cache", str(cache), "--plot", str(plot)])
     result = json.loads(capsys.readouterr().out)
     assert plot.read_bytes().startswith(b"\x89PNG")
     assert {"accuracy", "accuracy_std", "eer", "tar_at_far", "auc", "no_face", "model_id"} <= set(result)

@@ -9,11 +9,12 @@ from model.pool import TrainingData
 
 
 @pytest.fixture(scope="module")
-def pool(testfaces) -> TrainingData:
+def pool(testfaces, cache) -> TrainingData:
     parts = []
     for name in ("lfw", "celeba-wild"):
-        faces = detect_source(testfaces / name, with_teacher=False, processes=1)
-        crops = aligned_crops(testfaces / name, faces, PipelineConfig(crop_size=64), processes=1)[faces.found]
+        faces = detect_source(testfaces / name, cache=cache, with_teacher=False, processes=1)
+        crops = aligned_crops(testfaces / name, faces, PipelineConfig(crop_size=64), cache=cache,
+                              processes=1)[faces.found]
         parts.append((crops, list(faces.labels[faces.found]), np.full(len(crops), name)))
     crops = np.concatenate([p[0] for p in parts])
     teacher = np.random.default_rng(0).normal(size=(len(crops), 128)).astype(np.float32)

@@ -15,10 +15,10 @@ from model.train import Trainer
 
 
 @pytest.fixture(scope="module")
-def faces(testfaces):
+def faces(testfaces, cache):
     source = testfaces / "lfw"
-    detections = detect_source(source, with_teacher=False, processes=1)
-    crops = aligned_crops(source, detections, PipelineConfig(crop_size=32), processes=1)
+    detections = detect_source(source, cache=cache, with_teacher=False, processes=1)
+    crops = aligned_crops(source, detections, PipelineConfig(crop_size=32), cache=cache, processes=1)
     return TrainingData(crops[detections.found], list(detections.labels[detections.found]), None)
 
 
@@ -104,7 +104,7 @@ def test_ema_weights_become_the_final_model_and_a_finished_run_stays_finished(fa
                        final["state_dict"][next(iter(weights))])
 
 
-def test_fine_tuning_starts_from_dlibs_network_with_an_online_teacher(testfaces, tmp_path):
+def test_fine_tuning_starts_from_dlibs_network_with_an_online_teacher(testfaces, cache, tmp_path):
     """init = "dlib": the student is dlib's ResNet; the frozen teacher judges the same augmented faces, so the
     first step's distillation loss is zero, and training moves the student away from it."""
     source = testfaces / "lfw"
@@ -113,8 +113,8 @@ def test_fine_tuning_starts_from_dlibs_network_with_an_online_teacher(testfaces,
         "teacher": "online", "steps": 3, "p": 4, "k": 2, "distill_batch": 2, "lr": 1e-4, "warmup": 1,
         "threads": 2, "loss": {"metric": "contrastive", "distill_weight": 1.0},
     })
-    detections = detect_source(source, with_teacher=False, processes=1)
-    crops = aligned_crops(source, detections, config.pipeline, processes=1)
+    detections = detect_source(source, cache=cache, with_teacher=False, processes=1)
+    crops = aligned_crops(source, detections, config.pipeline, cache=cache, processes=1)
     data = TrainingData(crops[detections.found], list(detections.labels[detections.found]), None)
     assert data.input_size == 150
     trainer = Trainer(config, data)
