@@ -16,10 +16,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import re
 import secrets
 import sys
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -63,11 +65,14 @@ def revoke_key(session: Session, key_id: str) -> bool:
     return True
 
 
+# The exact shape create_key makes: anything else is refused before any lookup or cache entry.
+KEY_SHAPE = re.compile(rf"{PREFIX}_([0-9a-f]{{12}})_([A-Za-z0-9_-]{{43}})")
+
+
 def parse(key: str) -> tuple[str, str] | None:
-    parts = key.split("_", 2)
-    if len(parts) != 3 or parts[0] != PREFIX or not parts[1] or not parts[2]:
-        return None
-    return parts[1], parts[2]
+    """(key id, secret) of a well-formed key, else None."""
+    match = KEY_SHAPE.fullmatch(key)
+    return (match[1], match[2]) if match else None
 
 
 class KeyStore:
@@ -76,10 +81,16 @@ class KeyStore:
     A revocation takes effect within `ttl` seconds on every replica.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], ttl: float = 5.0) -> None:
-        self.sessions, self.ttl = sessions, ttl
-        self._cache: dict[str, tuple[float, str | None, str | None]] = {}  # key id -> (read at, hash, scope)
+    def __init__(self, sessions: sessionmaker[Session], ttl: float = 5.0, max_entries: int = 10_000) -> None:
+        self.sessions, self.ttl, self.max_entries = sessions, ttl, max_entries
+        # key id -> (read at, hash, scope), least recently used first; unknown ids are cached too (hash None),
+        # so a flood of made-up ids costs one query each at most once per ttl and never grows the cache past
+        # max_entries.
+        self._cache: OrderedDict[str, tuple[float, str | None, str | None]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._cache)
 
     def check(self, key: str) -> Caller | None:
         """The caller a presented key belongs to, or None if it is malformed, unknown or revoked."""
@@ -90,6 +101,8 @@ class KeyStore:
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(key_id)
+            if cached is not None:
+                self._cache.move_to_end(key_id)
         if cached is None or now - cached[0] > self.ttl:
             with self.sessions() as session:
                 row = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).one_or_none()
@@ -97,6 +110,9 @@ class KeyStore:
             cached = (now, row.secret_hash if live else None, row.scope if live else None)
             with self._lock:
                 self._cache[key_id] = cached
+                self._cache.move_to_end(key_id)
+                while len(self._cache) > self.max_entries:
+                    self._cache.popitem(last=False)
         _, secret_hash, scope = cached
         if secret_hash is None or not hmac.compare_digest(secret_hash, _hash(secret)):
             return None

@@ -7,16 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
 from app import runtime
+from app.api.guard import RequestGuard, audit_refusal
 from app.api.routes import employees, faces, health
 from app.core.config import Settings, get_settings
-from app.core.errors import error_response, install_error_handlers
-from model.faces.errors import ImageTooLarge
-
-# Room for the multipart envelope and the form fields around the photo itself.
-MULTIPART_OVERHEAD = 64 * 1024
+from app.core.errors import install_error_handlers
 
 DESCRIPTION = """
 Face verification for an organisation: enroll **one reference photo per employee**, then check camera
@@ -44,19 +41,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.runtime = None
 
     app = FastAPI(title="facegate", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
-    install_error_handlers(app)
+    install_error_handlers(app, audit_refusal)
 
-    @app.middleware("http")
-    async def refuse_oversized_bodies(request: Request, call_next):  # noqa: ANN001, ANN202
-        """Refuse a body that announces itself as too large before any of it is read."""
-        state = getattr(request.app.state, "runtime", None)
-        length = request.headers.get("content-length", "")
-        if state is not None and length.isdigit():
-            limit = state.settings.max_upload_bytes + MULTIPART_OVERHEAD
-            if int(length) > limit:
-                return error_response(ImageTooLarge(f"the request is {length} bytes; the limit is {limit}"))
-        return await call_next(request)
-
+    app.add_middleware(RequestGuard)
     for module in (faces, employees, health):
         app.include_router(module.router)
     return app

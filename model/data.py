@@ -98,11 +98,11 @@ def has_descriptor(teacher: np.ndarray) -> np.ndarray:
     return np.abs(teacher).sum(axis=1) > 0
 
 
-def _cache_key(*parts: object) -> str:
+def cache_key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _source_id(source: Path) -> list:
+def source_id(source: Path) -> list:
     stat = source.stat()
     return [str(source.resolve()), stat.st_size, int(stat.st_mtime)]
 
@@ -148,7 +148,7 @@ def _process_pool(processes: int | None, initializer, initargs):  # noqa: ANN001
 def detections_path(cache: Path, source: Path, config: PipelineConfig, policy: FacePolicy,
                     with_teacher: bool) -> Path:
     """Where the detections of `source` are cached. The chip geometry does not enter: chips are made later."""
-    key = _cache_key(_source_id(source), CACHE_FORMAT, config.detection, policy.__dict__, with_teacher)
+    key = cache_key(source_id(source), CACHE_FORMAT, config.detection, policy.__dict__, with_teacher)
     return cache / f"{source.name.split('.')[0]}-detections-{key}.npz"
 
 
@@ -215,7 +215,7 @@ def iter_chips(source: Path, faces: FaceSet, config: PipelineConfig, *, views: V
 def aligned_crops(source: Path, faces: FaceSet, config: PipelineConfig, *, cache: Path,
                   processes: int | None = None) -> np.ndarray:
     """(N, S, S, 3) uint8 chips of every detected face (zeros where none was found), cached on disk."""
-    key = _cache_key(_source_id(source), CACHE_FORMAT, config.chip, config.crop_size,
+    key = cache_key(source_id(source), CACHE_FORMAT, config.chip, config.crop_size,
                      hashlib.sha256(faces.landmarks.tobytes()).hexdigest())
     target = cache / f"{source.name.split('.')[0]}-crops{config.crop_size}-{key}.npy"
     if target.exists():

@@ -18,6 +18,7 @@ face, cannot match anyone: its pairs count as "different". They are reported, ne
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import logging
@@ -31,10 +32,12 @@ from model.data import (
     DEFAULT_CACHE,
     FaceSet,
     Pair,
+    cache_key,
     detect_source,
     iter_chips,
     read_generic_pairs,
     read_lfw_pairs,
+    source_id,
     without_root,
 )
 from model.faces.config import DATASET_POLICY, DEFAULT_MODEL, FacePolicy, PipelineConfig
@@ -82,11 +85,22 @@ def index_pairs(faces: FaceSet, pairs: list[Pair], source: Path) -> PairSet:
                    np.array([p.same for p in pairs]), np.array([p.fold for p in pairs]), faces.found)
 
 
-def embed_source(embedder: Embedder, source: Path, faces: FaceSet, config: PipelineConfig) -> np.ndarray:
-    """Embeddings of every detected face of the source, with the embedder's views; zeros where none was found."""
+def embed_source(embedder: Embedder, source: Path, faces: FaceSet, config: PipelineConfig, cache: Path) -> np.ndarray:
+    """Embeddings of every detected face of the source, with the embedder's views; zeros where none was found.
+
+    Cached on disk by model, augmentation, chip and detections: evaluation, calibration and the benchmarks
+    embed the same photos.
+    """
+    key = cache_key(source_id(source), embedder.model_id, embedder.augment, config.chip, config.crop_size,
+                    hashlib.sha256(faces.landmarks.tobytes() + faces.found.tobytes()).hexdigest())
+    target = cache / f"{source.name.split('.')[0]}-embeddings-{key}.npy"
+    if target.exists():
+        return np.load(target)
     vectors = np.zeros((len(faces), embedder.dim), np.float32)
     for rows, chips in iter_chips(source, faces, config, views=embedder.views.to_align):
         vectors[rows] = embedder.embed(chips)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    np.save(target, vectors)
     return vectors
 
 
@@ -105,7 +119,7 @@ def evaluate(source: Path, pairs: list[Pair], embedder: Embedder, *, cache: Path
     config = pipeline_config(embedder, config)
     faces = detect_source(source, cache=cache, with_teacher=reference, config=config, policy=policy)
     pair_set = index_pairs(faces, pairs, source)
-    vectors = embed_source(embedder, source, faces, config)
+    vectors = embed_source(embedder, source, faces, config, cache)
     distances = {"facegate": euclidean_pair_distances(vectors, pair_set)}
     ours = verification_report(distances["facegate"], pair_set.same, pair_set.folds, no_face=pair_set.no_face)
     theirs = None

@@ -83,7 +83,7 @@ def calibrate(embedder: Embedder, data_root: Path, cache: Path) -> tuple[dict, d
         source = data_root / name
         faces = detect_source(source, cache=cache, config=config, with_teacher=False)
         found = faces.found
-        vectors.append(embed_source(embedder, source, faces, config)[found])
+        vectors.append(embed_source(embedder, source, faces, config, cache)[found])
         labels.append(faces.labels[found])
     wild_people = set(labels[0])
     keep = [np.isin(lab, sorted(wild_people)) for lab in labels]
@@ -111,6 +111,43 @@ def calibrate(embedder: Embedder, data_root: Path, cache: Path) -> tuple[dict, d
         "auc": roc_auc(distances, same),
     }
     return thresholds, validation
+
+
+def impostor_tail(embedder: Embedder, data_root: Path, cache: Path) -> dict:
+    """Thresholds at FAR 1e-1 down to 1e-7, for the 1:N decision, from every impostor pair among all the CelebA
+    photos (both archives, every identity: about 30M pairs; the validation identities alone give 4M, too few
+    for 1e-7).
+
+    1:N needs FARs far below 1:1's: a stranger is compared with every template of the gallery, so the service
+    asks for FAR = FPIR / N (app.services.recognition.identify_threshold). LFW stays untouched.
+    """
+    config = pipeline_config(embedder)
+    vectors, labels = [], []
+    for name in VALIDATION_SOURCES:
+        source = data_root / name
+        faces = detect_source(source, cache=cache, config=config, with_teacher=False)
+        vectors.append(embed_source(embedder, source, faces, config, cache)[faces.found])
+        labels.append(faces.labels[faces.found])
+    vectors, labels = np.concatenate(vectors), np.concatenate(labels)
+    _, impostor = pair_distances(vectors, labels)
+    return {
+        "far_levels": {f"{far:g}": threshold_at_far(impostor, far) for far in FAR_LEVELS
+                       if far * len(impostor) >= 1},
+        "impostor_pairs": len(impostor),
+        "data": f"every impostor pair among {len(vectors):,} CelebA photos of {len(set(labels)):,} identities "
+                "(both archives)",
+    }
+
+
+def add_impostor_tails(out: Path, data_root: Path, cache: Path) -> dict:
+    """Write the 1:N impostor tail of each test-time augmentation into the card of the model at `out`."""
+    card = json.loads(card_path(out).read_text())
+    card["thresholds"]["impostor_tail"] = {augment: impostor_tail(Embedder.load(out, "cpu", augment), data_root,
+                                                                  cache)
+                                           for augment in ("none", "flip", "views")}
+    card_path(out).write_text(json.dumps(card, indent=2))
+    out.with_suffix(".md").write_text(render_markdown(card))
+    return card
 
 
 def lfw_at_default(result, threshold: float) -> dict:  # noqa: ANN001 - an Evaluation
@@ -197,6 +234,8 @@ def complete_card(out: Path, data_root: Path, cache: Path) -> dict:
     pairs = read_lfw_pairs(pairs_file)
     result = evaluate(source, pairs, embedder, cache=cache, reference=True)
     card["augment"] = embedder.augment
+    thresholds["impostor_tail"] = {augment: impostor_tail(Embedder.load(out, "cpu", augment), data_root, cache)
+                                   for augment in ("none", "flip", "views")}
     card["thresholds"] = thresholds
     card["validation"] = {"augment": embedder.augment, **validation,
                           "by_augment": {augment: v for augment, (_, v) in by_augment.items()}}
@@ -342,11 +381,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="the detection and chip cache")
     parser.add_argument("--recalibrate", type=Path, metavar="WEIGHTS",
                         help="instead: calibrate and evaluate an exported model again, and rewrite its card")
+    parser.add_argument("--impostor-tail", type=Path, metavar="WEIGHTS",
+                        help="instead: add the 1:N impostor tail to an exported model's card, and nothing else")
     args = parser.parse_args(argv)
-    if (args.checkpoint is None) == (args.recalibrate is None):
-        parser.error("give a checkpoint, or --recalibrate WEIGHTS")
+    if sum(x is not None for x in (args.checkpoint, args.recalibrate, args.impostor_tail)) != 1:
+        parser.error("give a checkpoint, or --recalibrate WEIGHTS, or --impostor-tail WEIGHTS")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if args.recalibrate:
+    if args.impostor_tail:
+        add_impostor_tails(args.impostor_tail, args.data, args.cache)
+    elif args.recalibrate:
         complete_card(args.recalibrate, args.data, args.cache)
     else:
         export(args.checkpoint, args.data, args.out, args.cache)

@@ -6,9 +6,11 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 from sqlalchemy.orm import Session
 
+from app.api.guard import action_of
 from app.core.errors import Forbidden, NotReady, Unauthorized
 from app.keys import Caller
 from app.runtime import Runtime
@@ -16,7 +18,9 @@ from app.services.audit import AuditTrail
 from app.services.recognition import RecognitionService
 
 
-def get_runtime(request: Request) -> Runtime:
+# The cheap dependencies are async: a sync one costs a hop through the request thread pool, and under load
+# every hop queues behind the requests that hold the pool's threads.
+async def get_runtime(request: Request) -> Runtime:
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is None:
         raise NotReady("the service is starting")
@@ -31,7 +35,7 @@ def get_session(runtime: RuntimeDep) -> Iterator[Session]:
         yield session
 
 
-def get_service(runtime: RuntimeDep) -> RecognitionService:
+async def get_service(runtime: RuntimeDep) -> RecognitionService:
     return runtime.service
 
 
@@ -39,7 +43,7 @@ SessionDep = Annotated[Session, Depends(get_session)]
 ServiceDep = Annotated[RecognitionService, Depends(get_service)]
 
 
-def get_audit(runtime: RuntimeDep) -> AuditTrail:
+async def get_audit(runtime: RuntimeDep) -> AuditTrail:
     return runtime.audit
 
 
@@ -50,15 +54,21 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
 
 
 def caller_with(scope: str):  # noqa: ANN201 - a FastAPI dependency
-    def dependency(runtime: RuntimeDep, key: Annotated[str | None, Security(api_key_header)]) -> Caller:
+    """The caller that app.api.guard authenticated before the body was read, if its key has `scope`.
+
+    The header parameter is declared for the OpenAPI schema (the docs' "Authorize" button); the guard has
+    already read it.
+    """
+
+    async def dependency(request: Request, runtime: RuntimeDep,
+                         _: Annotated[str | None, Security(api_key_header)]) -> Caller:
         if not runtime.settings.auth:
             return Caller(None, None)
-        if not key:
+        caller = getattr(request.state, "caller", None)
+        if caller is None or caller.key_id is None:
             raise Unauthorized("send an API key in the X-API-Key header")
-        caller = runtime.keys.check(key)
-        if caller is None:
-            raise Unauthorized("the API key is unknown or revoked")
         if caller.scope != scope:
+            runtime.audit.refused(caller, action_of(request.url.path), Forbidden.code)
             raise Forbidden(f"this key's scope is {caller.scope!r}; this endpoint needs {scope!r}")
         return caller
 
@@ -67,3 +77,15 @@ def caller_with(scope: str):  # noqa: ANN201 - a FastAPI dependency
 
 AdminCaller = Annotated[Caller, Depends(caller_with("admin"))]
 VerifyCaller = Annotated[Caller, Depends(caller_with("verify"))]
+
+
+async def single_valued_fields(request: Request) -> None:
+    """Refuse a form field or query parameter given more than once: "the last one wins" would let a proxy or a
+    log see one employee_id and the service use another."""
+    form = await request.form()  # already parsed for the route; Starlette keeps it
+    repeated = sorted({key for key, _ in form.multi_items() if len(form.getlist(key)) > 1}
+                      | {key for key, _ in request.query_params.multi_items()
+                         if len(request.query_params.getlist(key)) > 1})
+    if repeated:
+        raise RequestValidationError([{"loc": ("body", key), "msg": "given more than once", "type": "repeated"}
+                                      for key in repeated])

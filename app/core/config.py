@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     augment: Augment | None = None
     # Overrides the model card's calibrated threshold; only for operators who re-calibrated on their own data.
     threshold: float | None = Field(default=None, gt=0.0, le=2.0)
+    # 1:N: the share of strangers that /identify may name as an employee. The threshold follows from the card's
+    # impostor tail and the gallery's size (it tightens as the gallery grows); /identify reports it.
+    identify_fpir: float = Field(default=1e-3, gt=0.0, le=0.1)
+    # /identify lists the top_k nearest employees besides the match. Off: a door's key would otherwise get
+    # names and distances for any photo, strangers' included.
+    identify_candidates: bool = False
 
     # Request work (decode, detect, embed) runs on a bounded pool of threads, never on the event loop;
     # torch and dlib release the GIL. 0 = two per core.
@@ -93,6 +99,8 @@ class Settings(BaseSettings):
     def _safe_outside_development(self) -> Settings:
         if self.environment == "production" and self.database_url == DEFAULT_DATABASE_URL:
             raise ValueError("FACEGATE_DATABASE_URL must be set explicitly in production")
+        if self.environment == "production" and not self.auth:
+            raise ValueError("FACEGATE_AUTH=false is for a developer's machine; production requires API keys")
         return self
 
 

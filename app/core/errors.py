@@ -6,6 +6,7 @@ Every error body is {"error": {"code": "...", "message": "..."}}; the codes are 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -39,6 +40,12 @@ class StaleTemplate(DomainError):
     """The employee's reference was made by another model and cannot be compared with this one's."""
 
     code, status = "stale_template", 409
+
+
+class ThresholdTooLoose(DomainError):
+    """A request asked for a threshold looser than the calibrated one: it could approve anyone."""
+
+    code, status = "threshold_too_loose", 422
 
 
 class Unauthorized(DomainError):
@@ -75,22 +82,30 @@ def error_response(exc: DomainError | FaceError) -> JSONResponse:
     return JSONResponse(error_body(exc.code, exc.message), status_code=status_of(exc))
 
 
-def install_error_handlers(app: FastAPI) -> None:
+HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+
+
+def install_error_handlers(app: FastAPI, audit_refusal: Callable[[Request, str], None]) -> None:
+    """`audit_refusal(request, code)` audits a request refused before its route ran (a validation error)."""
+
     @app.exception_handler(DomainError)
     @app.exception_handler(FaceError)
     async def _refused(_: Request, exc: DomainError | FaceError) -> JSONResponse:
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}"[:300] for e in exc.errors()
         )
+        audit_refusal(request, "validation_error")
         return JSONResponse(error_body("validation_error", problems or "invalid request"), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        if exc.status_code == 413:  # a streamed body cut off at the limit (app.api.guard), audited there
+            code = ImageTooLarge.code
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
 
     @app.exception_handler(OperationalError)

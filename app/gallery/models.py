@@ -10,12 +10,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     TypeDecorator,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -58,6 +60,8 @@ class UTCDateTime(TypeDecorator):
 
 class Employee(Base):
     __tablename__ = "employees"
+    # Ids are unique regardless of case: "E-1" and "e-1" are one employee (migration 0003).
+    __table_args__ = (Index("ux_employees_employee_id_lower", text("lower(employee_id)"), unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     employee_id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
@@ -126,3 +130,18 @@ class AuditRecord(Base):
     employee_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     decision: Mapped[str] = mapped_column(String(32))  # enrolled, match, no_match, unknown, or an error code
     distance: Mapped[float | None] = mapped_column(Float, nullable=True)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)  # the one a verification used
+
+
+class VerifyFailure(Base):
+    """One failed verification, kept for the brute-force window: every replica counts the same rows."""
+
+    __tablename__ = "verify_failures"
+    __table_args__ = (Index("ix_verify_failures_employee_at", "employee_id", "at"),
+                      Index("ix_verify_failures_key_at", "key_id", "at"))
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    employee_id: Mapped[str] = mapped_column(String(64))  # lower case: ids are unique regardless of case
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)

@@ -1,11 +1,16 @@
-"""The audit trail: one row per enroll, replace, delete, verify and identify, failures included.
+"""The audit trail: one row per decision and per refusal.
 
-A row says when, which key, what action, which employee and what was decided (and at what distance). It
-never holds an image or an embedding. A request only queues its row; one writer thread inserts what has
-queued up in one transaction, so concurrent requests never queue behind each other's audit commits (on
-SQLite, one commit per request made the tail latency at 16 concurrent requests seconds long). Rows reach
-the database within about `interval` seconds, and close() writes the rest. An audit failure (the database
-going away) is logged and never turns a decision into an error.
+Enroll, replace, delete, verify and identify write a row whatever the outcome; so do requests refused before
+their route ran (401 and 413 at the gate, 403, 422), and bulk enrollment, item by item. A row says when, which
+key, what action, which employee, what was decided, and at what distance and threshold. It never holds an
+image or an embedding.
+
+A request only queues its row; one writer thread inserts what has queued up in one transaction, so concurrent
+requests never queue behind each other's audit commits (on SQLite, one commit per request made the tail
+latency at 16 concurrent requests seconds long). A row reaches the database within `interval` seconds of the
+first row of its batch, plus the time of the insert. The queue is bounded: when the database is too slow or
+gone and the queue is full, rows are dropped, counted (`dropped`) and logged, never silently. An audit
+failure never turns a decision into an error.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,14 +41,17 @@ class AuditEntry:
     employee_id: str | None = None
     decision: str = "error"  # what an unexpected failure leaves behind
     distance: float | None = None
+    threshold: float | None = None
     at: datetime = field(default_factory=utcnow)
 
 
 class AuditTrail:
-    def __init__(self, sessions: sessionmaker[Session], interval: float = 0.1) -> None:
-        self.sessions, self.interval = sessions, interval
+    def __init__(self, sessions: sessionmaker[Session], interval: float = 0.1, max_queued: int = 100_000,
+                 max_batch: int = 1000) -> None:
+        self.sessions, self.interval, self.max_batch = sessions, interval, max_batch
+        self.dropped = 0  # rows lost to a full queue or a failed insert
         # a row, an Event to set once everything before it is written (flush), or None to stop
-        self._queue: queue.SimpleQueue[tuple[Caller, AuditEntry] | threading.Event | None] = queue.SimpleQueue()
+        self._queue: queue.Queue[tuple[Caller, AuditEntry] | threading.Event | None] = queue.Queue(max_queued)
         self._writer = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._writer.start()
 
@@ -56,25 +65,45 @@ class AuditTrail:
             entry.decision = exc.code
             raise
         finally:
-            self._queue.put((caller, entry))
+            self.add(caller, entry)
 
-    def flush(self) -> None:
-        """Wait until everything recorded so far is in the database."""
+    def refused(self, caller: Caller, action: str, code: str, employee_id: str | None = None) -> None:
+        """A request refused before its route ran: `code` is the error code it was answered with."""
+        self.add(caller, AuditEntry(action, employee_id, decision=code))
+
+    def add(self, caller: Caller, entry: AuditEntry) -> None:
+        try:
+            self._queue.put_nowait((caller, entry))
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error("the audit queue is full (%d rows): %d audit records dropped so far, the last: %s %s %s",
+                          self._queue.maxsize, self.dropped, entry.action, entry.employee_id, entry.decision)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything recorded so far is in the database; False (and a warning) if it is not within
+        `timeout` seconds."""
         done = threading.Event()
         self._queue.put(done)
-        done.wait(timeout=30)
+        if not done.wait(timeout=timeout):
+            log.warning("audit flush: rows still queued after %.0f s", timeout)
+            return False
+        return True
 
     def close(self) -> None:
         self._queue.put(None)
         self._writer.join(timeout=30)
+        if self._writer.is_alive():
+            log.error("the audit writer did not finish within 30 s; %d rows were still queued", self._queue.qsize())
 
     def _run(self) -> None:
-        """Gather what arrives within `interval` of the last item (at most 1,000 rows), write it, repeat."""
+        """Take the first row, gather what arrives in the next `interval` (at most max_batch rows), write it."""
         while True:
             batch = [self._queue.get()]
-            while batch[-1] is not None and len(batch) < 1000:
+            deadline = time.monotonic() + self.interval
+            while batch[-1] is not None and len(batch) < self.max_batch:
                 try:
-                    batch.append(self._queue.get(timeout=self.interval))
+                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
                 except queue.Empty:
                     break
             self._write([item for item in batch if isinstance(item, tuple)])
@@ -91,8 +120,10 @@ class AuditTrail:
             with self.sessions() as session:
                 session.add_all([AuditRecord(at=entry.at, key_id=caller.key_id, action=entry.action,
                                              employee_id=entry.employee_id, decision=entry.decision,
-                                             distance=entry.distance) for caller, entry in rows])
+                                             distance=entry.distance, threshold=entry.threshold)
+                                 for caller, entry in rows])
                 session.commit()
         except SQLAlchemyError as exc:
+            self.dropped += len(rows)
             log.error("%d audit records lost (%s), the first: %s %s %s by %s", len(rows), exc.__class__.__name__,
                       rows[0][1].action, rows[0][1].employee_id, rows[0][1].decision, rows[0][0].key_id)

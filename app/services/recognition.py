@@ -7,6 +7,7 @@ commits before the index changes. A bad photo or a failed commit therefore leave
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
-from app.core.errors import EmployeeExists, EmployeeNotFound, StaleTemplate
+from app.core.errors import EmployeeExists, EmployeeNotFound, StaleTemplate, ThresholdTooLoose
 from app.gallery import repository
 from app.gallery.index import EmbeddingIndex, Match
 from app.gallery.models import Employee, Template
@@ -65,6 +66,34 @@ class Identification:
     face: FaceBox
 
 
+def threshold_at_far(levels: dict[float, float], far: float) -> float:
+    """The distance threshold that gives a false accept rate of `far` per comparison.
+
+    `levels` are measured {FAR: threshold} points of the impostor distances (the model card's). Between two
+    of them the threshold is interpolated in log FAR; below the lowest it is extrapolated along the last two,
+    which is stricter than the true tail (a Gaussian-like tail falls faster than that line), never looser.
+    """
+    points = sorted((math.log10(f), t) for f, t in levels.items())
+    if len(points) < 2:
+        raise ValueError("at least two FAR levels are needed")
+    x = math.log10(far)
+    # the segment around x, or the end segment nearest to it
+    i = next((i for i in range(len(points) - 1) if x <= points[i + 1][0]), len(points) - 2)
+    (x0, t0), (x1, t1) = points[max(i, 0)], points[max(i, 0) + 1]
+    return max(0.0, t0 + (t1 - t0) * (x - x0) / (x1 - x0))
+
+
+def identify_threshold(levels: dict[float, float], *, fpir: float, gallery_size: int, ceiling: float) -> float:
+    """The open-set (1:N) threshold for a false-positive identification rate `fpir` on strangers.
+
+    A stranger is compared with all N templates, and is named when any one of them is close enough: with a
+    per-comparison FAR f, FPIR = 1 - (1 - f)^N, about N f. So f = fpir / N, and the threshold tightens as the
+    gallery grows. It is never looser than the 1:1 threshold (`ceiling`).
+    """
+    per_comparison = 1 - (1 - fpir) ** (1 / max(gallery_size, 1))
+    return min(ceiling, threshold_at_far(levels, per_comparison))
+
+
 def face_chips(data: bytes, *, settings: Settings, pipeline: FacePipeline,
                views: Views | None) -> tuple[FaceBox, np.ndarray]:
     """Photo bytes -> the chosen face and its chip (or `views`), under the service's limits and face policy."""
@@ -106,9 +135,17 @@ class RecognitionService:
 
     @property
     def threshold(self) -> float:
+        """The 1:1 (verify) threshold."""
         if self.settings.threshold is not None:
             return self.settings.threshold
         return self.embedder.card.threshold_for(self.embedder.augment)
+
+    @property
+    def identify_threshold(self) -> float:
+        """The 1:N threshold for the gallery as it is now (`FACEGATE_IDENTIFY_FPIR`)."""
+        return identify_threshold(self.embedder.card.far_levels_for(self.embedder.augment),
+                                  fpir=self.settings.identify_fpir, gallery_size=len(self.index),
+                                  ceiling=self.threshold)
 
     def probe(self, data: bytes) -> Probe:
         face, chips = face_chips(data, settings=self.settings, pipeline=self.pipeline,
@@ -140,6 +177,10 @@ class RecognitionService:
 
     def verify(self, *, session: Session, employee_id: str, data: bytes,
                threshold: float | None) -> Verification:
+        """1:1 at the calibrated threshold, or at a stricter one the caller asks for (never a looser one)."""
+        if threshold is not None and threshold > self.threshold:
+            raise ThresholdTooLoose(f"threshold {threshold:g} is looser than the calibrated {self.threshold:.4f}; "
+                                    "a request may only make the decision stricter")
         reference = self.index.vector(employee_id)
         if reference is None:
             self._raise_missing(session, employee_id)
@@ -149,10 +190,14 @@ class RecognitionService:
         return Verification(employee_id, distance <= threshold, distance, threshold, self.model_id, probe.face)
 
     def identify(self, *, data: bytes, top_k: int) -> Identification:
+        """The nearest employee if they are within the 1:N threshold, and the `top_k` nearest as candidates
+        when the settings show candidates (off by default: a door's key must not list names for any photo)."""
         probe = self.probe(data)
-        candidates = self.index.search(probe.vector, top_k)
-        best = candidates[0] if candidates and candidates[0].distance <= self.threshold else None
-        return Identification(best, candidates, self.threshold, self.model_id, probe.face)
+        threshold = self.identify_threshold
+        candidates = self.index.search(probe.vector, top_k if self.settings.identify_candidates else 1)
+        best = candidates[0] if candidates and candidates[0].distance <= threshold else None
+        shown = candidates if self.settings.identify_candidates else [best] if best else []
+        return Identification(best, shown, threshold, self.model_id, probe.face)
 
     def delete(self, *, session: Session, employee_id: str) -> None:
         employee = repository.get_employee(session=session, employee_id=employee_id)

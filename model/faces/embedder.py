@@ -74,6 +74,14 @@ class ModelCard:
         one give that one)."""
         return float(self.data["thresholds"].get("by_augment", {}).get(augment, self.threshold))
 
+    def far_levels_for(self, augment: Augment) -> dict[float, float]:
+        """{FAR per comparison: threshold} for the 1:N decision: this augmentation's impostor tail (down to
+        about 1e-7), or, on a card without one, the levels of the 1:1 calibration."""
+        thresholds = self.data["thresholds"]
+        tail = thresholds.get("impostor_tail", {}).get(augment)
+        levels = tail["far_levels"] if tail else thresholds.get("far_levels", {})
+        return {float(far): float(threshold) for far, threshold in levels.items()}
+
     @classmethod
     def read(cls, path: Path) -> ModelCard:
         try:

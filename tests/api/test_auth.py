@@ -104,8 +104,8 @@ def test_the_audit_trail_records_every_action_and_no_biometrics(secured, photos)
     admin_id, verify_id = (secured.keys[s].split("_")[1] for s in ("admin", "verify"))
     secured.app.state.runtime.audit.flush()
     with secured.app.state.runtime.sessions() as session:
-        rows = [(r.key_id, r.action, r.employee_id, r.decision)
-                for r in session.scalars(select(AuditRecord).order_by(AuditRecord.id))]
+        records = list(session.scalars(select(AuditRecord).order_by(AuditRecord.id)))
+        rows = [(r.key_id, r.action, r.employee_id, r.decision) for r in records]
         columns = {c["name"] for c in inspect(session.get_bind()).get_columns("audit_log")}
     assert rows == [
         (admin_id, "enroll", "tb", "enrolled"),  # the fixture's enroll
@@ -117,7 +117,12 @@ def test_the_audit_trail_records_every_action_and_no_biometrics(secured, photos)
         (verify_id, "identify", None, "unknown"),
         (admin_id, "delete", "tb", "deleted"),
     ]
-    assert columns == {"id", "at", "key_id", "action", "employee_id", "decision", "distance"}
+    assert columns == {"id", "at", "key_id", "action", "employee_id", "decision", "distance", "threshold"}
+    service = secured.app.state.runtime.service
+    # the threshold each decision was made at: 1:1's for verify, the gallery's 1:N threshold for identify
+    assert [r.threshold for r in records if r.decision in ("match", "no_match")] == pytest.approx(
+        [service.threshold, service.threshold, records[5].threshold])
+    assert records[5].threshold <= service.threshold
 
 
 def test_the_audit_writer_survives_a_burst_and_writes_every_row(sqlite_url):

@@ -56,11 +56,17 @@ def test_each_augmentation_serves_the_threshold_calibrated_with_it(make_client, 
         Settings(augment="mirror")
 
 
-def test_a_per_request_threshold_changes_the_decision_not_the_distance(gallery, photos):
-    loose = verify(gallery, "Tony_Blair", photos.bytes("Colin_Powell", 2), threshold="1.99").json()
-    strict = verify(gallery, "Tony_Blair", photos.bytes("Colin_Powell", 2), threshold="0.01").json()
-    assert loose["match"] is True and strict["match"] is False
-    assert loose["distance"] == pytest.approx(strict["distance"])
+def test_a_per_request_threshold_can_only_make_the_decision_stricter(gallery, photos):
+    calibrated = gallery.app.state.runtime.service.threshold
+    default = verify(gallery, "Tony_Blair", photos.bytes("Tony_Blair", 2)).json()
+    strict = verify(gallery, "Tony_Blair", photos.bytes("Tony_Blair", 2), threshold="0.01").json()
+    assert default["match"] is True and strict["match"] is False
+    assert (default["threshold"], strict["threshold"]) == pytest.approx((calibrated, 0.01))
+    assert default["distance"] == pytest.approx(strict["distance"])
+    # threshold=2.0 once turned every stranger into a match
+    for loose in ("2.0", "1.99", f"{calibrated + 1e-3:.6f}"):
+        response = verify(gallery, "Tony_Blair", photos.bytes("Colin_Powell", 2), threshold=loose)
+        assert (response.status_code, error_code(response)) == (422, "threshold_too_loose"), loose
 
 
 @pytest.mark.parametrize("threshold", ["0", "-0.5", "2.5", "abc"])

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from app.api.deps import AdminCaller, AuditDep, ServiceDep, SessionDep
 from app.api.routes.faces import AUTH_ERRORS
-from app.api.schemas import EMPLOYEE_ID_PATTERN, EmployeeOut, EmployeePage, ErrorOut
+from app.api.schemas import EMPLOYEE_ID_PATTERN, MAX_OFFSET, EmployeeOut, EmployeePage, ErrorOut
 from app.gallery.models import Employee
 
 router = APIRouter(prefix="/employees", tags=["employees"], responses=AUTH_ERRORS)
@@ -26,7 +26,8 @@ def employee_out(employee: Employee, model_id: str) -> EmployeeOut:
 
 
 @router.get("", response_model=EmployeePage)
-def list_employees(service: ServiceDep, session: SessionDep, _: AdminCaller, offset: Annotated[int, Query(ge=0)] = 0,
+def list_employees(service: ServiceDep, session: SessionDep, _: AdminCaller,
+                   offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
                    limit: Annotated[int, Query(ge=1, le=500)] = 50) -> EmployeePage:
     employees, total = service.employees(session=session, offset=offset, limit=limit)
     return EmployeePage(items=[employee_out(e, service.model_id) for e in employees], total=total,

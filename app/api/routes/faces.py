@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 
-from app.api.deps import AdminCaller, AuditDep, ServiceDep, SessionDep, VerifyCaller
+from app.api.deps import AdminCaller, AuditDep, ServiceDep, SessionDep, VerifyCaller, single_valued_fields
 from app.api.schemas import (
     EMPLOYEE_ID_PATTERN,
+    NAME_PATTERN,
     CandidateOut,
     EnrollOut,
     ErrorOut,
@@ -20,7 +21,7 @@ from app.gallery.index import Match
 from app.services.recognition import RecognitionService
 from model.faces.pipeline import FaceBox
 
-router = APIRouter(tags=["faces"])
+router = APIRouter(tags=["faces"], dependencies=[Depends(single_valued_fields)])
 
 AUTH_ERRORS = {
     401: {"model": ErrorOut, "description": "unauthorized: no API key, or an unknown or revoked one"},
@@ -31,8 +32,8 @@ PHOTO_ERRORS = {**AUTH_ERRORS,
     422: {"model": ErrorOut, "description": "invalid_image, no_face, multiple_faces, face_too_small or "
                                             "validation_error"},
 }
-EmployeeIdForm = Annotated[str, Form(pattern=EMPLOYEE_ID_PATTERN, description="1-64 of A-Z a-z 0-9 . _ @ -",
-                                     examples=["e-1042"])]
+EmployeeIdForm = Annotated[str, Form(pattern=EMPLOYEE_ID_PATTERN, examples=["e-1042"],
+                                     description="1-64 of A-Z a-z 0-9 . _ @ -, starting with a letter or digit")]
 ImageFile = Annotated[UploadFile, File(description="a photo: JPEG, PNG, WebP, BMP, TIFF...")]
 
 
@@ -53,7 +54,8 @@ def candidate_out(match: Match) -> CandidateOut:
              responses={409: {"model": ErrorOut, "description": "employee_exists"}, **PHOTO_ERRORS})
 def enroll(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: AdminCaller,
            employee_id: EmployeeIdForm, image: ImageFile,
-           name: Annotated[str | None, Form(max_length=200, examples=["Ada Lovelace"])] = None,
+           name: Annotated[str | None, Form(pattern=NAME_PATTERN, examples=["Ada Lovelace"],
+                                            description="1-200 characters, no control characters")] = None,
            replace: Annotated[bool, Query(description="replace an existing reference photo")] = False) -> EnrollOut:
     """Enroll an employee's reference photo (one face). Scope: admin."""
     with audit.record(caller, "replace" if replace else "enroll", employee_id) as entry:
@@ -69,23 +71,32 @@ def enroll(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: Ad
                         409: {"model": ErrorOut, "description": "stale_template"}, **PHOTO_ERRORS})
 def verify(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: VerifyCaller,
            employee_id: EmployeeIdForm, image: ImageFile,
-           threshold: Annotated[float | None, Form(gt=0.0, le=2.0, description="overrides the calibrated "
-                                                   "threshold for this request")] = None) -> VerifyOut:
+           threshold: Annotated[float | None, Form(gt=0.0, le=2.0, description="a stricter threshold than the "
+                                                   "calibrated one, for this request; a looser one is refused "
+                                                   "(threshold_too_loose)")] = None) -> VerifyOut:
     """1:1 - is the person in the photo the employee they claim to be? Scope: verify."""
     with audit.record(caller, "verify", employee_id) as entry:
         result = service.verify(session=session, employee_id=employee_id, data=read_photo(image, service),
                                 threshold=threshold)
         entry.decision, entry.distance = ("match" if result.match else "no_match"), result.distance
+        entry.threshold = result.threshold
     return VerifyOut(employee_id=result.employee_id, match=result.match, distance=result.distance,
                      threshold=result.threshold, model_id=result.model_id, face=face_out(result.face))
 
 
 @router.post("/identify", response_model=IdentifyOut, responses=PHOTO_ERRORS)
 def identify(service: ServiceDep, audit: AuditDep, caller: VerifyCaller, image: ImageFile,
-             top_k: Annotated[int, Form(ge=1, le=100)] = 5) -> IdentifyOut:
-    """1:N open set - who is this, if anyone? Scope: verify."""
+             top_k: Annotated[int, Form(ge=1, le=100, description="candidates to list, when the service "
+                                                  "lists candidates (FACEGATE_IDENTIFY_CANDIDATES)")] = 5
+             ) -> IdentifyOut:
+    """1:N open set - who is this, if anyone? Scope: verify.
+
+    The threshold keeps the share of strangers named as an employee at FACEGATE_IDENTIFY_FPIR (0.1 % by
+    default) whatever the gallery's size, so it is stricter than /verify's; the response gives the one used.
+    """
     with audit.record(caller, "identify") as entry:
         result = service.identify(data=read_photo(image, service), top_k=top_k)
+        entry.threshold = result.threshold
         if result.match:
             entry.decision, entry.employee_id, entry.distance = "match", result.match.employee_id, result.match.distance
         else:

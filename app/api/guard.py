@@ -1,0 +1,98 @@
+"""The gate every request passes before its body is read: who is asking, and how much they may send.
+
+A pure ASGI middleware, because FastAPI parses a multipart body before any dependency runs: a key checked in a
+dependency is checked after an anonymous client has already uploaded (and Starlette spooled to disk) whatever
+it liked. Here, in order:
+
+1. Authentication. A request for anything but the public paths needs a well-formed, known, unrevoked key in
+   X-API-Key; otherwise 401 before one byte of the body is read. The caller goes to `scope["state"]`, where
+   the routes' dependencies check its scope (403).
+2. The body's size. A Content-Length over the limit is refused at once; a chunked body (no Content-Length) is
+   counted as it streams and cut off with 413 the moment it passes the limit.
+
+Both refusals are audited.
+"""
+
+from __future__ import annotations
+
+import anyio.to_thread
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.errors import Unauthorized, error_response
+from app.keys import Caller
+from model.faces.errors import ImageTooLarge
+
+# Room for the multipart envelope and the form fields around the photo itself.
+MULTIPART_OVERHEAD = 64 * 1024
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+
+
+def action_of(path: str) -> str:
+    """The audit trail's action for a request that was refused before its route ran."""
+    first = path.strip("/").split("/", 1)[0]
+    return first if first in ("enroll", "verify", "identify", "employees") else "request"
+
+
+def audit_refusal(request: Request, code: str) -> None:
+    """Audit a request that was refused before its route ran (the gate audits its own refusals)."""
+    runtime = getattr(request.app.state, "runtime", None)
+    caller = getattr(request.state, "caller", None)
+    if runtime is not None and caller is not None:
+        runtime.audit.refused(caller, action_of(request.url.path), code)
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` when a streamed body passes the limit. An HTTPException, so that FastAPI's body
+    parsing lets it through (it turns any other error into a 400)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes")
+
+
+class RequestGuard:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime = getattr(scope.get("app").state, "runtime", None) if scope["type"] == "http" else None
+        if runtime is None:  # lifespan, or a request before start-up finished (its dependency answers 503)
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        caller = Caller(None, None)
+        if runtime.settings.auth and scope["path"] not in PUBLIC_PATHS:
+            key = headers.get("x-api-key", "")
+            found = await anyio.to_thread.run_sync(runtime.keys.check, key) if key else None
+            if found is None:
+                refusal = Unauthorized("send an API key in the X-API-Key header" if not key
+                                       else "the API key is unknown or revoked")
+                runtime.audit.refused(caller, action_of(scope["path"]), refusal.code)
+                await error_response(refusal)(scope, receive, send)
+                return
+            caller = found
+        scope.setdefault("state", {})["caller"] = caller
+
+        limit = runtime.settings.max_upload_bytes + MULTIPART_OVERHEAD
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            refusal = ImageTooLarge(f"the request is {length} bytes; the limit is {limit}")
+            runtime.audit.refused(caller, action_of(scope["path"]), refusal.code)
+            await error_response(refusal)(scope, receive, send)
+            return
+
+        received = 0
+
+        async def capped_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    runtime.audit.refused(caller, action_of(scope["path"]), ImageTooLarge.code)
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, capped_receive, send)
