@@ -31,6 +31,8 @@ from app.api.schemas import EMPLOYEE_ID_PATTERN
 from app.core.config import Settings
 from app.core.errors import DomainError
 from app.gallery import db, repository
+from app.keys import Caller
+from app.services.audit import AuditEntry, AuditTrail
 from app.services.recognition import face_chips, save_enrollment
 from model.faces.config import PipelineConfig, Views
 from model.faces.embedder import Embedder, ModelCard, card_path
@@ -126,20 +128,31 @@ class Summary:
     seconds: float
 
 
+# The audit trail's caller for bulk enrollment: an operator with the database's credentials, not an API key.
+OPERATOR = Caller(None, None)
+
+
+def fail(failures: list[Failure], audit: AuditTrail, failure: Failure) -> None:
+    failures.append(failure)
+    audit.add(OPERATOR, AuditEntry("bulk_enroll", failure.employee_id, decision=failure.code))
+
+
 def store(sessions, embedder: Embedder, batch: list[tuple[Job, np.ndarray]],  # noqa: ANN001
-          failures: list[Failure]) -> int:
+          failures: list[Failure], audit: AuditTrail) -> int:
     """Embed a batch of crops in one forward pass, and save each through the API's own write; returns how
-    many were saved, and adds the others to `failures`."""
+    many were saved, and adds the others to `failures`. Each item is audited."""
     vectors = embedder.embed(np.stack([crop for _, crop in batch]))
     saved = 0
     with sessions() as session:
         for (job, _), vector in zip(batch, vectors, strict=True):
             try:
-                save_enrollment(session=session, employee_id=job.employee_id, name=job.name, vector=vector,
-                                model_id=embedder.model_id, replace=True)
+                _, _, existed = save_enrollment(session=session, employee_id=job.employee_id, name=job.name,
+                                                vector=vector, model_id=embedder.model_id, replace=True)
                 saved += 1
+                audit.add(OPERATOR, AuditEntry("bulk_enroll", job.employee_id,
+                                               decision="replaced" if existed else "enrolled"))
             except DomainError as exc:
-                failures.append(Failure(job.employee_id, str(job.path), exc.code, exc.message))
+                fail(failures, audit, Failure(job.employee_id, str(job.path), exc.code, exc.message))
     return saved
 
 
@@ -155,28 +168,32 @@ def bulk_enroll(jobs: list[Job], settings: Settings, *, processes: int, replace:
     views = Views.of(settings.augment or card.augment).to_align
     # The workers are forked before torch runs anything here: a fork after OpenMP has started can hang.
     workers = multiprocessing.get_context("fork").Pool(processes, _init_worker, (settings, config, views))
+    audit = AuditTrail(sessions)
     try:
         embedder = Embedder.load(settings.model_path, settings.device, settings.augment)
-        return _run(jobs, workers, sessions, embedder, replace=replace, batch_size=batch_size, progress=progress,
-                    started=started)
+        return _run(jobs, workers, sessions, embedder, audit, replace=replace, batch_size=batch_size,
+                    progress=progress, started=started)
     finally:
         workers.terminate()
+        audit.close()
         engine.dispose()
 
 
-def _run(jobs: list[Job], workers, sessions, embedder: Embedder, *, replace: bool, batch_size: int,  # noqa: ANN001
-         progress: bool, started: float) -> Summary:
+def _run(jobs: list[Job], workers, sessions, embedder: Embedder, audit: AuditTrail, *,  # noqa: ANN001
+         replace: bool, batch_size: int, progress: bool, started: float) -> Summary:
     failures, seen = [], set()
     valid = []
     for job in jobs:
         if not re.fullmatch(EMPLOYEE_ID_PATTERN, job.employee_id):
-            failures.append(Failure(job.employee_id, str(job.path), "validation_error",
-                                    "employee ids are 1-64 of A-Z a-z 0-9 . _ @ -"))
-        elif job.employee_id in seen:
-            failures.append(Failure(job.employee_id, str(job.path), "duplicate_employee_id",
-                                    "the employee appears more than once in the input"))
+            fail(failures, audit, Failure(job.employee_id[:64], str(job.path), "validation_error",
+                                          "employee ids are 1-64 of A-Z a-z 0-9 . _ @ -, starting with a letter "
+                                          "or digit"))
+        elif job.employee_id.lower() in seen:
+            fail(failures, audit, Failure(job.employee_id, str(job.path), "duplicate_employee_id",
+                                          "the employee appears more than once in the input (ids are unique "
+                                          "regardless of case)"))
         else:
-            seen.add(job.employee_id)
+            seen.add(job.employee_id.lower())
             valid.append(job)
     if replace:
         done_already = set()
@@ -188,15 +205,15 @@ def _run(jobs: list[Job], workers, sessions, embedder: Embedder, *, replace: boo
     enrolled, batch = 0, []
     for done, (job, crop, failure) in enumerate(workers.imap(_crop, todo, chunksize=4), start=1):
         if failure is not None:
-            failures.append(failure)
+            fail(failures, audit, failure)
         else:
             batch.append((job, crop))
         if len(batch) >= batch_size:
-            enrolled += store(sessions, embedder, batch, failures)
+            enrolled += store(sessions, embedder, batch, failures, audit)
             batch = []
         bar.update(done, enrolled, len(failures))
     if batch:
-        enrolled += store(sessions, embedder, batch, failures)
+        enrolled += store(sessions, embedder, batch, failures, audit)
     bar.update(len(todo), enrolled, len(failures), final=True)
     return Summary(enrolled, len(valid) - len(todo), failures, time.perf_counter() - started)
 

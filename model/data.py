@@ -137,7 +137,7 @@ def _init_aligner(config: PipelineConfig, views: Views | None) -> None:
 
 def _align(item: tuple[bytes, FaceBox]) -> np.ndarray:
     data, face = item
-    rgb = decode_image(data, max_pixels=DATASET_POLICY.max_pixels)
+    rgb = decode_image(data, max_pixels=DATASET_POLICY.max_pixels, max_bytes=DATASET_POLICY.max_decode_bytes)
     return _worker["pipeline"].align(rgb, face, _worker["views"])
 
 

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     # /identify lists the top_k nearest employees besides the match. Off: a door's key would otherwise get
     # names and distances for any photo, strangers' included.
     identify_candidates: bool = False
+    # Brute force: after this many failed verifications of one employee (or by one key) within the window,
+    # /verify answers 429 with Retry-After until the oldest leaves it. Counted in the database: every replica
+    # sees the same. 0 turns a limit off.
+    verify_max_failures: int = Field(default=5, ge=0)
+    verify_max_failures_per_key: int = Field(default=100, ge=0)
+    verify_failure_window_seconds: float = Field(default=900.0, gt=0.0, le=86_400.0)
 
     # Request work (decode, detect, embed) runs on a bounded pool of threads, never on the event loop;
     # torch and dlib release the GIL. 0 = two per core.
@@ -64,6 +70,9 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
+    # Memory one photo's decode may take; it depends on the format as much as on the pixels (a 16-bit PNG
+    # needs 12 bytes a pixel, a JPEG 7, and a JPEG over the limit is decoded at a reduced scale instead).
+    max_decode_mib: int = Field(default=160, ge=16)
     detect_max_side: int = Field(default=640, ge=160)
     # HOG without upsampling first (faces of 80 px and up), upsampled only when that finds nothing.
     adaptive_upsample: bool = True
@@ -85,7 +94,8 @@ class Settings(BaseSettings):
     @property
     def face_policy(self) -> FacePolicy:
         return FacePolicy(multi_face=self.multi_face_policy, dominant_ratio=self.dominant_face_ratio,
-                          min_face_size=self.min_face_size, max_pixels=self.max_image_pixels)
+                          min_face_size=self.min_face_size, max_pixels=self.max_image_pixels,
+                          max_decode_bytes=self.max_decode_mib * 2**20)
 
     @property
     def worker_threads(self) -> int:

@@ -48,6 +48,16 @@ class ThresholdTooLoose(DomainError):
     code, status = "threshold_too_loose", 422
 
 
+class TooManyAttempts(DomainError):
+    """Too many failed verifications of one employee, or by one key, within the window (app.services.attempts)."""
+
+    code, status = "too_many_attempts", 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Unauthorized(DomainError):
     """No API key, or one that is unknown or revoked."""
 
@@ -79,7 +89,8 @@ def error_body(code: str, message: str) -> dict:
 
 
 def error_response(exc: DomainError | FaceError) -> JSONResponse:
-    return JSONResponse(error_body(exc.code, exc.message), status_code=status_of(exc))
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyAttempts) else None
+    return JSONResponse(error_body(exc.code, exc.message), status_code=status_of(exc), headers=headers)
 
 
 HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -51,24 +52,37 @@ def fill_index(index: EmbeddingIndex, *, session: Session, model_id: str) -> Non
     index.load(ids, names, np.stack(vectors) if vectors else np.zeros((0, index.dim), np.float32))
 
 
-def bootstrap(index: EmbeddingIndex, *, session: Session, model_id: str) -> int:
+@dataclass(frozen=True)
+class FeedPosition:
+    """Where a freshly built index follows the feed on from: after `seq`, and the `pending` numbers below it
+    that had no row when it was read (a transaction that took its number earlier may still commit)."""
+
+    seq: int
+    pending: frozenset[int] = frozenset()
+
+
+def bootstrap(index: EmbeddingIndex, *, session: Session, model_id: str) -> FeedPosition:
     """Build the index from the database in one piece; returns the feed position to follow on from.
 
-    The one way an index is (re)built: at start-up, and when a replica finds the feed pruned under it.
+    The one way an index is (re)built: at start-up, and when a replica finds the feed pruned under it. The
+    position is read first, so whatever commits while the index loads is applied again (harmless); the
+    numbers below it without a row are asked for again until they show up or time out.
     """
-    since = repository.last_change(session=session)  # read first: whatever follows is applied again
+    since = repository.last_change(session=session)
+    pending = repository.missing_changes(session=session, upto=since)
     fill_index(index, session=session, model_id=model_id)
-    return since
+    return FeedPosition(since, frozenset(pending))
 
 
 class ChangeFollower:
     def __init__(self, *, engine: Engine, sessions: sessionmaker[Session], index: EmbeddingIndex, model_id: str,
-                 since: int, poll_interval: float = 0.25, gap_timeout: float = 30.0,
+                 since: FeedPosition, poll_interval: float = 0.25, gap_timeout: float = 30.0,
                  retention: float = 86_400.0, prune_interval: float = 60.0) -> None:
         self.engine, self.sessions, self.index, self.model_id = engine, sessions, index, model_id
-        self.last_seq, self.poll_interval, self.gap_timeout = since, poll_interval, gap_timeout
+        self.last_seq, self.poll_interval, self.gap_timeout = since.seq, poll_interval, gap_timeout
         self.retention, self.prune_interval = retention, prune_interval
-        self.pending: dict[int, float] = {}  # skipped sequence number -> when it was first missed
+        # skipped sequence number -> when it was first missed
+        self.pending: dict[int, float] = dict.fromkeys(since.pending, time.monotonic())
         self.applied = 0
         self.rebuilds = 0
         self.read_at = time.time()  # wall clock of the last pass that read the feed
@@ -127,8 +141,9 @@ class ChangeFollower:
         """The rows after our position were pruned: start again from the database, as at start-up."""
         since = bootstrap(self.index, session=session, model_id=self.model_id)
         log.warning("gallery feed: changes after #%d were pruned before this replica read them; index rebuilt "
-                    "(%d templates), following on from #%d", self.last_seq, len(self.index), since)
-        self.last_seq, self.pending, self.read_at = since, {}, time.time()
+                    "(%d templates), following on from #%d", self.last_seq, len(self.index), since.seq)
+        self.last_seq, self.read_at = since.seq, time.time()
+        self.pending = dict.fromkeys(since.pending, time.monotonic())
         self.rebuilds += 1
         return len(self.index)
 

@@ -65,6 +65,16 @@ def last_change(*, session: Session) -> int:
     return session.scalar(select(func.max(GalleryChange.seq))) or 0
 
 
+def missing_changes(*, session: Session, upto: int, span: int = 1000) -> set[int]:
+    """Sequence numbers among the last `span` up to `upto` that have no row: transactions still in flight when
+    the feed was read (they took their numbers first and commit later), rolled back, or pruned. A follower asks
+    for them again until they show up or time out, so the ones that never will cost a little, for a while."""
+    low = max(1, upto - span + 1)
+    present = set(session.scalars(select(GalleryChange.seq).where(GalleryChange.seq >= low,
+                                                                   GalleryChange.seq <= upto)))
+    return set(range(low, upto + 1)) - present
+
+
 def first_change(*, session: Session) -> int:
     return session.scalar(select(func.min(GalleryChange.seq))) or 0
 

@@ -84,8 +84,13 @@ class AuditTrail:
         """Wait until everything recorded so far is in the database; False (and a warning) if it is not within
         `timeout` seconds."""
         done = threading.Event()
-        self._queue.put(done)
-        if not done.wait(timeout=timeout):
+        started = time.monotonic()
+        try:
+            self._queue.put(done, timeout=timeout)
+        except queue.Full:
+            log.warning("audit flush: the queue stayed full for %.0f s", timeout)
+            return False
+        if not done.wait(timeout=max(0.0, timeout - (time.monotonic() - started))):
             log.warning("audit flush: rows still queued after %.0f s", timeout)
             return False
         return True

@@ -35,6 +35,7 @@ class MicroBatcher:
         self.embedder, self.max_batch, self.max_delay = embedder, max_batch, max_delay_ms / 1000
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = False
+        self._closing = threading.Lock()  # a job is queued before close()'s sentinel, or refused: never after it
         self.batches = self.faces = 0  # what it has done, for /readyz and the benchmarks
         self._worker = threading.Thread(target=self._run, name="micro-batcher", daemon=True)
         self._worker.start()
@@ -42,17 +43,20 @@ class MicroBatcher:
     def embed(self, crop: np.ndarray) -> np.ndarray:
         """One face's chip (S, S, 3), or its views (V, S, S, 3), uint8 -> its (D,) unit vector, computed in a
         batch with whoever else is waiting."""
-        if self._closed:
-            raise RuntimeError("the micro-batcher is closed")
         job = _Job(crop)
-        self._jobs.put(job)
+        with self._closing:
+            if self._closed:
+                raise RuntimeError("the micro-batcher is closed")
+            self._jobs.put(job)
         return job.future.result()
 
     def close(self) -> None:
-        if not self._closed:
+        with self._closing:
+            if self._closed:
+                return
             self._closed = True
             self._jobs.put(None)
-            self._worker.join()
+        self._worker.join()
 
     def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
         jobs, deadline = [first], time.perf_counter() + self.max_delay

@@ -14,12 +14,14 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from app.core.config import Settings
 from app.core.errors import EmployeeExists, EmployeeNotFound, StaleTemplate, ThresholdTooLoose
 from app.gallery import repository
 from app.gallery.index import EmbeddingIndex, Match
 from app.gallery.models import Employee, Template
+from app.services.attempts import FailedAttempts
 from app.services.batcher import MicroBatcher
 from model.faces.config import Views
 from model.faces.embedder import Embedder
@@ -105,22 +107,31 @@ def face_chips(data: bytes, *, settings: Settings, pipeline: FacePipeline,
 def save_enrollment(*, session: Session, employee_id: str, name: str | None, vector: np.ndarray, model_id: str,
                     replace: bool) -> tuple[Employee, Template, bool]:
     """The one write of an enrollment (API enroll and replace, bulk enrollment): the employee, their template
-    and the change feed's row, committed together. Returns (employee, template, whether they existed)."""
-    employee = repository.get_employee(session=session, employee_id=employee_id)
-    existed = employee is not None
-    if existed and not replace:
-        raise EmployeeExists(f"employee {employee_id!r} is already enrolled; use replace=true to replace")
-    try:
-        if employee is None:
-            employee = repository.add_employee(session=session, employee_id=employee_id, name=name)
-        elif name is not None:
-            employee.name = name
-        template = repository.set_template(session=session, employee=employee, vector=vector, model_id=model_id)
-        session.commit()
-    except IntegrityError as exc:  # a concurrent enroll of the same id won the race
-        session.rollback()
-        raise EmployeeExists(f"employee {employee_id!r} is already enrolled") from exc
-    return employee, template, existed
+    and the change feed's row, committed together. Returns (employee, template, whether they existed).
+
+    Races: a concurrent enroll of the same id (or of one differing only in case) makes this one 409; a
+    replace whose employee is deleted under it looks again, and enrolls them anew.
+    """
+    for attempt in (1, 2):
+        employee = repository.get_employee(session=session, employee_id=employee_id)
+        existed = employee is not None
+        if existed and not replace:
+            raise EmployeeExists(f"employee {employee_id!r} is already enrolled; use replace=true to replace")
+        try:
+            if employee is None:
+                employee = repository.add_employee(session=session, employee_id=employee_id, name=name)
+            elif name is not None:
+                employee.name = name
+            template = repository.set_template(session=session, employee=employee, vector=vector,
+                                               model_id=model_id)
+            session.commit()
+            return employee, template, existed
+        except (IntegrityError, StaleDataError) as exc:
+            session.rollback()
+            if not replace or attempt == 2:
+                raise EmployeeExists(f"employee {employee_id!r} (or an id differing only in case) is already "
+                                     "enrolled") from exc
+    raise AssertionError("unreachable")
 
 
 class RecognitionService:
@@ -128,6 +139,7 @@ class RecognitionService:
                  index: EmbeddingIndex, batcher: MicroBatcher | None = None) -> None:
         self.settings, self.pipeline, self.embedder, self.index = settings, pipeline, embedder, index
         self.batcher = batcher
+        self.attempts = FailedAttempts(settings)
 
     @property
     def model_id(self) -> str:
@@ -175,19 +187,27 @@ class RecognitionService:
         """Templates made by another model than the one loaded: their employees must enroll again."""
         return repository.count_stale_templates(session=session, model_id=self.model_id)
 
-    def verify(self, *, session: Session, employee_id: str, data: bytes,
-               threshold: float | None) -> Verification:
-        """1:1 at the calibrated threshold, or at a stricter one the caller asks for (never a looser one)."""
+    def verify(self, *, session: Session, employee_id: str, data: bytes, threshold: float | None,
+               key_id: str | None = None) -> Verification:
+        """1:1 at the calibrated threshold, or at a stricter one the caller asks for (never a looser one).
+
+        A failed verification counts against the employee and the key (app.services.attempts); once either
+        has used up its failures, the photo is not even looked at.
+        """
         if threshold is not None and threshold > self.threshold:
             raise ThresholdTooLoose(f"threshold {threshold:g} is looser than the calibrated {self.threshold:.4f}; "
                                     "a request may only make the decision stricter")
+        self.attempts.check(session, employee_id=employee_id, key_id=key_id)
         reference = self.index.vector(employee_id)
         if reference is None:
             self._raise_missing(session, employee_id)
         probe = self.probe(data)
         distance = float(np.linalg.norm(probe.vector - reference))
         threshold = self.threshold if threshold is None else threshold
-        return Verification(employee_id, distance <= threshold, distance, threshold, self.model_id, probe.face)
+        match = distance <= threshold
+        if not match:
+            self.attempts.record(session, employee_id=employee_id, key_id=key_id)
+        return Verification(employee_id, match, distance, threshold, self.model_id, probe.face)
 
     def identify(self, *, data: bytes, top_k: int) -> Identification:
         """The nearest employee if they are within the 1:N threshold, and the `top_k` nearest as candidates

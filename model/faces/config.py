@@ -67,6 +67,7 @@ class FacePolicy:
     dominant_ratio: float = 2.0
     min_face_size: int = 40
     max_pixels: int = 40_000_000
+    max_decode_bytes: int = 160 * 2**20  # memory one decode may take (model.faces.decode)
 
 
 # Evaluation and training: the labelled person is the centred face; small faces are still faces.

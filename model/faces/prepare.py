@@ -36,7 +36,7 @@ def choose_face(faces: list[FaceBox], policy: FacePolicy, shape: tuple[int, ...]
 
 def find_face(data: bytes, pipeline: FacePipeline, policy: FacePolicy) -> tuple[np.ndarray, FaceBox]:
     """Decode and detect, and choose the face under `policy`: (the photo as RGB, its face)."""
-    rgb = decode_image(data, max_pixels=policy.max_pixels)
+    rgb = decode_image(data, max_pixels=policy.max_pixels, max_bytes=policy.max_decode_bytes)
     return rgb, choose_face(pipeline.detect(rgb), policy, rgb.shape)
 
 

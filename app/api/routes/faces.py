@@ -68,7 +68,9 @@ def enroll(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: Ad
 
 @router.post("/verify", response_model=VerifyOut,
              responses={404: {"model": ErrorOut, "description": "employee_not_found"},
-                        409: {"model": ErrorOut, "description": "stale_template"}, **PHOTO_ERRORS})
+                        409: {"model": ErrorOut, "description": "stale_template"},
+                        429: {"model": ErrorOut, "description": "too_many_attempts (see Retry-After)"},
+                        **PHOTO_ERRORS})
 def verify(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: VerifyCaller,
            employee_id: EmployeeIdForm, image: ImageFile,
            threshold: Annotated[float | None, Form(gt=0.0, le=2.0, description="a stricter threshold than the "
@@ -77,7 +79,7 @@ def verify(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: Ve
     """1:1 - is the person in the photo the employee they claim to be? Scope: verify."""
     with audit.record(caller, "verify", employee_id) as entry:
         result = service.verify(session=session, employee_id=employee_id, data=read_photo(image, service),
-                                threshold=threshold)
+                                threshold=threshold, key_id=caller.key_id)
         entry.decision, entry.distance = ("match" if result.match else "no_match"), result.distance
         entry.threshold = result.threshold
     return VerifyOut(employee_id=result.employee_id, match=result.match, distance=result.distance,
