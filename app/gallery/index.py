@@ -4,6 +4,9 @@ Identify is a matrix-vector product and a top-k, with no Python loop over templa
 moving the last row into the hole, so the matrix stays dense. A start-up load sizes it exactly; after that
 it grows by a quarter at a time, so its slack never passes 25 % of the vectors' bytes. The ids live in
 numpy arrays too (app.gallery.ids), not as a Python object per template.
+
+On a GPU the index also keeps a host copy of the rows, for /verify: reading one row back from the device
+waits for everything queued on it (the micro-batcher's forward passes), under the index's lock.
 """
 
 from __future__ import annotations
@@ -28,10 +31,14 @@ GROWTH = 1.25
 
 
 class EmbeddingIndex:
-    def __init__(self, dim: int, device: torch.device | str = "cpu", capacity: int = 1024) -> None:
+    def __init__(self, dim: int, device: torch.device | str = "cpu", capacity: int = 1024,
+                 host_copy: bool | None = None) -> None:
+        """`host_copy`: keep the rows in host memory as well (default: when the device is not the CPU)."""
         self.dim = dim
         self.device = torch.device(device)
         self._matrix = torch.zeros((capacity, dim), dtype=torch.float32, device=self.device)
+        host_copy = self.device.type != "cpu" if host_copy is None else host_copy
+        self._host = np.zeros((capacity, dim), np.float32) if host_copy else None
         self._ids = IdTable()
         self._names: dict[str, str] = {}  # only employees who have a name
         self._lock = threading.RLock()
@@ -58,6 +65,8 @@ class EmbeddingIndex:
         matrix = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).to(self.device)
         with self._lock:
             self._matrix = matrix if len(ids) else self._matrix[:0]
+            if self._host is not None:
+                self._host = np.array(vectors, dtype=np.float32)
             self._ids = IdTable()
             self._ids.load(ids)
             self._names = {i: name for i, name in zip(ids, names, strict=True) if name is not None}
@@ -68,6 +77,10 @@ class EmbeddingIndex:
             grown = torch.zeros((capacity, self.dim), dtype=torch.float32, device=self.device)
             grown[: len(self)] = self._matrix[: len(self)]
             self._matrix = grown
+            if self._host is not None:
+                host = np.zeros((capacity, self.dim), np.float32)
+                host[: len(self)] = self._host[: len(self)]
+                self._host = host
 
     def upsert(self, employee_id: str, name: str | None, vector: np.ndarray) -> None:
         if vector.shape != (self.dim,):
@@ -83,6 +96,8 @@ class EmbeddingIndex:
             else:
                 self._names[employee_id] = name
             self._matrix[row] = row_vector
+            if self._host is not None:
+                self._host[row] = vector
 
     def remove(self, employee_id: str) -> bool:
         with self._lock:
@@ -92,13 +107,17 @@ class EmbeddingIndex:
             moved = self._ids.remove(row)
             if moved is not None:
                 self._matrix[row] = self._matrix[moved]
+                if self._host is not None:
+                    self._host[row] = self._host[moved]
             self._names.pop(employee_id, None)
             return True
 
     def vector(self, employee_id: str) -> np.ndarray | None:
         with self._lock:
             row = self._ids.find(employee_id)
-            return None if row is None else self._matrix[row].cpu().numpy().copy()
+            if row is None:
+                return None
+            return (self._host[row] if self._host is not None else self._matrix[row].numpy()).copy()
 
     def search(self, query: np.ndarray, k: int) -> list[Match]:
         """The k nearest templates, nearest first."""

@@ -25,6 +25,7 @@ class FailedAttempts:
         self.window = timedelta(seconds=settings.verify_failure_window_seconds)
         self.limits = (("employee_id", settings.verify_max_failures),
                        ("key_id", settings.verify_max_failures_per_key))
+        self.enabled = any(limit for _, limit in self.limits)
 
     def check(self, session: Session, *, employee_id: str, key_id: str | None) -> None:
         """Raise TooManyAttempts when the employee, or the key, has used up its failures in the window."""
@@ -46,7 +47,10 @@ class FailedAttempts:
                                       retry_after=retry_after)
 
     def record(self, session: Session, *, employee_id: str, key_id: str | None) -> None:
-        """Count one failed verification, and forget those that have left the window."""
+        """Count one failed verification, and forget those that have left the window (a write: none when both
+        limits are off)."""
+        if not self.enabled:
+            return
         now = utcnow()
         session.add(VerifyFailure(at=now, employee_id=employee_id.lower(), key_id=key_id))
         session.execute(delete(VerifyFailure).where(VerifyFailure.at <= now - self.window))

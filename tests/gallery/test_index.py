@@ -67,3 +67,21 @@ def test_a_bulk_load_is_exactly_sized_and_searchable_then_grows_by_a_quarter():
     assert index.remove("e0") and index.search(unit(0), 1)[0].employee_id == "new"
     with pytest.raises(ValueError):
         index.load(["a", "a"], [None, None], vectors[:2])
+
+
+def test_the_host_copy_of_a_gpu_index_follows_every_change():
+    """On a GPU, /verify reads rows from a host copy; after loads, upserts, removals and growth it must hold
+    what the device matrix holds."""
+    rng = np.random.default_rng(1)
+    index = EmbeddingIndex(8, capacity=2, host_copy=True)
+    vectors = rng.normal(size=(5, 8)).astype(np.float32)
+    index.load(["a", "b"], [None, None], vectors[:2])
+    for i, name in enumerate("cde", start=2):  # grows past the loaded size
+        index.upsert(name, None, vectors[i])
+    index.upsert("a", None, vectors[4])
+    index.remove("b")  # "e" moves into b's row
+    expected = {"a": vectors[4], "c": vectors[2], "d": vectors[3], "e": vectors[4]}
+    for employee_id, vector in expected.items():
+        assert np.array_equal(index.vector(employee_id), vector), employee_id
+        assert np.array_equal(index._matrix[index._ids.find(employee_id)].numpy(), vector)
+    assert index.vector("b") is None
