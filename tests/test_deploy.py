@@ -51,6 +51,13 @@ def test_compose_runs_the_same_commands_and_keeps_secrets_out():
     assert services["db"]["image"].startswith("postgres:16")
     assert "pgdata" in config["volumes"]
     assert all(k.startswith("FACEGATE_") for k in services["api"]["environment"])
+    # Only the proxy is published; it holds slow clients (head, body and idle timeouts) and caps the body.
+    assert "ports" not in services["api"] and services["proxy"]["ports"][0]["target"] == 8000
+    assert services["proxy"]["volumes"][0]["source"].endswith("deploy/nginx.conf")
+    nginx = (ROOT / "deploy/nginx.conf").read_text()
+    for directive in ("client_header_timeout", "client_body_timeout", "keepalive_timeout", "send_timeout",
+                      "client_max_body_size 11m", "proxy_request_buffering on", "limit_req "):
+        assert directive in nginx, directive
     raw = (ROOT / "docker-compose.yml").read_text()
     assert "${POSTGRES_PASSWORD:?" in raw, "no default password: compose refuses to start without one"
     result = subprocess.run([str(COMPOSE), f"--file={ROOT / 'docker-compose.yml'}", "config", "-q"],
@@ -59,14 +66,17 @@ def test_compose_runs_the_same_commands_and_keeps_secrets_out():
     assert "required variable POSTGRES_PASSWORD is missing" in result.stderr
 
 
-@pytest.mark.parametrize("override", ["deploy/compose.scale.yml", "deploy/compose.gpu.yml"])
-def test_the_overrides_validate(override):
-    services = compose_config("docker-compose.yml", override)["services"]
-    if "scale" in override:
-        assert "ports" not in services["api"] and services["proxy"]["ports"][0]["target"] == 8000
-    else:
-        devices = services["api"]["deploy"]["resources"]["reservations"]["devices"]
-        assert devices[0]["capabilities"] == ["gpu"]
+def test_the_gpu_override_validates():
+    services = compose_config("docker-compose.yml", "deploy/compose.gpu.yml")["services"]
+    devices = services["api"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
+
+
+def test_serve_sets_uvicorns_own_limits():
+    serve = (ROOT / "scripts/serve.sh").read_text()
+    for option in ("--limit-concurrency", "--timeout-keep-alive", "--h11-max-incomplete-event-size",
+                   "--timeout-graceful-shutdown"):
+        assert option in serve, option
 
 
 @pytest.mark.parametrize(("url", "wipeable"), [
