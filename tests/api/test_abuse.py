@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import queue
 import select
 import socket
 import subprocess
@@ -350,31 +351,52 @@ def test_a_replica_starting_while_an_earlier_change_is_in_flight_still_applies_i
     within(PROPAGATION_S, lambda: "late" in index)
 
 
-def test_embed_racing_close_is_answered_not_left_waiting():
-    from app.services.batcher import MicroBatcher
+REAL_SIMPLE_QUEUE = queue.SimpleQueue
+
+
+class SlowPutQueue:
+    """A SimpleQueue whose put() of a job takes 50 ms: the request thread is caught between its check that the
+    batcher is open and its put, the window in which close() once left it waiting for ever."""
+
+    def __init__(self) -> None:
+        self._queue = REAL_SIMPLE_QUEUE()
+
+    def put(self, item) -> None:  # noqa: ANN001
+        if item is not None:
+            time.sleep(0.05)
+        self._queue.put(item)
+
+    def get(self, block: bool = True, timeout: float | None = None):  # noqa: ANN201
+        return self._queue.get(block, timeout)
+
+    def get_nowait(self):  # noqa: ANN201
+        return self._queue.get_nowait()
+
+
+def test_embed_racing_close_is_answered_not_left_waiting(monkeypatch):
+    from app.services import batcher as batcher_module
     from model.faces.config import FAST_MODEL
     from model.faces.embedder import Embedder
 
     embedder = Embedder.load(FAST_MODEL, "cpu")
     crop = np.zeros((embedder.input_size, embedder.input_size, 3), np.uint8)
-    for _ in range(30):
-        batcher = MicroBatcher(embedder, max_batch=4, max_delay_ms=1)
-        outcomes = []
+    monkeypatch.setattr(batcher_module.queue, "SimpleQueue", SlowPutQueue)
+    batcher = batcher_module.MicroBatcher(embedder, max_batch=4, max_delay_ms=1)
+    outcomes = []
 
-        def call(batcher=batcher, outcomes=outcomes) -> None:
-            try:
-                outcomes.append(batcher.embed(crop).shape)
-            except RuntimeError:
-                outcomes.append("closed")
+    def call() -> None:
+        try:
+            outcomes.append(batcher.embed(crop).shape)
+        except RuntimeError:
+            outcomes.append("closed")
 
-        threads = [threading.Thread(target=call, daemon=True) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        batcher.close()
-        for thread in threads:
-            thread.join(timeout=10)
-        assert not any(thread.is_alive() for thread in threads), "an embed() was left waiting after close()"
-        assert len(outcomes) == 8
+    request = threading.Thread(target=call, daemon=True)
+    request.start()
+    time.sleep(0.01)  # the request is inside put()
+    batcher.close()
+    request.join(timeout=5)
+    assert not request.is_alive(), "embed() was left waiting after close()"
+    assert outcomes == [(embedder.dim,)], "a job queued before close() is embedded"
 
 
 def test_bulk_enrollment_lists_a_clash_with_the_api_and_carries_on(make_client, photos):

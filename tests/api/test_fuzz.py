@@ -52,10 +52,14 @@ def gallery(client: httpx.Client, keys: dict[str, str]) -> list[tuple[str, str |
 
 hostile_text = st.one_of(
     st.text(max_size=80),
+    st.builds(lambda a, b: f"{a}\0{b}", st.text(max_size=20), st.text(max_size=20)),
     st.text(alphabet=st.characters(codec="utf-8"), min_size=60, max_size=300),
     st.sampled_from(["tb", "cp", "TB", "nobody", ".", "..", "-x", "a" * 65, "tb\0", "t b", "../../etc/passwd"]),
 )
-numbers = st.one_of(st.integers(-(2**70), 2**70).map(str), st.floats().map(str), st.text(max_size=12))
+numbers = st.one_of(
+    st.sampled_from(["9223372036854775808", "18446744073709551616", "-9223372036854775809", "1e309", "nan",
+                     "-0", "0x10", "1_000"]),
+    st.integers(-(2**70), 2**70).map(str), st.floats().map(str), st.text(max_size=12))
 requests = st.fixed_dictionaries({
     "endpoint": st.sampled_from(ENDPOINTS),
     "key": st.sampled_from(["admin", "verify", "none", "made-up", "malformed"]),
@@ -63,7 +67,7 @@ requests = st.fixed_dictionaries({
     "name": st.one_of(st.none(), hostile_text),
     "threshold": st.one_of(st.none(), numbers),
     "number": numbers,
-    "image": st.one_of(st.integers(0, 5), st.binary(max_size=3000)),
+    "image": st.one_of(st.integers(0, 5), st.just(0), st.binary(max_size=3000)),
     "content_type": st.sampled_from(["image/jpeg", "text/plain", "application/octet-stream", ""]),
     "repeat": st.booleans(),
     "replace": st.sampled_from([None, "true", "false", "maybe"]),
