@@ -312,6 +312,24 @@ def _provenance(card: dict) -> list[str]:
     return lines
 
 
+def _tail_lines(thresholds: dict) -> list[str]:
+    """The 1:N impostor tail of each augmentation, as the card's Markdown shows it."""
+    tails = thresholds.get("impostor_tail")
+    if not tails:
+        return []
+    first = next(iter(tails.values()))
+    levels = list(first["far_levels"])
+    return [
+        f"- **1:N impostor tail** (/identify sets FAR = FPIR / gallery size on it): {first['data']}, "
+        f"{first['impostor_pairs']:,} pairs",
+        "",
+        "| augmentation | " + " | ".join(f"FAR {far}" for far in levels) + " |",
+        "|---|" + "---|" * len(levels),
+        *[f"| {augment} | " + " | ".join(f"{tail['far_levels'][far]:.4f}" for far in levels) + " |"
+          for augment, tail in tails.items()],
+    ]
+
+
 def render_markdown(card: dict) -> str:
     """The card as Markdown, written from the JSON card so that the two always agree."""
     ours, ref = card["metrics"]["lfw"], card["metrics"]["reference_dlib"]
@@ -340,6 +358,7 @@ def render_markdown(card: dict) -> str:
         f"- **thresholds**: default {thresholds['default']:.4f} (FAR = 1e-3 on validation impostors), best "
         f"accuracy {thresholds['best_accuracy']:.4f}. {thresholds['reason']}",
         f"- **calibration**: {thresholds['calibration']}",
+        *_tail_lines(thresholds),
         "",
         "## Validation (CelebA-wild identities, held out of training; chooses and calibrates)",
         "",
