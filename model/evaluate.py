@@ -40,7 +40,7 @@ from model.data import (
     source_id,
     without_root,
 )
-from model.faces.config import DATASET_POLICY, DEFAULT_MODEL, FacePolicy, PipelineConfig
+from model.faces.config import AUGMENTS, DATASET_POLICY, DEFAULT_MODEL, FacePolicy, PipelineConfig
 from model.faces.embedder import Embedder
 from model.metrics import VerificationReport, roc, verification_report
 
@@ -177,7 +177,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pairs", type=Path, required=True)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--augment", choices=("none", "flip", "views"),
+    parser.add_argument("--augment", choices=AUGMENTS,
                         help="test-time augmentation (default: what the model card serves with)")
     parser.add_argument("--policy", choices=("centre", "dominant", "reject"), default="centre",
                         help="which face of a photo with several (default: the one nearest the centre)")

@@ -32,6 +32,7 @@ import torch
 
 from model.data import DEFAULT_CACHE, VALIDATION_SOURCES, detect_source, read_lfw_pairs
 from model.evaluate import embed_source, evaluate, pipeline_config, report_json
+from model.faces.config import AUGMENTS
 from model.faces.embedder import Embedder, card_path, weights_id
 from model.metrics import best_threshold, equal_error_rate, roc_auc
 
@@ -75,22 +76,31 @@ def threshold_at_far(impostor: np.ndarray, far: float) -> float:
     return float(np.nextafter(first_refused, np.float32(0)))
 
 
-def calibrate(embedder: Embedder, data_root: Path, cache: Path) -> tuple[dict, dict]:
-    """(thresholds, validation figures) from every pair among the held-out CelebA identities' photos."""
+def far_levels(impostor: np.ndarray) -> dict[str, float]:
+    """{FAR: threshold} at each of FAR_LEVELS that the impostor pairs can measure (one pair at least)."""
+    return {f"{far:g}": threshold_at_far(impostor, far) for far in FAR_LEVELS if far * len(impostor) >= 1}
+
+
+def celeba_photos(embedder: Embedder, data_root: Path, cache: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(vectors, labels) of the photos with a detected face, for each of VALIDATION_SOURCES in turn."""
     config = pipeline_config(embedder)
-    vectors, labels = [], []
+    photos = []
     for name in VALIDATION_SOURCES:
         source = data_root / name
         faces = detect_source(source, cache=cache, config=config, with_teacher=False)
-        found = faces.found
-        vectors.append(embed_source(embedder, source, faces, config, cache)[found])
-        labels.append(faces.labels[found])
+        photos.append((embed_source(embedder, source, faces, config, cache)[faces.found], faces.labels[faces.found]))
+    return photos
+
+
+def calibrate(embedder: Embedder, data_root: Path, cache: Path) -> tuple[dict, dict]:
+    """(thresholds, validation figures) from every pair among the held-out CelebA identities' photos."""
+    vectors, labels = zip(*celeba_photos(embedder, data_root, cache), strict=True)
     wild_people = set(labels[0])
     keep = [np.isin(lab, sorted(wild_people)) for lab in labels]
     vectors = np.concatenate([v[k] for v, k in zip(vectors, keep, strict=True)])
     labels = np.concatenate([lab[k] for lab, k in zip(labels, keep, strict=True)])
     genuine, impostor = pair_distances(vectors, labels)
-    levels = {f"{far:g}": threshold_at_far(impostor, far) for far in FAR_LEVELS if far * len(impostor) >= 1}
+    levels = far_levels(impostor)
     distances = np.concatenate([genuine, impostor])
     same = np.concatenate([np.ones(len(genuine), bool), np.zeros(len(impostor), bool)])
     best, best_accuracy = best_threshold(distances, same)
@@ -121,30 +131,26 @@ def impostor_tail(embedder: Embedder, data_root: Path, cache: Path) -> dict:
     1:N needs FARs far below 1:1's: a stranger is compared with every template of the gallery, so the service
     asks for FAR = FPIR / N (app.services.recognition.identify_threshold). LFW stays untouched.
     """
-    config = pipeline_config(embedder)
-    vectors, labels = [], []
-    for name in VALIDATION_SOURCES:
-        source = data_root / name
-        faces = detect_source(source, cache=cache, config=config, with_teacher=False)
-        vectors.append(embed_source(embedder, source, faces, config, cache)[faces.found])
-        labels.append(faces.labels[faces.found])
-    vectors, labels = np.concatenate(vectors), np.concatenate(labels)
+    vectors, labels = (np.concatenate(part) for part in zip(*celeba_photos(embedder, data_root, cache),
+                                                              strict=True))
     _, impostor = pair_distances(vectors, labels)
     return {
-        "far_levels": {f"{far:g}": threshold_at_far(impostor, far) for far in FAR_LEVELS
-                       if far * len(impostor) >= 1},
+        "far_levels": far_levels(impostor),
         "impostor_pairs": len(impostor),
         "data": f"every impostor pair among {len(vectors):,} CelebA photos of {len(set(labels)):,} identities "
                 "(both archives)",
     }
 
 
+def impostor_tails(out: Path, data_root: Path, cache: Path) -> dict:
+    """The 1:N impostor tail of the model at `out`, for each test-time augmentation."""
+    return {augment: impostor_tail(Embedder.load(out, "cpu", augment), data_root, cache) for augment in AUGMENTS}
+
+
 def add_impostor_tails(out: Path, data_root: Path, cache: Path) -> dict:
-    """Write the 1:N impostor tail of each test-time augmentation into the card of the model at `out`."""
+    """Write the 1:N impostor tails into the card of the model at `out`, and nothing else."""
     card = json.loads(card_path(out).read_text())
-    card["thresholds"]["impostor_tail"] = {augment: impostor_tail(Embedder.load(out, "cpu", augment), data_root,
-                                                                  cache)
-                                           for augment in ("none", "flip", "views")}
+    card["thresholds"]["impostor_tail"] = impostor_tails(out, data_root, cache)
     card_path(out).write_text(json.dumps(card, indent=2))
     out.with_suffix(".md").write_text(render_markdown(card))
     return card
@@ -226,7 +232,7 @@ def complete_card(out: Path, data_root: Path, cache: Path) -> dict:
     """
     card = json.loads(card_path(out).read_text())
     by_augment = {augment: calibrate(Embedder.load(out, "cpu", augment), data_root, cache)
-                  for augment in ("none", "flip", "views")}
+                  for augment in AUGMENTS}
     embedder = Embedder.load(out, "cpu")
     thresholds, validation = by_augment[embedder.augment]
     thresholds["by_augment"] = {augment: t["default"] for augment, (t, _) in by_augment.items()}
@@ -234,8 +240,7 @@ def complete_card(out: Path, data_root: Path, cache: Path) -> dict:
     pairs = read_lfw_pairs(pairs_file)
     result = evaluate(source, pairs, embedder, cache=cache, reference=True)
     card["augment"] = embedder.augment
-    thresholds["impostor_tail"] = {augment: impostor_tail(Embedder.load(out, "cpu", augment), data_root, cache)
-                                   for augment in ("none", "flip", "views")}
+    thresholds["impostor_tail"] = impostor_tails(out, data_root, cache)
     card["thresholds"] = thresholds
     card["validation"] = {"augment": embedder.augment, **validation,
                           "by_augment": {augment: v for augment, (_, v) in by_augment.items()}}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 # The default embedder: dlib's face ResNet, ported to PyTorch (model.import_dlib).
@@ -25,6 +25,7 @@ CHIPS: tuple[Chip, ...] = ("fg-align-v1", "dlib-chip-v1")
 # Test-time augmentation: "flip" embeds the face and its mirror; "views" adds small shifts, rotations and
 # zooms of the chip (and their mirrors). The embeddings are averaged before they are normalised.
 Augment = Literal["none", "flip", "views"]
+AUGMENTS: tuple[Augment, ...] = get_args(Augment)
 
 MultiFace = Literal["reject", "dominant", "centre"]
 
