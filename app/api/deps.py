@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -83,9 +84,8 @@ async def single_valued_fields(request: Request) -> None:
     """Refuse a form field or query parameter given more than once: "the last one wins" would let a proxy or a
     log see one employee_id and the service use another."""
     form = await request.form()  # already parsed for the route; Starlette keeps it
-    repeated = sorted({key for key, _ in form.multi_items() if len(form.getlist(key)) > 1}
-                      | {key for key, _ in request.query_params.multi_items()
-                         if len(request.query_params.getlist(key)) > 1})
+    repeated = sorted({key for fields in (form, request.query_params)
+                       for key, count in Counter(key for key, _ in fields.multi_items()).items() if count > 1})
     if repeated:
         raise RequestValidationError([{"loc": ("body", key), "msg": "given more than once", "type": "repeated"}
                                       for key in repeated])

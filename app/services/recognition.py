@@ -68,7 +68,7 @@ class Identification:
     face: FaceBox
 
 
-def threshold_at_far(levels: dict[float, float], far: float) -> float:
+def interpolated_threshold(levels: dict[float, float], far: float) -> float:
     """The distance threshold that gives a false accept rate of `far` per comparison.
 
     `levels` are measured {FAR: threshold} points of the impostor distances (the model card's). Between two
@@ -81,7 +81,7 @@ def threshold_at_far(levels: dict[float, float], far: float) -> float:
     x = math.log10(far)
     # the segment around x, or the end segment nearest to it
     i = next((i for i in range(len(points) - 1) if x <= points[i + 1][0]), len(points) - 2)
-    (x0, t0), (x1, t1) = points[max(i, 0)], points[max(i, 0) + 1]
+    (x0, t0), (x1, t1) = points[i], points[i + 1]
     return max(0.0, t0 + (t1 - t0) * (x - x0) / (x1 - x0))
 
 
@@ -93,7 +93,7 @@ def identify_threshold(levels: dict[float, float], *, fpir: float, gallery_size:
     gallery grows. It is never looser than the 1:1 threshold (`ceiling`).
     """
     per_comparison = 1 - (1 - fpir) ** (1 / max(gallery_size, 1))
-    return min(ceiling, threshold_at_far(levels, per_comparison))
+    return min(ceiling, interpolated_threshold(levels, per_comparison))
 
 
 def face_chips(data: bytes, *, settings: Settings, pipeline: FacePipeline,
@@ -140,6 +140,7 @@ class RecognitionService:
         self.settings, self.pipeline, self.embedder, self.index = settings, pipeline, embedder, index
         self.batcher = batcher
         self.attempts = FailedAttempts(settings)
+        self._far_levels = embedder.card.far_levels_for(embedder.augment)  # the 1:N curve, read once
 
     @property
     def model_id(self) -> str:
@@ -155,8 +156,7 @@ class RecognitionService:
     @property
     def identify_threshold(self) -> float:
         """The 1:N threshold for the gallery as it is now (`FACEGATE_IDENTIFY_FPIR`)."""
-        return identify_threshold(self.embedder.card.far_levels_for(self.embedder.augment),
-                                  fpir=self.settings.identify_fpir, gallery_size=len(self.index),
+        return identify_threshold(self._far_levels, fpir=self.settings.identify_fpir, gallery_size=len(self.index),
                                   ceiling=self.threshold)
 
     def probe(self, data: bytes) -> Probe:
