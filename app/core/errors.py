@@ -93,7 +93,7 @@ def error_response(exc: DomainError | FaceError) -> JSONResponse:
     return JSONResponse(error_body(exc.code, exc.message), status_code=status_of(exc), headers=headers)
 
 
-HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
 def install_error_handlers(app: FastAPI, audit_refusal: Callable[[Request, str], None]) -> None:
