@@ -153,6 +153,16 @@ def test_production_refuses_to_start_with_auth_off():
     assert Settings(environment="production", auth=True, database_url="postgresql+psycopg://db/facegate").auth
 
 
+@pytest.mark.parametrize("setting", [{"identify_fpir": 0}, {"identify_fpir": 0.5}, {"verify_max_failures": -1},
+                                     {"verify_max_failures_per_key": -1}, {"verify_failure_window_seconds": 0},
+                                     {"max_decode_mib": 1}])
+def test_the_guards_settings_refuse_out_of_range_values_at_start_up(setting):
+    from app.core.config import Settings
+
+    with pytest.raises(ValidationError):
+        Settings(**setting)
+
+
 # --- 6. the key cache -----------------------------------------------------------------------------------------
 
 def test_the_key_cache_is_bounded_and_a_malformed_key_costs_no_query(sqlite_url):
