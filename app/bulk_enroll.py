@@ -34,6 +34,7 @@ from app.gallery import db, repository
 from app.keys import Caller
 from app.services.audit import AuditEntry, AuditTrail
 from app.services.recognition import face_chips, save_enrollment
+from app.services.references import ReferenceCipher
 from model.faces.config import PipelineConfig, Views
 from model.faces.embedder import Embedder, ModelCard, card_path
 from model.faces.errors import FaceError
@@ -138,16 +139,18 @@ def fail(failures: list[Failure], audit: AuditTrail, failure: Failure) -> None:
 
 
 def store(sessions, embedder: Embedder, batch: list[tuple[Job, np.ndarray]],  # noqa: ANN001
-          failures: list[Failure], audit: AuditTrail) -> int:
-    """Embed a batch of crops in one forward pass, and save each through the API's own write; returns how
-    many were saved, and adds the others to `failures`. Each item is audited."""
+          failures: list[Failure], audit: AuditTrail, cipher: ReferenceCipher | None = None) -> int:
+    """Embed a batch of crops in one forward pass, and save each through the API's own write (with its photo,
+    sealed, when the reference store is on); returns how many were saved, and adds the others to `failures`.
+    Each item is audited."""
     vectors = embedder.embed(np.stack([crop for _, crop in batch]))
     saved = 0
     with sessions() as session:
         for (job, _), vector in zip(batch, vectors, strict=True):
             try:
+                photo = cipher.seal(job.path.read_bytes(), job.employee_id) if cipher is not None else None
                 _, _, existed = save_enrollment(session=session, employee_id=job.employee_id, name=job.name,
-                                                vector=vector, model_id=embedder.model_id, replace=True)
+                                                vectors={embedder.model_id: vector}, replace=True, photo=photo)
                 saved += 1
                 audit.add(OPERATOR, AuditEntry("bulk_enroll", job.employee_id,
                                                decision="replaced" if existed else "enrolled"))
@@ -171,8 +174,9 @@ def bulk_enroll(jobs: list[Job], settings: Settings, *, processes: int, replace:
     audit = AuditTrail(sessions)
     try:
         embedder = Embedder.load(settings.model_path, settings.device, settings.augment)
+        cipher = settings.reference_cipher() if settings.reference_store else None
         return _run(jobs, workers, sessions, embedder, audit, replace=replace, batch_size=batch_size,
-                    progress=progress, started=started)
+                    progress=progress, started=started, cipher=cipher)
     finally:
         workers.terminate()
         audit.close()
@@ -180,7 +184,8 @@ def bulk_enroll(jobs: list[Job], settings: Settings, *, processes: int, replace:
 
 
 def _run(jobs: list[Job], workers, sessions, embedder: Embedder, audit: AuditTrail, *,  # noqa: ANN001
-         replace: bool, batch_size: int, progress: bool, started: float) -> Summary:
+         replace: bool, batch_size: int, progress: bool, started: float,
+         cipher: ReferenceCipher | None = None) -> Summary:
     failures, seen = [], set()
     valid = []
     for job in jobs:
@@ -209,11 +214,11 @@ def _run(jobs: list[Job], workers, sessions, embedder: Embedder, audit: AuditTra
         else:
             batch.append((job, crop))
         if len(batch) >= batch_size:
-            enrolled += store(sessions, embedder, batch, failures, audit)
+            enrolled += store(sessions, embedder, batch, failures, audit, cipher)
             batch = []
         bar.update(done, enrolled, len(failures))
     if batch:
-        enrolled += store(sessions, embedder, batch, failures, audit)
+        enrolled += store(sessions, embedder, batch, failures, audit, cipher)
     bar.update(len(todo), enrolled, len(failures), final=True)
     return Summary(enrolled, len(valid) - len(todo), failures, time.perf_counter() - started)
 

@@ -8,7 +8,10 @@ A key reads `fg_<key id>_<secret>`. The key id is public (logs and the audit tra
 SHA-256 of the secret is stored, so a database dump holds no usable key. The secret is 256 random bits,
 which is why a plain, fast hash is enough: there is nothing to guess. Scopes:
 - `admin`: enroll, replace, delete, and list or read employees;
-- `verify`: verify and identify, nothing else.
+- `verify`: verify and identify, nothing else;
+- `metrics`: read GET /metrics, nothing else (for Prometheus; an admin key may read them too).
+
+A request sends its key in X-API-Key, or as `Authorization: Bearer <key>` (what Prometheus sends).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.gallery.models import ApiKey, utcnow
 
-SCOPES = ("admin", "verify")
+SCOPES = ("admin", "verify", "metrics")
 PREFIX = "fg"
 
 

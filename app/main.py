@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,7 +10,9 @@ from fastapi import FastAPI
 
 from app import runtime
 from app.api.guard import RequestGuard, audit_refusal
-from app.api.routes import employees, faces, health
+from app.api.observe import Observe, RouteTemplates
+from app.api.routes import employees, faces, health, metrics
+from app.core import logs
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
 
@@ -31,7 +32,9 @@ with a threshold calibrated on held-out pairs and shipped in the model card. Err
 def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.runtime = runtime.start(settings or get_settings())
+        chosen = settings or get_settings()
+        logs.configure(chosen.log_format)
+        app.state.runtime = runtime.start(chosen)
         # The sync views run on this bounded pool of threads, never on the event loop.
         anyio.to_thread.current_default_thread_limiter().total_tokens = app.state.runtime.settings.worker_threads
         try:
@@ -43,11 +46,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="facegate", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app, audit_refusal)
 
+    routers = [module.router for module in (faces, employees, health, metrics)]
+    for router in routers:
+        app.include_router(router)
     app.add_middleware(RequestGuard)
-    for module in (faces, employees, health):
-        app.include_router(module.router)
+    # Outermost: the request id and the latency cover the gate's refusals too.
+    templates = [route.path for router in routers for route in router.routes]
+    app.add_middleware(Observe, routes=RouteTemplates([*templates, "/docs", "/docs/oauth2-redirect", "/redoc",
+                                                        "/openapi.json"]))
     return app
 
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+logs.configure()
 app = create_app()

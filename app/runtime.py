@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.core import metrics
 from app.core.config import Settings
-from app.gallery import db
+from app.gallery import db, repository
 from app.gallery.feed import ChangeFollower, bootstrap
 from app.gallery.index import EmbeddingIndex
 from app.keys import KeyStore
 from app.services.audit import AuditTrail
 from app.services.batcher import MicroBatcher
-from app.services.recognition import RecognitionService
+from app.services.recognition import RecognitionService, Serving
 from model.faces.embedder import Embedder
 from model.faces.pipeline import FacePipeline
 
@@ -33,13 +37,107 @@ class Runtime:
     follower: ChangeFollower
     keys: KeyStore
     audit: AuditTrail
+    models: dict[str, Embedder] = field(default_factory=dict)  # every model loaded here, by id
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _gauges: threading.Thread | None = None
+    # What served before a model switch: its micro-batcher may still hold requests, so it is closed at the end.
+    _retired: list[Serving] = field(default_factory=list)
+
+    def follow_model(self, session: Session) -> bool:
+        """The change feed announced a new active model: serve it, with an index of its templates built from
+        the database, swapped in with the model in one step. Called by the feed's follower, under its lock.
+        A replica that has not loaded the model stops answering recognition requests (503): it must never
+        compare a photo with templates of another model."""
+        active = repository.active_model(session=session)
+        if active is None or active == self.service.model_id:
+            return False
+        embedder = self.models.get(active)
+        if embedder is None:
+            self.service.unavailable = (f"the gallery now serves model {active}, which this replica has not loaded "
+                                        "(FACEGATE_NEXT_MODEL_PATH); restart it with that model")
+            log.error("%s", self.service.unavailable)
+            return False
+        started = time.perf_counter()
+        serving = make_serving(embedder, self.settings)
+        self.follower.follow(serving.index, active, session)
+        self._retired.append(self.service.serving)
+        self.service.switch(serving)
+        self._model_info()
+        log.warning("switched to model %s: %d templates loaded in %.2f s", active, len(serving.index),
+                    time.perf_counter() - started)
+        return True
+
+    def _model_info(self) -> None:
+        model = self.service.embedder
+        metrics.MODEL_INFO.clear()
+        metrics.MODEL_INFO.labels(model.model_id, model.augment, str(model.device)).set(1)
+
+    def refresh_gauges(self) -> None:
+        """The metrics that are states, not events: set from what this process holds (cheap, no query)."""
+        metrics.TEMPLATES.set(len(self.service.index))
+        metrics.FEED_LAG_SECONDS.set(max(0.0, time.time() - self.follower.read_at))
+        metrics.FEED_LAG_ROWS.set(self.follower.behind)
+        metrics.AUDIT_QUEUED.set(self.audit.queued)
+
+    def refresh_stale_templates(self) -> None:
+        with self.sessions() as session:
+            metrics.STALE_TEMPLATES.set(self.service.stale_templates(session=session))
+
+    def start_gauges(self, interval: float = 1.0, stale_interval: float = 30.0) -> None:
+        """Refresh the gauges every `interval` seconds (the stale count, a query, every `stale_interval`)
+        from a background thread: in multiprocess mode a scrape reads every worker's last values."""
+        self._model_info()
+
+        def run() -> None:
+            stale_at = 0.0
+            while not self._stop.is_set():
+                try:
+                    self.refresh_gauges()
+                    if time.monotonic() - stale_at >= stale_interval:
+                        self.refresh_stale_templates()
+                        stale_at = time.monotonic()
+                except SQLAlchemyError as exc:  # the database is away: the feed's lag says so
+                    log.warning("metrics: stale template count failed (%s)", exc.__class__.__name__)
+                    stale_at = time.monotonic()
+                self._stop.wait(interval)
+
+        self._gauges = threading.Thread(target=run, name="metrics-gauges", daemon=True)
+        self._gauges.start()
 
     def close(self) -> None:
+        """The lifespan's end, after uvicorn has stopped listening and the requests in flight have finished:
+        stop following the feed, write every queued audit row, stop the batcher, close the connections."""
+        self._stop.set()
+        if self._gauges is not None:
+            self._gauges.join(timeout=5)
         self.follower.close()
         self.audit.close()
-        if self.service.batcher is not None:
-            self.service.batcher.close()
+        for serving in [*self._retired, self.service.serving]:
+            if serving.batcher is not None:
+                serving.batcher.close()
         self.engine.dispose()
+        metrics.process_exited(os.getpid())
+        log.info("stopped: feed closed, audit trail written (%d rows dropped in this process's life)",
+                 self.audit.dropped)
+
+
+def make_serving(embedder: Embedder, settings: Settings, serves: bool = True) -> Serving:
+    """What serves `embedder`: its pipeline, an empty index and, when batching, a micro-batcher. A model that
+    does not serve yet (`serves` False: the next one, for enrollments) needs neither index nor batcher."""
+    pipeline = FacePipeline(settings.pipeline_config(embedder.input_size, embedder.card.preprocess))
+    if not serves:
+        return Serving(embedder, pipeline)
+    batching = settings.micro_batch == "on" or (settings.micro_batch == "auto" and embedder.device.type == "cuda")
+    batcher = MicroBatcher(embedder, max_batch=settings.micro_batch_size,
+                           max_delay_ms=settings.micro_batch_delay_ms) if batching else None
+    return Serving(embedder, pipeline, EmbeddingIndex(embedder.dim, embedder.device), batcher)
+
+
+def load_models(settings: Settings) -> dict[str, Embedder]:
+    """The serving model, and the next one when one is being rolled out, by id."""
+    paths = [settings.model_path] + ([settings.next_model_path] if settings.next_model_path else [])
+    return {model.model_id: model for model in
+            (Embedder.load(path, settings.device, settings.augment) for path in paths)}
 
 
 def start(settings: Settings) -> Runtime:
@@ -50,28 +148,38 @@ def start(settings: Settings) -> Runtime:
     sessions = db.make_sessionmaker(engine)
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
-    embedder = Embedder.load(settings.model_path, settings.device, settings.augment)
-    pipeline = FacePipeline(settings.pipeline_config(embedder.input_size, embedder.card.preprocess))
-    started = time.perf_counter()
-    index = EmbeddingIndex(embedder.dim, embedder.device)
+    models = load_models(settings)
     with sessions() as session:
-        since = bootstrap(index, session=session, model_id=embedder.model_id)
-    log.info("gallery index loaded: %d templates of %s in %.2f s", len(index), embedder.model_id,
-             time.perf_counter() - started)
-    follower = ChangeFollower(engine=engine, sessions=sessions, index=index, model_id=embedder.model_id,
-                              since=since, poll_interval=settings.feed_poll_interval,
-                              retention=settings.feed_retention_seconds)
-    follower.start()
-    batching = settings.micro_batch == "on" or (settings.micro_batch == "auto" and embedder.device.type == "cuda")
-    batcher = MicroBatcher(embedder, max_batch=settings.micro_batch_size,
-                           max_delay_ms=settings.micro_batch_delay_ms) if batching else None
+        active = repository.adopt_model(session=session, model_id=next(iter(models)))
+    if active not in models:
+        engine.dispose()
+        raise RuntimeError(f"the gallery serves model {active}, which this replica does not have: set "
+                           "FACEGATE_MODEL_PATH (or FACEGATE_NEXT_MODEL_PATH) to it. A new model is rolled out "
+                           "with python -m app.reembed (README: upgrading the model)")
+    serving = make_serving(models[active], settings)
+    upcoming = next((make_serving(m, settings, serves=False) for i, m in models.items() if i != active), None)
+    started = time.perf_counter()
+    with sessions() as session:
+        since = bootstrap(serving.index, session=session, model_id=active)
+    log.info("gallery index loaded: %d templates of %s in %.2f s%s", len(serving.index), active,
+             time.perf_counter() - started,
+             f"; enrollments also make templates of the next model, {upcoming.model_id}" if upcoming else "")
+    follower = ChangeFollower(engine=engine, sessions=sessions, index=serving.index, model_id=active, since=since,
+                              poll_interval=settings.feed_poll_interval, retention=settings.feed_retention_seconds)
     log.info("request threads: %d; micro-batching: %s", settings.worker_threads,
              f"up to {settings.micro_batch_size} faces within {settings.micro_batch_delay_ms:g} ms"
-             if batcher else "off")
-    service = RecognitionService(settings=settings, pipeline=pipeline, embedder=embedder, index=index,
-                                 batcher=batcher)
+             if serving.batcher else "off")
+    service = RecognitionService(settings=settings, serving=serving, upcoming=upcoming,
+                                 cipher=settings.reference_cipher() if settings.reference_store else None)
+    runtime = Runtime(settings, engine, sessions, service, follower, KeyStore(sessions, ttl=settings.key_cache_seconds),
+                      AuditTrail(sessions), models)
+    follower.on_model_change = runtime.follow_model
+    follower.start()
     if not settings.auth:
         log.warning("AUTHENTICATION IS OFF (FACEGATE_AUTH=false): anyone who can reach this port can enroll, "
                     "delete and identify. Turn it on anywhere but a developer's machine.")
-    keys = KeyStore(sessions, ttl=settings.key_cache_seconds)
-    return Runtime(settings, engine, sessions, service, follower, keys, AuditTrail(sessions))
+    if settings.reference_store:
+        log.info("reference store on: enrollment photos are kept, encrypted (key %s)",
+                 runtime.service.cipher.primary)
+    runtime.start_gauges()
+    return runtime

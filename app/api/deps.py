@@ -50,12 +50,12 @@ async def get_audit(runtime: RuntimeDep) -> AuditTrail:
 
 AuditDep = Annotated[AuditTrail, Depends(get_audit)]
 
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
-                              description="an API key made with `python -m app.keys create --scope admin|verify`")
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key made with "
+                              "`python -m app.keys create --scope admin|verify|metrics`")
 
 
-def caller_with(scope: str):  # noqa: ANN201 - a FastAPI dependency
-    """The caller that app.api.guard authenticated before the body was read, if its key has `scope`.
+def caller_with(*scopes: str):  # noqa: ANN201 - a FastAPI dependency
+    """The caller that app.api.guard authenticated before the body was read, if its key has one of `scopes`.
 
     The header parameter is declared for the OpenAPI schema (the docs' "Authorize" button); the guard has
     already read it.
@@ -68,9 +68,10 @@ def caller_with(scope: str):  # noqa: ANN201 - a FastAPI dependency
         caller = getattr(request.state, "caller", None)
         if caller is None or caller.key_id is None:
             raise Unauthorized("send an API key in the X-API-Key header")
-        if caller.scope != scope:
+        if caller.scope not in scopes:
             runtime.audit.refused(caller, action_of(request.url.path), Forbidden.code)
-            raise Forbidden(f"this key's scope is {caller.scope!r}; this endpoint needs {scope!r}")
+            raise Forbidden(f"this key's scope is {caller.scope!r}; this endpoint needs "
+                            + " or ".join(repr(s) for s in scopes))
         return caller
 
     return dependency
@@ -78,6 +79,8 @@ def caller_with(scope: str):  # noqa: ANN201 - a FastAPI dependency
 
 AdminCaller = Annotated[Caller, Depends(caller_with("admin"))]
 VerifyCaller = Annotated[Caller, Depends(caller_with("verify"))]
+# A monitoring system's key reads the metrics and nothing else; an admin key may read them too.
+MetricsCaller = Annotated[Caller, Depends(caller_with("metrics", "admin"))]
 
 
 async def single_valued_fields(request: Request) -> None:

@@ -5,8 +5,8 @@ dependency is checked after an anonymous client has already uploaded (and Starle
 it liked. Here, in order:
 
 1. Authentication. A request for anything but the public paths needs a well-formed, known, unrevoked key in
-   X-API-Key; otherwise 401 before one byte of the body is read. The caller goes to `scope["state"]`, where
-   the routes' dependencies check its scope (403).
+   X-API-Key (or `Authorization: Bearer`); otherwise 401 before one byte of the body is read. The caller goes
+   to `scope["state"]`, where the routes' dependencies check its scope (403).
 2. The body's size. A Content-Length over the limit is refused at once; a chunked body (no Content-Length) is
    counted as it streams and cut off with 413 the moment it passes the limit.
 
@@ -44,6 +44,15 @@ def audit_refusal(request: Request, code: str) -> None:
         runtime.audit.refused(caller, action_of(request.url.path), code)
 
 
+def presented_key(headers: Headers) -> str:
+    """The key in X-API-Key, or else in `Authorization: Bearer` (Prometheus' way); "" when there is none."""
+    key = headers.get("x-api-key", "")
+    if not key:
+        scheme, _, credentials = headers.get("authorization", "").partition(" ")
+        key = credentials.strip() if scheme.lower() == "bearer" else ""
+    return key
+
+
 class BodyTooLarge(HTTPException):
     """Raised from `receive` when a streamed body passes the limit. An HTTPException, so that FastAPI's body
     parsing lets it through (it turns any other error into a 400)."""
@@ -64,7 +73,7 @@ class RequestGuard:
         headers = Headers(scope=scope)
         caller = Caller(None, None)
         if runtime.settings.auth and scope["path"] not in PUBLIC_PATHS:
-            key = headers.get("x-api-key", "")
+            key = presented_key(headers)
             found = await anyio.to_thread.run_sync(runtime.keys.check, key) if key else None
             if found is None:
                 refusal = Unauthorized("send an API key in the X-API-Key header" if not key

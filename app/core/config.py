@@ -8,12 +8,16 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.core.logs import LogFormat
 from model.faces.config import DEFAULT_MODEL, Augment, Chip, FacePolicy, PipelineConfig
+
+if TYPE_CHECKING:
+    from app.services.references import ReferenceCipher
 
 DEFAULT_DATABASE_URL = "sqlite:///./facegate.db"
 
@@ -22,6 +26,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACEGATE_", env_file=".env", extra="ignore")
 
     environment: Literal["development", "production"] = "development"
+    # text: "time level logger [request id] message"; json: one object per line, for a log collector.
+    log_format: LogFormat = "text"
     database_url: str = DEFAULT_DATABASE_URL
     # None: migrate at start-up on SQLite (the embedded default), leave it to `alembic upgrade head` elsewhere.
     auto_migrate: bool | None = None
@@ -32,6 +38,15 @@ class Settings(BaseSettings):
     key_cache_seconds: float = Field(default=5.0, ge=0.0, le=300.0)
 
     model_path: Path = DEFAULT_MODEL
+    # The model being rolled out (app.reembed): loaded beside the serving one; enrollments make templates of
+    # both, and the replica switches to it when the gallery does.
+    next_model_path: Path | None = None
+    # Keep each enrollment photo, encrypted (AES-256-GCM), so that a new model can re-embed it: off by default.
+    # The keys: base64 of 32 random bytes each (python -m app.services.references new-key), comma-separated,
+    # the first seals and all open; in the setting or in a file (a Docker secret, say).
+    reference_store: bool = False
+    reference_keys: SecretStr | None = None
+    reference_keys_file: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Test-time augmentation; None = the one the model card was calibrated with. Changing it changes the
     # distances the card's thresholds were calibrated on.
@@ -97,6 +112,16 @@ class Settings(BaseSettings):
                           min_face_size=self.min_face_size, max_pixels=self.max_image_pixels,
                           max_decode_bytes=self.max_decode_mib * 2**20)
 
+    def reference_cipher(self) -> ReferenceCipher | None:
+        """The cipher of the reference store's keys, or None when none are configured."""
+        if self.reference_keys is None and self.reference_keys_file is None:
+            return None
+        from app.services.references import ReferenceCipher, parse_keys  # cryptography: only when it is used
+
+        text = (self.reference_keys.get_secret_value() if self.reference_keys is not None
+                else self.reference_keys_file.read_text())
+        return ReferenceCipher(parse_keys(text))
+
     @property
     def worker_threads(self) -> int:
         return self.request_threads or 2 * (os.cpu_count() or 1)
@@ -111,6 +136,11 @@ class Settings(BaseSettings):
             raise ValueError("FACEGATE_DATABASE_URL must be set explicitly in production")
         if self.environment == "production" and not self.auth:
             raise ValueError("FACEGATE_AUTH=false is for a developer's machine; production requires API keys")
+        if self.reference_store and self.reference_keys is None and self.reference_keys_file is None:
+            raise ValueError("FACEGATE_REFERENCE_STORE=true needs FACEGATE_REFERENCE_KEYS or "
+                             "FACEGATE_REFERENCE_KEYS_FILE")
+        if self.reference_store:
+            self.reference_cipher()  # a malformed key fails at start-up, not at the first enrollment
         return self
 
 

@@ -74,6 +74,13 @@ class NotReady(DomainError):
     code, status = "not_ready", 503
 
 
+class ModelChanging(DomainError):
+    """An enrollment made by a replica whose model was just replaced as the gallery's active one: it is not
+    written (its template could not be compared any more); the replica follows within a second, retry."""
+
+    code, status = "model_changing", 503
+
+
 # The photo's errors come from model/ (which knows nothing of HTTP); their statuses are set here.
 FACE_ERROR_STATUS: dict[type[FaceError], int] = {
     ImageTooLarge: 413, InvalidImage: 422, NoFaceDetected: 422, MultipleFaces: 422, FaceTooSmall: 422,

@@ -21,6 +21,9 @@ def make_engine(url: str) -> Engine:
             cursor = connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
+            # Deleted rows are overwritten with zeros, not left in free pages: a deleted employee's stored
+            # photo (encrypted) and templates leave the file at the next checkpoint.
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
         return engine

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -81,10 +82,14 @@ class ChangeFollower:
         self.engine, self.sessions, self.index, self.model_id = engine, sessions, index, model_id
         self.last_seq, self.poll_interval, self.gap_timeout = since.seq, poll_interval, gap_timeout
         self.retention, self.prune_interval = retention, prune_interval
+        # Called (with the session, under the follower's lock) when the feed announces a new active model; returns
+        # whether it switched this replica, by calling follow(). Set by app.runtime.
+        self.on_model_change: Callable[[Session], bool] | None = None
         # skipped sequence number -> when it was first missed
         self.pending: dict[int, float] = dict.fromkeys(since.pending, time.monotonic())
         self.applied = 0
         self.rebuilds = 0
+        self.behind = len(self.pending)  # changes the last pass found unapplied, plus the numbers awaited
         self.read_at = time.time()  # wall clock of the last pass that read the feed
         self._pruned_at = time.monotonic()
         self._stop = threading.Event()
@@ -116,16 +121,21 @@ class ChangeFollower:
             self.pending = {seq: t for seq, t in self.pending.items() if now - t < self.gap_timeout}
             changes = repository.changes_since(session=session, seq=self.last_seq, also=set(self.pending))
             if not changes:
+                self.behind = len(self.pending)
                 return 0
-            for seq, _ in changes:
+            for seq, _, _ in changes:
                 self.pending.pop(seq, None)
-            newest = max(seq for seq, _ in changes)
-            seen = {seq for seq, _ in changes}
+            newest = max(seq for seq, _, _ in changes)
+            seen = {seq for seq, _, _ in changes}
             for missing in range(self.last_seq + 1, newest):
                 if missing not in seen:
                     self.pending.setdefault(missing, now)
             self.last_seq = max(self.last_seq, newest)
-            employee_ids = sorted({employee_id for _, employee_id in changes})
+            self.behind = len(changes) + len(self.pending)
+            if (self.on_model_change is not None and any(a == repository.MODEL_CHANGE for _, _, a in changes)
+                    and self.on_model_change(session)):
+                return len(self.index)  # a new index, built from the database as it is now
+            employee_ids = sorted({employee_id for _, employee_id, a in changes if a != repository.MODEL_CHANGE})
             current = repository.current_templates(session=session, employee_ids=employee_ids,
                                                    model_id=self.model_id)
         for employee_id in employee_ids:
@@ -136,6 +146,14 @@ class ChangeFollower:
                 self.index.remove(employee_id)
         self.applied += len(employee_ids)
         return len(employee_ids)
+
+    def follow(self, index: EmbeddingIndex, model_id: str, session: Session) -> None:
+        """Fill `index` with `model_id`'s templates and follow the feed into it from now on (a model switch).
+        Called with the follower's lock held (from on_model_change)."""
+        since = bootstrap(index, session=session, model_id=model_id)
+        self.index, self.model_id = index, model_id
+        self.last_seq, self.read_at = since.seq, time.time()
+        self.pending = dict.fromkeys(since.pending, time.monotonic())
 
     def _rebuild(self, session: Session) -> int:
         """The rows after our position were pruned: start again from the database, as at start-up."""

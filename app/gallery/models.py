@@ -71,6 +71,9 @@ class Employee(Base):
     templates: Mapped[list[Template]] = relationship(
         back_populates="employee", cascade="all, delete-orphan", passive_deletes=True
     )
+    reference: Mapped[ReferencePhoto | None] = relationship(
+        back_populates="employee", cascade="all, delete-orphan", passive_deletes=True
+    )
 
 
 class Template(Base):
@@ -88,6 +91,34 @@ class Template(Base):
     employee: Mapped[Employee] = relationship(back_populates="templates")
 
 
+class ReferencePhoto(Base):
+    """The enrollment photo, encrypted (AES-256-GCM, app.services.references), kept only when the reference store
+    is on: it lets a new model embed the employee again without a new photo. Deleted with the employee."""
+
+    __tablename__ = "reference_photos"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    employee_pk: Mapped[int] = mapped_column(ForeignKey("employees.id", ondelete="CASCADE"), unique=True)
+    key_id: Mapped[str] = mapped_column(String(16))  # which encryption key sealed it
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)  # the photo's bytes and GCM's tag
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    employee: Mapped[Employee] = relationship(back_populates="reference")
+
+
+class GalleryState(Base):
+    """One row: the model whose templates every replica serves, and the one being rolled out beside it
+    (app.reembed). Enrollments make templates of both; the switch happens when every employee has one of the
+    next model."""
+
+    __tablename__ = "gallery_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    active_model: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    next_model: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
 class GalleryChange(Base):
     """The change feed: one row per enroll, replace or delete, written in the same transaction.
 
@@ -99,7 +130,7 @@ class GalleryChange(Base):
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
                                      autoincrement=True)
     employee_id: Mapped[str] = mapped_column(String(64))
-    action: Mapped[str] = mapped_column(String(16))  # "upsert" or "delete"
+    action: Mapped[str] = mapped_column(String(16))  # "upsert", "delete", or "model" (employee_id "")
     at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now(), index=True)
 
 
@@ -131,6 +162,8 @@ class AuditRecord(Base):
     decision: Mapped[str] = mapped_column(String(32))  # enrolled, match, no_match, unknown, or an error code
     distance: Mapped[float | None] = mapped_column(Float, nullable=True)
     threshold: Mapped[float | None] = mapped_column(Float, nullable=True)  # the one a verification used
+    # X-Request-ID of the request (the client's or one made up): the row's line in the logs
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
 
 class VerifyFailure(Base):

@@ -6,19 +6,22 @@ from collections.abc import Iterator
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, exists, func, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from app.gallery.models import Employee, GalleryChange, Template
+from app.gallery.models import Employee, GalleryChange, GalleryState, ReferencePhoto, Template
 
 # PostgreSQL channel on which every committed gallery change is announced (app.gallery.feed listens).
 CHANNEL = "facegate_gallery"
 
 
-def get_employee(*, session: Session, employee_id: str) -> Employee | None:
-    return session.scalars(
-        select(Employee).where(Employee.employee_id == employee_id).options(selectinload(Employee.templates))
-    ).one_or_none()
+def get_employee(*, session: Session, employee_id: str, for_update: bool = False) -> Employee | None:
+    """`for_update` locks the row (PostgreSQL) until the transaction ends: a replace against app.reembed."""
+    query = select(Employee).where(Employee.employee_id == employee_id).options(selectinload(Employee.templates))
+    if for_update:
+        query = query.with_for_update(of=Employee).execution_options(populate_existing=True)
+    return session.scalars(query).one_or_none()
 
 
 def list_employees(*, session: Session, offset: int, limit: int) -> tuple[list[Employee], int]:
@@ -37,15 +40,28 @@ def add_employee(*, session: Session, employee_id: str, name: str | None) -> Emp
     return employee
 
 
-def set_template(*, session: Session, employee: Employee, vector: np.ndarray, model_id: str) -> Template:
-    """Make `vector` the employee's only reference: templates of every model are replaced."""
+def set_templates(*, session: Session, employee: Employee, vectors: dict[str, np.ndarray]) -> dict[str, Template]:
+    """Make `vectors` (model id -> vector) the employee's only templates: those of every model are replaced."""
     employee.templates.clear()
     session.flush()
-    template = Template(model_id=model_id, dim=int(vector.shape[0]), vector=vector)
-    employee.templates.append(template)
+    templates = {model_id: Template(model_id=model_id, dim=int(vector.shape[0]), vector=vector)
+                 for model_id, vector in vectors.items()}
+    employee.templates.extend(templates.values())
     record_change(session=session, employee_id=employee.employee_id, action="upsert")
     session.flush()
-    return template
+    return templates
+
+
+def set_reference(*, session: Session, employee: Employee, key_id: str | None = None, nonce: bytes = b"",
+                  ciphertext: bytes = b"") -> None:
+    """Replace the employee's stored photo with this sealed one, or (no key_id) just delete it: a photo is never
+    kept beside a template it was not the source of."""
+    if employee.reference is not None:
+        session.delete(employee.reference)
+        session.flush()
+    if key_id is not None:
+        employee.reference = ReferencePhoto(key_id=key_id, nonce=nonce, ciphertext=ciphertext)
+        session.flush()
 
 
 def delete_employee(*, session: Session, employee: Employee) -> None:
@@ -87,13 +103,14 @@ def prune_changes(*, session: Session, before: datetime) -> int:
     return result.rowcount or 0
 
 
-def changes_since(*, session: Session, seq: int, also: set[int] | None = None) -> list[tuple[int, str]]:
-    """(seq, employee_id) of the changes after `seq`, and of the listed earlier ones, in order."""
+def changes_since(*, session: Session, seq: int, also: set[int] | None = None) -> list[tuple[int, str, str]]:
+    """(seq, employee_id, action) of the changes after `seq`, and of the listed earlier ones, in order."""
     condition = GalleryChange.seq > seq
     if also:
         condition = condition | GalleryChange.seq.in_(sorted(also))
     return list(session.execute(
-        select(GalleryChange.seq, GalleryChange.employee_id).where(condition).order_by(GalleryChange.seq)))
+        select(GalleryChange.seq, GalleryChange.employee_id, GalleryChange.action).where(condition)
+        .order_by(GalleryChange.seq)))
 
 
 def current_templates(*, session: Session, employee_ids: list[str], model_id: str
@@ -126,4 +143,101 @@ def enrolled_ids(*, session: Session, model_id: str) -> set[str]:
 
 
 def count_stale_templates(*, session: Session, model_id: str) -> int:
-    return session.scalar(select(func.count(Template.id)).where(Template.model_id != model_id)) or 0
+    """Templates of models other than `model_id`, except those of the next model being rolled out."""
+    state = session.get(GalleryState, 1)
+    others = [model_id] + ([state.next_model] if state is not None and state.next_model else [])
+    return session.scalar(select(func.count(Template.id)).where(Template.model_id.not_in(others))) or 0
+
+
+# --- the gallery's model: the active one, and the next one being rolled out (app.reembed) ---------------------
+
+MODEL_CHANGE = "model"  # the change feed's action when the active model changes (its employee_id is "")
+
+
+def adopt_model(*, session: Session, model_id: str) -> str:
+    """The gallery's active model. The first replica to start on a gallery makes its own model the active one;
+    after that only app.reembed changes it. Commits."""
+    state = session.get(GalleryState, 1)
+    if state is None:
+        session.add(GalleryState(id=1, active_model=model_id))
+        try:
+            session.commit()
+            return model_id
+        except IntegrityError:  # another replica's first start won
+            session.rollback()
+            state = session.get(GalleryState, 1)
+    if state.active_model is None:
+        state.active_model = model_id
+        session.commit()
+    return state.active_model
+
+
+def active_model(*, session: Session, lock: bool = False) -> str | None:
+    """`lock`: a shared lock on the state (PostgreSQL) until the transaction ends, so that a switch waits for
+    the enrollment that asked, and the enrollment sees a switch that came first."""
+    query = select(GalleryState.active_model).where(GalleryState.id == 1)
+    return session.scalar(query.with_for_update(read=True) if lock else query)
+
+
+def gallery_models(*, session: Session) -> tuple[str | None, str | None]:
+    """(active model, next model)."""
+    state = session.get(GalleryState, 1, populate_existing=True)
+    return (state.active_model, state.next_model) if state else (None, None)
+
+
+def set_next_model(*, session: Session, model_id: str | None) -> None:
+    session.execute(update(GalleryState).where(GalleryState.id == 1).values(next_model=model_id))
+
+
+def _has_template(model_id: str):  # noqa: ANN202 - an SQL expression
+    return exists().where(Template.employee_pk == Employee.id, Template.model_id == model_id)
+
+
+def switch_model(*, session: Session, model_id: str, require_complete: bool) -> bool:
+    """Make `model_id` the active model and announce it on the change feed, if every employee has a template
+    of it (or not `require_complete`). The state's row is written first: it locks out the enrollments' check
+    (active_model(lock=True)) until this commits, so none can commit a template of the old model alone after the
+    count. Returns False, with nothing changed but the lock, when some employee has no template yet."""
+    session.execute(update(GalleryState).where(GalleryState.id == 1).values(next_model=model_id))
+    if require_complete and session.scalar(select(func.count(Employee.id)).where(~_has_template(model_id))):
+        return False
+    session.execute(update(GalleryState).where(GalleryState.id == 1).values(active_model=model_id, next_model=None))
+    record_change(session=session, employee_id="", action=MODEL_CHANGE)
+    return True
+
+
+def without_template(*, session: Session, model_id: str, with_photo: bool | None = None) -> list[str]:
+    """The employees with no template of `model_id`; `with_photo` False: only those without a stored photo."""
+    query = select(Employee.employee_id).where(~_has_template(model_id))
+    if with_photo is not None:
+        has_photo = exists().where(ReferencePhoto.employee_pk == Employee.id)
+        query = query.where(has_photo if with_photo else ~has_photo)
+    return list(session.scalars(query.order_by(Employee.employee_id)))
+
+
+def references_to_embed(*, session: Session, model_id: str, after: int, limit: int
+                        ) -> list[tuple[ReferencePhoto, str]]:
+    """(stored photo, employee id) of employees past primary key `after` without a template of `model_id`."""
+    return [(row, employee_id) for row, employee_id in session.execute(
+        select(ReferencePhoto, Employee.employee_id).join(Employee, ReferencePhoto.employee_pk == Employee.id)
+        .where(ReferencePhoto.employee_pk > after, ~_has_template(model_id))
+        .order_by(ReferencePhoto.employee_pk).limit(limit))]
+
+
+def add_template(*, session: Session, employee_pk: int, reference_id: int, vector: np.ndarray, model_id: str) -> bool:
+    """Add a template of `model_id` made from stored photo `reference_id`, if that photo is still the employee's
+    and no template of that model exists. False (nothing written) otherwise: the photo was replaced or the
+    employee deleted meanwhile.
+
+    The employee's row is written first (an UPDATE that changes nothing): on PostgreSQL it waits for, and then
+    holds off, a replace (which locks that row); on SQLite it takes the database's write lock. The check and
+    the insert are then safe from both."""
+    if not session.execute(text("UPDATE employees SET id = id WHERE id = :pk"), {"pk": employee_pk}).rowcount:
+        return False
+    if session.scalar(select(ReferencePhoto.id).where(ReferencePhoto.employee_pk == employee_pk)) != reference_id:
+        return False
+    if session.scalar(select(Template.id).where(Template.employee_pk == employee_pk, Template.model_id == model_id)):
+        return False
+    session.add(Template(employee_pk=employee_pk, model_id=model_id, dim=int(vector.shape[0]), vector=vector))
+    session.flush()
+    return True

@@ -2,8 +2,8 @@
 
 Enroll, replace, delete, verify and identify write a row whatever the outcome; so do requests refused before
 their route ran (401 and 413 at the gate, 403, 422), and bulk enrollment, item by item. A row says when, which
-key, what action, which employee, what was decided, and at what distance and threshold. It never holds an
-image or an embedding.
+key, what action, which employee, what was decided, at what distance and threshold, and the request's id
+(X-Request-ID). It never holds an image or an embedding. Each row also counts in facegate_decisions_total.
 
 A request only queues its row; one writer thread inserts what has queued up in one transaction, so concurrent
 requests never queue behind each other's audit commits (on SQLite, one commit per request made the tail
@@ -27,7 +27,9 @@ from datetime import datetime
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.core import metrics
 from app.core.errors import DomainError
+from app.core.logs import REQUEST_ID
 from app.gallery.models import AuditRecord, utcnow
 from app.keys import Caller
 from model.faces.errors import FaceError
@@ -43,6 +45,7 @@ class AuditEntry:
     distance: float | None = None
     threshold: float | None = None
     at: datetime = field(default_factory=utcnow)
+    request_id: str | None = field(default_factory=REQUEST_ID.get)  # the request it was made in, if any
 
 
 class AuditTrail:
@@ -71,11 +74,17 @@ class AuditTrail:
         """A request refused before its route ran: `code` is the error code it was answered with."""
         self.add(caller, AuditEntry(action, employee_id, decision=code))
 
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
     def add(self, caller: Caller, entry: AuditEntry) -> None:
+        metrics.DECISIONS.labels(entry.action, entry.decision).inc()
         try:
             self._queue.put_nowait((caller, entry))
         except queue.Full:
             self.dropped += 1
+            metrics.AUDIT_DROPPED.inc()
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.error("the audit queue is full (%d rows): %d audit records dropped so far, the last: %s %s %s",
                           self._queue.maxsize, self.dropped, entry.action, entry.employee_id, entry.decision)
@@ -125,10 +134,12 @@ class AuditTrail:
             with self.sessions() as session:
                 session.add_all([AuditRecord(at=entry.at, key_id=caller.key_id, action=entry.action,
                                              employee_id=entry.employee_id, decision=entry.decision,
-                                             distance=entry.distance, threshold=entry.threshold)
+                                             distance=entry.distance, threshold=entry.threshold,
+                                             request_id=entry.request_id)
                                  for caller, entry in rows])
                 session.commit()
         except SQLAlchemyError as exc:
             self.dropped += len(rows)
+            metrics.AUDIT_DROPPED.inc(len(rows))
             log.error("%d audit records lost (%s), the first: %s %s %s by %s", len(rows), exc.__class__.__name__,
                       rows[0][1].action, rows[0][1].employee_id, rows[0][1].decision, rows[0][0].key_id)

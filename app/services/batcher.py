@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from app.core import metrics
 from model.faces.embedder import Embedder
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class MicroBatcher:
                 continue
             self.batches += 1
             self.faces += len(jobs)
+            metrics.MICRO_BATCH_FACES.observe(len(jobs))
             for job, vector in zip(jobs, vectors, strict=True):
                 job.future.set_result(vector)
         while True:  # a request that raced close() is answered, not left waiting

@@ -10,22 +10,32 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 import numpy as np
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from app.core import metrics
 from app.core.config import Settings
-from app.core.errors import EmployeeExists, EmployeeNotFound, StaleTemplate, ThresholdTooLoose
+from app.core.errors import (
+    EmployeeExists,
+    EmployeeNotFound,
+    ModelChanging,
+    NotReady,
+    StaleTemplate,
+    ThresholdTooLoose,
+)
 from app.gallery import repository
 from app.gallery.index import EmbeddingIndex, Match
 from app.gallery.models import Employee, Template
 from app.services.attempts import FailedAttempts
 from app.services.batcher import MicroBatcher
+from app.services.references import ReferenceCipher, Sealed
 from model.faces.config import Views
 from model.faces.embedder import Embedder
-from model.faces.errors import ImageTooLarge
+from model.faces.errors import FaceError, ImageTooLarge
 from model.faces.pipeline import FaceBox, FacePipeline
 from model.faces.prepare import prepare
 
@@ -101,19 +111,22 @@ def face_chips(data: bytes, *, settings: Settings, pipeline: FacePipeline,
     """Photo bytes -> the chosen face and its chip (or `views`), under the service's limits and face policy."""
     if len(data) > settings.max_upload_bytes:
         raise ImageTooLarge(f"the photo is {len(data)} bytes; the limit is {settings.max_upload_bytes}")
-    return prepare(data, pipeline, settings.face_policy, views)
+    return prepare(data, pipeline, settings.face_policy, views, timer=metrics.stage_timer)
 
 
-def save_enrollment(*, session: Session, employee_id: str, name: str | None, vector: np.ndarray, model_id: str,
-                    replace: bool) -> tuple[Employee, Template, bool]:
-    """The one write of an enrollment (API enroll and replace, bulk enrollment): the employee, their template
-    and the change feed's row, committed together. Returns (employee, template, whether they existed).
+def save_enrollment(*, session: Session, employee_id: str, name: str | None, vectors: dict[str, np.ndarray],
+                    replace: bool, photo: Sealed | None = None) -> tuple[Employee, dict[str, Template], bool]:
+    """The one write of an enrollment (API enroll and replace, bulk enrollment): the employee, their templates
+    (model id -> vector: the serving model's, and the next one's while app.reembed rolls it out), the sealed
+    photo when the reference store is on (an older photo is deleted either way), and the change feed's row,
+    committed together. Returns (employee, templates by model id, whether they existed).
 
     Races: a concurrent enroll of the same id (or of one differing only in case) makes this one 409; a
-    replace whose employee is deleted under it looks again, and enrolls them anew.
+    replace whose employee is deleted under it looks again, and enrolls them anew; an enrollment without a
+    template of a model that has just become the gallery's active one is not written (503 model_changing).
     """
     for attempt in (1, 2):
-        employee = repository.get_employee(session=session, employee_id=employee_id)
+        employee = repository.get_employee(session=session, employee_id=employee_id, for_update=replace)
         existed = employee is not None
         if existed and not replace:
             raise EmployeeExists(f"employee {employee_id!r} is already enrolled; use replace=true to replace")
@@ -122,10 +135,19 @@ def save_enrollment(*, session: Session, employee_id: str, name: str | None, vec
                 employee = repository.add_employee(session=session, employee_id=employee_id, name=name)
             elif name is not None:
                 employee.name = name
-            template = repository.set_template(session=session, employee=employee, vector=vector,
-                                               model_id=model_id)
+            templates = repository.set_templates(session=session, employee=employee, vectors=vectors)
+            if photo is None:
+                repository.set_reference(session=session, employee=employee)
+            else:
+                repository.set_reference(session=session, employee=employee, key_id=photo.key_id,
+                                         nonce=photo.nonce, ciphertext=photo.ciphertext)
+            active = repository.active_model(session=session, lock=True)
+            if active is not None and active not in vectors:
+                session.rollback()
+                raise ModelChanging(f"the gallery now serves model {active}; this replica switches to it within "
+                                    "a second: try again")
             session.commit()
-            return employee, template, existed
+            return employee, templates, existed
         except (IntegrityError, StaleDataError) as exc:
             session.rollback()
             if not replace or attempt == 2:
@@ -134,45 +156,106 @@ def save_enrollment(*, session: Session, employee_id: str, name: str | None, vec
     raise AssertionError("unreachable")
 
 
-class RecognitionService:
-    def __init__(self, *, settings: Settings, pipeline: FacePipeline, embedder: Embedder,
-                 index: EmbeddingIndex, batcher: MicroBatcher | None = None) -> None:
-        self.settings, self.pipeline, self.embedder, self.index = settings, pipeline, embedder, index
-        self.batcher = batcher
-        self.attempts = FailedAttempts(settings)
-        self._far_levels = embedder.card.far_levels_for(embedder.augment)  # the 1:N curve, read once
+@dataclass
+class Serving:
+    """A model and what serves it: its faces pipeline, its index of templates (None for a model being rolled
+    out, which serves nothing yet) and its micro-batcher. A model switch swaps one Serving for another."""
+
+    embedder: Embedder
+    pipeline: FacePipeline
+    index: EmbeddingIndex | None = None
+    batcher: MicroBatcher | None = None
 
     @property
     def model_id(self) -> str:
         return self.embedder.model_id
 
+    @cached_property
+    def far_levels(self) -> dict[float, float]:
+        """The 1:N curve of the model card, read once."""
+        return self.embedder.card.far_levels_for(self.embedder.augment)
+
+
+class RecognitionService:
+    """Every request reads `serving` once and uses that model throughout, so that a model switch in the middle
+    of a request never makes it compare templates of two models."""
+
+    def __init__(self, *, settings: Settings, serving: Serving, upcoming: Serving | None = None,
+                 cipher: ReferenceCipher | None = None) -> None:
+        self.settings, self.serving, self.upcoming, self.cipher = settings, serving, upcoming, cipher
+        self.attempts = FailedAttempts(settings)
+        # Why this replica cannot serve (the gallery switched to a model it has not loaded), or None.
+        self.unavailable: str | None = None
+
     @property
-    def threshold(self) -> float:
+    def embedder(self) -> Embedder:
+        return self.serving.embedder
+
+    @property
+    def index(self) -> EmbeddingIndex:
+        return self.serving.index
+
+    @property
+    def batcher(self) -> MicroBatcher | None:
+        return self.serving.batcher
+
+    @property
+    def model_id(self) -> str:
+        return self.serving.model_id
+
+    def switch(self, serving: Serving) -> None:
+        """Serve `serving` from now on (its index already filled); the model that was upcoming is no more."""
+        self.serving, self.upcoming, self.unavailable = serving, None, None
+
+    def threshold_of(self, serving: Serving) -> float:
         """The 1:1 (verify) threshold."""
         if self.settings.threshold is not None:
             return self.settings.threshold
-        return self.embedder.card.threshold_for(self.embedder.augment)
+        return serving.embedder.card.threshold_for(serving.embedder.augment)
+
+    @property
+    def threshold(self) -> float:
+        return self.threshold_of(self.serving)
+
+    def identify_threshold_of(self, serving: Serving) -> float:
+        """The 1:N threshold for the gallery as it is now (`FACEGATE_IDENTIFY_FPIR`)."""
+        return identify_threshold(serving.far_levels, fpir=self.settings.identify_fpir,
+                                  gallery_size=len(serving.index), ceiling=self.threshold_of(serving))
 
     @property
     def identify_threshold(self) -> float:
-        """The 1:N threshold for the gallery as it is now (`FACEGATE_IDENTIFY_FPIR`)."""
-        return identify_threshold(self._far_levels, fpir=self.settings.identify_fpir, gallery_size=len(self.index),
-                                  ceiling=self.threshold)
+        return self.identify_threshold_of(self.serving)
 
-    def probe(self, data: bytes) -> Probe:
-        face, chips = face_chips(data, settings=self.settings, pipeline=self.pipeline,
-                                 views=self.embedder.views.to_align)
-        vector = self.batcher.embed(chips) if self.batcher else self.embedder.embed(chips[None])[0]
+    def _serving(self) -> Serving:
+        if self.unavailable:
+            raise NotReady(self.unavailable)
+        return self.serving
+
+    def probe(self, data: bytes, serving: Serving | None = None) -> Probe:
+        serving = serving or self._serving()
+        face, chips = face_chips(data, settings=self.settings, pipeline=serving.pipeline,
+                                 views=serving.embedder.views.to_align)
+        with metrics.stage_timer("embed"):  # with micro-batching, the wait for the batch included
+            vector = serving.batcher.embed(chips) if serving.batcher else serving.embedder.embed(chips[None])[0]
         return Probe(face, vector)
 
     def enroll(self, *, session: Session, employee_id: str, name: str | None, data: bytes,
                replace: bool) -> Enrollment:
-        probe = self.probe(data)
-        employee, template, existed = save_enrollment(session=session, employee_id=employee_id, name=name,
-                                                      vector=probe.vector, model_id=self.model_id, replace=replace)
-        self.index.upsert(employee.employee_id, employee.name, probe.vector)
+        serving, upcoming = self._serving(), self.upcoming
+        probe = self.probe(data, serving)
+        vectors = {serving.model_id: probe.vector}
+        if upcoming is not None:
+            try:
+                vectors[upcoming.model_id] = self.probe(data, upcoming).vector
+            except FaceError as exc:  # app.reembed lists the employee for re-enrollment
+                log.warning("the next model's pipeline refused %s's photo (%s)", employee_id, exc.code)
+        photo = self.cipher.seal(data, employee_id) if self.cipher is not None else None
+        employee, templates, existed = save_enrollment(session=session, employee_id=employee_id, name=name,
+                                                       vectors=vectors, replace=replace, photo=photo)
+        serving.index.upsert(employee.employee_id, employee.name, probe.vector)
         log.info("enrolled %s (replace=%s)", employee_id, replace)
-        return Enrollment(employee, probe.face, self.model_id, template.created_at, replaced=existed)
+        return Enrollment(employee, probe.face, serving.model_id, templates[serving.model_id].created_at,
+                          replaced=existed)
 
     def employees(self, *, session: Session, offset: int, limit: int) -> tuple[list[Employee], int]:
         return repository.list_employees(session=session, offset=offset, limit=limit)
@@ -194,38 +277,42 @@ class RecognitionService:
         A failed verification counts against the employee and the key (app.services.attempts); once either
         has used up its failures, the photo is not even looked at.
         """
-        if threshold is not None and threshold > self.threshold:
-            raise ThresholdTooLoose(f"threshold {threshold:g} is looser than the calibrated {self.threshold:.4f}; "
+        serving = self._serving()
+        calibrated = self.threshold_of(serving)
+        if threshold is not None and threshold > calibrated:
+            raise ThresholdTooLoose(f"threshold {threshold:g} is looser than the calibrated {calibrated:.4f}; "
                                     "a request may only make the decision stricter")
         self.attempts.check(session, employee_id=employee_id, key_id=key_id)
-        reference = self.index.vector(employee_id)
+        reference = serving.index.vector(employee_id)
         if reference is None:
             self._raise_missing(session, employee_id)
-        probe = self.probe(data)
+        probe = self.probe(data, serving)
         distance = float(np.linalg.norm(probe.vector - reference))
-        threshold = self.threshold if threshold is None else threshold
+        threshold = calibrated if threshold is None else threshold
         match = distance <= threshold
         if not match:
             self.attempts.record(session, employee_id=employee_id, key_id=key_id)
-        return Verification(employee_id, match, distance, threshold, self.model_id, probe.face)
+        return Verification(employee_id, match, distance, threshold, serving.model_id, probe.face)
 
     def identify(self, *, data: bytes, top_k: int) -> Identification:
         """The nearest employee if they are within the 1:N threshold, and the `top_k` nearest as candidates
         when the settings show candidates (off by default: a door's key must not list names for any photo)."""
-        probe = self.probe(data)
-        threshold = self.identify_threshold
-        candidates = self.index.search(probe.vector, top_k if self.settings.identify_candidates else 1)
+        serving = self._serving()
+        probe = self.probe(data, serving)
+        threshold = self.identify_threshold_of(serving)
+        with metrics.stage_timer("search"):
+            candidates = serving.index.search(probe.vector, top_k if self.settings.identify_candidates else 1)
         best = candidates[0] if candidates and candidates[0].distance <= threshold else None
         shown = candidates if self.settings.identify_candidates else [best] if best else []
-        return Identification(best, shown, threshold, self.model_id, probe.face)
+        return Identification(best, shown, threshold, serving.model_id, probe.face)
 
     def delete(self, *, session: Session, employee_id: str) -> None:
         employee = repository.get_employee(session=session, employee_id=employee_id)
         if employee is None:
             raise EmployeeNotFound(f"no employee {employee_id!r}")
-        repository.delete_employee(session=session, employee=employee)
+        repository.delete_employee(session=session, employee=employee)  # the stored photo goes with them
         session.commit()
-        self.index.remove(employee_id)
+        self.serving.index.remove(employee_id)
         log.info("deleted %s", employee_id)
 
     def _raise_missing(self, session: Session, employee_id: str) -> None:

@@ -4,12 +4,22 @@ and training alike.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+
 import numpy as np
 
 from model.faces.config import FacePolicy, Views
 from model.faces.decode import decode_image
 from model.faces.errors import FaceTooSmall, MultipleFaces, NoFaceDetected
 from model.faces.pipeline import FaceBox, FacePipeline
+
+# Times a named stage ("decode", "detect", "align"): the service passes its metrics' timer.
+StageTimer = Callable[[str], AbstractContextManager[object]]
+
+
+def untimed(stage: str) -> AbstractContextManager[object]:
+    return nullcontext()
 
 
 def choose_face(faces: list[FaceBox], policy: FacePolicy, shape: tuple[int, ...]) -> FaceBox:
@@ -34,17 +44,21 @@ def choose_face(faces: list[FaceBox], policy: FacePolicy, shape: tuple[int, ...]
     return face
 
 
-def find_face(data: bytes, pipeline: FacePipeline, policy: FacePolicy) -> tuple[np.ndarray, FaceBox]:
+def find_face(data: bytes, pipeline: FacePipeline, policy: FacePolicy,
+              timer: StageTimer = untimed) -> tuple[np.ndarray, FaceBox]:
     """Decode and detect, and choose the face under `policy`: (the photo as RGB, its face)."""
-    rgb = decode_image(data, max_pixels=policy.max_pixels, max_bytes=policy.max_decode_bytes)
-    return rgb, choose_face(pipeline.detect(rgb), policy, rgb.shape)
+    with timer("decode"):
+        rgb = decode_image(data, max_pixels=policy.max_pixels, max_bytes=policy.max_decode_bytes)
+    with timer("detect"):
+        return rgb, choose_face(pipeline.detect(rgb), policy, rgb.shape)
 
 
-def prepare(data: bytes, pipeline: FacePipeline, policy: FacePolicy,
-            views: Views | None = None) -> tuple[FaceBox, np.ndarray]:
+def prepare(data: bytes, pipeline: FacePipeline, policy: FacePolicy, views: Views | None = None,
+            timer: StageTimer = untimed) -> tuple[FaceBox, np.ndarray]:
     """Decode, detect, choose a face under `policy`, and align it: (face, chip or chips of `views`).
 
     Raises a FaceError (model.faces.errors) for a photo that cannot be used, and nothing else for bad bytes.
     """
-    rgb, face = find_face(data, pipeline, policy)
-    return face, pipeline.align(rgb, face, views)
+    rgb, face = find_face(data, pipeline, policy, timer)
+    with timer("align"):
+        return face, pipeline.align(rgb, face, views)

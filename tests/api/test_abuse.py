@@ -250,6 +250,7 @@ def test_repeated_failed_verifications_of_one_employee_get_429_on_every_replica(
             assert (response.status_code, error_code(response)) == (429, "too_many_attempts")
             assert 0 < int(response.headers["Retry-After"]) <= 900
     assert verify(a, "TB", photos.bytes("Tony_Blair", 2)).status_code == 429, "ids are one regardless of case"
+    within(PROPAGATION_S, lambda: "cp" in b.app.state.runtime.service.index)  # b follows a's enrollment
     assert verify(b, "cp", photos.bytes("Colin_Powell", 2)).json()["match"] is True, "others are not locked"
     assert [r.decision for r in audit_rows(a) if r.employee_id in ("tb", "TB")][-1] == "too_many_attempts"
 
@@ -352,7 +353,7 @@ def test_a_replica_starting_while_an_earlier_change_is_in_flight_still_applies_i
     vector = embedder.embed(np.zeros((1, embedder.input_size, embedder.input_size, 3), np.uint8))[0]
     with a.app.state.runtime.sessions() as slow:
         employee = repository.add_employee(session=slow, employee_id="late", name=None)
-        repository.set_template(session=slow, employee=employee, vector=vector, model_id=model_id)
+        repository.set_templates(session=slow, employee=employee, vectors={model_id: vector})
         assert enroll(a, "lb", photos.bytes("Laura_Bush", 1)).status_code == 201  # a later number, committed
         starting = make_client()  # bootstraps now: "lb" is in, "late" is not committed yet
         index = starting.app.state.runtime.service.index
@@ -424,28 +425,46 @@ def test_bulk_enrollment_lists_a_clash_with_the_api_and_carries_on(make_client, 
     assert sorted(rows) == [("bulk_enroll", "TB", "employee_exists"), ("bulk_enroll", "cp", "enrolled")]
 
 
-def test_replace_racing_a_delete_enrolls_anew_rather_than_409(database_url, make_client, photos):
-    """The employee is deleted (by another request, on another connection) between replace's read and its
-    write: replace looks again and enrolls them, instead of answering employee_exists."""
+def test_a_delete_racing_a_replace_waits_for_it(database_url, make_client, photos):
+    """The employee is deleted (by another request, on another connection) right after replace has read them:
+    replace holds the employee's row (SELECT ... FOR UPDATE) until it commits, so the delete waits and then
+    removes the replaced employee. Neither answers an error, and no template or photo is left half-written."""
     if database_url.startswith("sqlite"):
         pytest.skip("on SQLite the delete waits for the replace's write lock: the race cannot happen")
     client = make_client()
     assert enroll(client, "tb", photos.bytes("Tony_Blair", 1)).status_code == 201
     engine = client.app.state.runtime.engine
-    fired = []
+    deleter: list[threading.Thread] = []
+    deleted: list[tuple[int, float]] = []
+
+    def delete() -> None:
+        with engine.connect() as other:  # another request's DELETE
+            rows = other.exec_driver_sql("DELETE FROM employees WHERE employee_id = 'tb'").rowcount
+            other.commit()
+        deleted.append((rows, time.monotonic()))
 
     def delete_after_the_read(conn, cursor, statement, *args) -> None:  # noqa: ANN001, ANN002
-        if not fired and statement.lstrip().upper().startswith("SELECT") and "FROM EMPLOYEES" in statement.upper():
-            fired.append(True)
-            with engine.connect() as other:  # another request's DELETE, committed at once
-                other.exec_driver_sql("DELETE FROM employees WHERE employee_id = 'tb'")
-                other.commit()
+        if not deleter and "FROM EMPLOYEES" in statement.upper() and "FOR UPDATE" in statement.upper():
+            deleter.append(threading.Thread(target=delete))
+            deleter[0].start()
+            time.sleep(0.2)  # the DELETE reaches the server and waits for the row
+
+    commits: list[float] = []
+
+    def committing(conn) -> None:  # noqa: ANN001
+        if deleter:
+            commits.append(time.monotonic())
 
     event.listen(engine, "after_cursor_execute", delete_after_the_read)
+    event.listen(engine, "commit", committing)
     try:
         response = enroll(client, "tb", photos.bytes("Tony_Blair", 2), replace=True)
     finally:
         event.remove(engine, "after_cursor_execute", delete_after_the_read)
-    assert fired and response.status_code == 201, response.text
-    assert employees(client) == [("tb", None)]
+        event.remove(engine, "commit", committing)
+    deleter[0].join(timeout=30)
+    assert response.status_code == 201 and response.json()["employee_id"] == "tb", response.text
+    assert deleted and deleted[0][0] == 1, "the delete found the replaced employee"
+    assert commits and deleted[0][1] > commits[0], "the delete waited for the replace to commit"
+    assert employees(client) == []
 

@@ -62,8 +62,8 @@ def test_a_change_committed_out_of_order_is_still_applied(database_url, make_cli
     vector = embedder.embed(np.zeros((1, size, size, 3), np.uint8))[0]
     with a.app.state.runtime.sessions() as slow:
         employee = repository.add_employee(session=slow, employee_id="late", name=None)
-        repository.set_template(session=slow, employee=employee, vector=vector,
-                                model_id=runtime.service.model_id)  # takes the earlier sequence number
+        repository.set_templates(session=slow, employee=employee,
+                                 vectors={runtime.service.model_id: vector})  # takes the earlier sequence number
         enroll(a, "lb", photos.bytes("Laura_Bush", 1))  # a later number, committed first
         within(PROPAGATION_S, lambda: "lb" in runtime.service.index)
         assert runtime.follower.pending, "the earlier number is remembered as missing"

@@ -58,7 +58,7 @@ def test_vectors_round_trip_as_float32_bytes(database_url):
     vector = np.random.default_rng(0).standard_normal(128).astype(np.float32)
     with Session(engine) as session:
         employee = repository.add_employee(session=session, employee_id="e", name=None)
-        repository.set_template(session=session, employee=employee, vector=vector, model_id="m")
+        repository.set_templates(session=session, employee=employee, vectors={"m": vector})
         session.commit()
     with Session(engine) as session:
         [(employee_id, _, stored)] = list(repository.iter_templates(session=session, model_id="m"))
@@ -71,7 +71,8 @@ def test_migrations_upgrade_from_empty_and_downgrade_to_empty(database_url):
     from app.gallery.models import Base
 
     tables = set(Base.metadata.tables)
-    assert tables == {"employees", "templates", "gallery_changes", "api_keys", "audit_log", "verify_failures"}
+    assert tables == {"employees", "templates", "gallery_changes", "api_keys", "audit_log", "verify_failures",
+                      "reference_photos", "gallery_state"}
     config = alembic_config(database_url)
     engine = create_engine(database_url)
     command.upgrade(config, "0001")

@@ -23,6 +23,8 @@ def healthz() -> HealthOut:
 def readyz(runtime: RuntimeDep) -> ReadyOut:
     """The model is loaded, the database answers and the index is loaded."""
     service = runtime.service
+    if service.unavailable:
+        raise NotReady(service.unavailable)
     try:
         db.ping(runtime.engine)
         with runtime.sessions() as session:
