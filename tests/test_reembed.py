@@ -65,8 +65,9 @@ def test_a_new_model_is_rolled_out_from_the_stored_photos(make_client, photos, d
     assert count(first, ReferencePhoto) == len(PEOPLE)
     make_client.stop(first)
 
-    replica = make_client(**STORE, next_model_path=NEXT_MODEL)  # the next model rolled out to the replica
-    assert replica.get("/readyz").json()["model_id"] == old
+    # the next model rolled out to two replicas
+    replica, other = (make_client(**STORE, next_model_path=NEXT_MODEL) for _ in range(2))
+    assert replica.get("/readyz").json()["model_id"] == old == other.get("/readyz").json()["model_id"]
     new = replica.app.state.runtime.service.upcoming.model_id
     assert enroll(replica, "lb", photos.bytes("Laura_Bush", 1)).status_code == 201  # now makes both templates
     assert count(replica, new) == 1
@@ -94,6 +95,7 @@ def test_a_new_model_is_rolled_out_from_the_stored_photos(make_client, photos, d
     try:
         assert reembed(["--model", str(NEXT_MODEL), "--batch", "4", "--no-progress"]) == 0
         wait_for_model(replica, new)
+        wait_for_model(other, new)
         time.sleep(0.5)
     finally:
         stop.set()
@@ -106,6 +108,9 @@ def test_a_new_model_is_rolled_out_from_the_stored_photos(make_client, photos, d
 
     assert count(replica, new) == len(PEOPLE) + 1
     assert verify(replica, "as", photos.bytes("Ariel_Sharon", 2)).json()["model_id"] == new
+    # both replicas answer alike, from the new model's templates
+    assert verify(other, "sw", photos.bytes("Serena_Williams", 2)).json() == \
+        verify(replica, "sw", photos.bytes("Serena_Williams", 2)).json()
     assert identify(replica, photos.bytes("Ariel_Sharon", 2)).json()["match"]["employee_id"] == "as"
     assert replica.get("/readyz").json()["templates"] == len(PEOPLE) + 1
     assert reembed(["--model", str(NEXT_MODEL), "--no-progress"]) == 0  # a second run has nothing to do
