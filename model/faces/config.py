@@ -71,7 +71,11 @@ class FacePolicy:
     max_decode_bytes: int = 160 * 2**20  # memory one decode may take (model.faces.decode)
 
 
-# Evaluation and training: the labelled person is the centred face; small faces are still faces.
+# The service's: app.core.config's defaults build exactly this one. Evaluation and calibration use it too, so
+# that their figures are the service's, refusals included.
+SERVICE_POLICY = FacePolicy()
+# Training, and `model.evaluate --policy centre` (figures comparable with published ones): the labelled person
+# is the centred face of a research photo; small faces are still faces.
 DATASET_POLICY = FacePolicy(multi_face="centre", min_face_size=1, max_pixels=50_000_000)
 
 
