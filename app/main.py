@@ -7,9 +7,10 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from app import runtime
-from app.api.guard import RequestGuard, audit_refusal
+from app.api.guard import DOCS_ASSETS, RequestGuard, audit_refusal
 from app.api.observe import Observe, RouteTemplates
 from app.api.routes import employees, faces, health, metrics
 from app.core import logs
@@ -43,7 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.runtime.close()
             app.state.runtime = None
 
-    app = FastAPI(title="facegate", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    # /docs and /redoc load Swagger UI and ReDoc from the app, not from a CDN: door networks are often offline.
+    app = FastAPIOffline(title="facegate", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                         static_url=DOCS_ASSETS)
     install_error_handlers(app, audit_refusal)
 
     routers = [module.router for module in (faces, employees, health, metrics)]
@@ -53,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost: the request id and the latency cover the gate's refusals too.
     templates = [route.path for router in routers for route in router.routes]
     app.add_middleware(Observe, routes=RouteTemplates([*templates, "/docs", "/docs/oauth2-redirect", "/redoc",
-                                                        "/openapi.json"]))
+                                                        "/openapi.json", DOCS_ASSETS + "/{file:path}"]))
     return app
 
 

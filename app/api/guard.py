@@ -28,6 +28,12 @@ from model.faces.errors import ImageTooLarge
 # Room for the multipart envelope and the form fields around the photo itself.
 MULTIPART_OVERHEAD = 64 * 1024
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+# Swagger UI's and ReDoc's files, served by the app itself (fastapi-offline): /docs works without internet.
+DOCS_ASSETS = "/docs-assets"
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(DOCS_ASSETS + "/")
 
 
 def action_of(path: str) -> str:
@@ -72,7 +78,7 @@ class RequestGuard:
             return
         headers = Headers(scope=scope)
         caller = Caller(None, None)
-        if runtime.settings.auth and scope["path"] not in PUBLIC_PATHS:
+        if runtime.settings.auth and not is_public(scope["path"]):
             key = presented_key(headers)
             found = await anyio.to_thread.run_sync(runtime.keys.check, key) if key else None
             if found is None:

@@ -19,6 +19,23 @@ def test_openapi_docs_describe_every_endpoint(client):
     assert {"201", "409", "413", "422"} <= set(enroll["responses"])
 
 
+def test_the_docs_pages_need_nothing_from_the_internet(make_client):
+    """Swagger UI and ReDoc load their scripts and styles from the app (door networks are often offline), and
+    those are public, like the pages, even with keys on."""
+    import re
+
+    client = make_client(auth=True)
+    for page, kinds in (("/docs", ("swagger-ui-bundle.js", "swagger-ui.css")), ("/redoc", ("redoc.standalone.js",))):
+        html = client.get(page).text
+        urls = re.findall(r"""(?:src|href)\s*[=:]\s*['"]([^'"]+)['"]""", html) + re.findall(r"url:\s*'([^']+)'", html)
+        assert urls and not [u for u in urls if "//" in u], urls  # nothing absolute: no CDN, no fonts
+        for name in kinds:
+            asset = next(u for u in urls if u.endswith(name))
+            response = client.get(asset)
+            assert response.status_code == 200 and len(response.content) > 10_000, asset
+    assert client.get("/docs-assets/nope.js").status_code == 404
+
+
 def test_unknown_routes_use_the_error_body(client):
     response = client.get("/nope")
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
