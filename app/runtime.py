@@ -68,8 +68,12 @@ class Runtime:
         return True
 
     def _model_info(self) -> None:
+        """facegate_model_info: 1 for the model serving, 0 for the one it replaced (in multiprocess mode a
+        value, once written, stays in the worker's file: it must be set to 0, not forgotten)."""
+        for retired in self._retired:
+            model = retired.embedder
+            metrics.MODEL_INFO.labels(model.model_id, model.augment, str(model.device)).set(0)
         model = self.service.embedder
-        metrics.MODEL_INFO.clear()
         metrics.MODEL_INFO.labels(model.model_id, model.augment, str(model.device)).set(1)
 
     def refresh_gauges(self) -> None:

@@ -181,3 +181,29 @@ def test_without_the_store_the_employees_to_re_enroll_are_listed(make_client, ph
     assert error_code(verify(upgraded, "sw", photos.bytes("Serena_Williams", 2))) == "stale_template"
     assert enroll(upgraded, "sw", photos.bytes("Serena_Williams", 1), replace=True).status_code == 201
     assert verify(upgraded, "sw", photos.bytes("Serena_Williams", 2)).json()["match"] is True
+
+
+def test_a_replica_away_during_the_switch_follows_it_when_it_returns(make_client, photos, database_url,
+                                                                      monkeypatch, capsys):
+    """The feed's row of the switch may be pruned before a replica that was cut off reads it: the replica
+    still switches when it returns, before it rebuilds its index."""
+    a, b = (make_client(next_model_path=NEXT_MODEL) for _ in range(2))
+    enroll(a, "sw", photos.bytes("Serena_Williams", 1))
+    away = b.app.state.runtime.follower
+    away.close()  # B stops following
+    monkeypatch.setenv("FACEGATE_DATABASE_URL", database_url)
+    assert reembed(["--model", str(NEXT_MODEL), "--no-progress", "--allow-stale"]) == 0
+    capsys.readouterr()
+    deadline = time.monotonic() + 15
+    while a.app.state.runtime.service.upcoming is not None:  # A switches
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    new = a.app.state.runtime.service.model_id
+    assert enroll(a, "as", photos.bytes("Ariel_Sharon", 1)).status_code == 201  # a change after the switch
+    a.app.state.runtime.follower.retention = 0.0
+    a.app.state.runtime.follower.prune()  # the switch's row is gone; only the enrollment's is left
+
+    away.read_at -= 2 * away.retention  # B comes back two days later
+    away.catch_up()
+    assert b.get("/readyz").json()["model_id"] == new
+    assert identify(b, photos.bytes("Ariel_Sharon", 2)).json()["match"]["employee_id"] == "as"

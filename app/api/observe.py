@@ -20,6 +20,8 @@ from app.core import metrics
 from app.core.logs import REQUEST_ID, REQUEST_ID_HEADER, printable, request_id_from
 
 access_log = logging.getLogger("facegate.access")
+# A label's values must stay few: any other method a client invents counts as "other".
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class RouteTemplates:
@@ -59,9 +61,10 @@ class Observe:
         finally:
             elapsed = time.perf_counter() - started
             route = self.routes.of(scope["path"])
-            metrics.REQUEST_SECONDS.labels(scope["method"], route, str(status)).observe(elapsed)
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            metrics.REQUEST_SECONDS.labels(method, route, str(status)).observe(elapsed)
             path = printable(scope["path"])
-            access_log.info("%s %s %d %.1f ms", scope["method"], path, status, elapsed * 1000,
-                            extra={"method": scope["method"], "path": path, "route": route, "status": status,
+            access_log.info("%s %s %d %.1f ms", printable(scope["method"]), path, status, elapsed * 1000,
+                            extra={"method": printable(scope["method"]), "path": path, "route": route, "status": status,
                                    "duration_ms": round(elapsed * 1000, 2)})
             REQUEST_ID.reset(token)

@@ -115,6 +115,9 @@ class ChangeFollower:
         with self._lock, self.sessions() as session:
             away = time.time() - self.read_at > self.retention - self.gap_timeout  # cheap: asked first
             if away and repository.first_change(session=session) > self.last_seq + 1:
+                # the feed's rows are gone, a model switch's with them: follow it first, if there was one
+                if self.on_model_change is not None and self.on_model_change(session):
+                    return len(self.index)
                 return self._rebuild(session)
             self.read_at = time.time()
             now = time.monotonic()

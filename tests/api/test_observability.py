@@ -96,6 +96,22 @@ def test_metrics_count_known_traffic(keyed, photos):
     assert ("facegate_feed_lag_seconds", frozenset()) in after
 
 
+def test_made_up_methods_and_paths_cannot_multiply_the_metrics_labels(keyed):
+    before = scrape(keyed)
+    for i in range(5):
+        keyed.request(f"BREW{i}", f"/employees/e-{i}/x{i}")
+        keyed.get(f"/nowhere-{i}")
+    after = scrape(keyed)
+    new = {dict(labels).get("method") for name, labels in set(after) - set(before)
+           if name.startswith("facegate_http_request_duration_seconds")}
+    routes = {dict(labels).get("route") for name, labels in after
+              if name == "facegate_http_request_duration_seconds_count"}
+    assert not [m for m in new if m and m.startswith("BREW")] and not [r for r in routes if "e-" in r or "nowhere" in r]
+    assert value(after, "facegate_http_request_duration_seconds_count", method="other", route="unmatched",
+                 status="401") - value(before, "facegate_http_request_duration_seconds_count", method="other",
+                                       route="unmatched", status="401") == 5
+
+
 def test_metrics_need_a_metrics_or_admin_key(keyed):
     assert error_code(keyed.get("/metrics")) == "unauthorized"
     assert error_code(keyed.get("/metrics", headers={"Authorization": "Bearer fg_000000000000_" + "x" * 43})) \
