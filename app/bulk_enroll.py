@@ -4,7 +4,8 @@
     python -m app.bulk_enroll DIR --csv map.csv    # columns employee_id,path[,name]; paths relative to DIR
 
 Worker processes decode, detect and align the photos in parallel, under the service's own limits and face
-policy; the main process embeds their faces in batches and commits them in batches. It is resumable: an
+policy and quality thresholds (a photo below them fails with poor_quality, unless --force); the main process
+embeds their faces in batches and commits them in batches. It is resumable: an
 employee who already has a template of the current model is skipped, so running it again after an
 interruption picks up where it stopped (`--replace` re-enrolls everyone instead). Every photo that fails
 is listed at the end with its reason, the same error codes the API uses (`--failures FILE` writes them as
@@ -33,7 +34,7 @@ from app.core.errors import DomainError
 from app.gallery import db, repository
 from app.keys import Caller
 from app.services.audit import AuditEntry, AuditTrail
-from app.services.recognition import face_chips, save_enrollment
+from app.services.recognition import check_quality, face_chips, save_enrollment
 from app.services.references import ReferenceCipher
 from model.faces.config import PipelineConfig, Views
 from model.faces.embedder import Embedder, ModelCard, card_path
@@ -79,8 +80,9 @@ def jobs_from_csv(root: Path, mapping: Path) -> Iterator[Job]:
 _worker: dict = {}
 
 
-def _init_worker(settings: Settings, config: PipelineConfig, views: Views | None) -> None:
+def _init_worker(settings: Settings, config: PipelineConfig, views: Views | None, force: bool) -> None:
     _worker["settings"], _worker["pipeline"], _worker["views"] = settings, FacePipeline(config), views
+    _worker["force"] = force
 
 
 def _crop(job: Job) -> tuple[Job, np.ndarray | None, Failure | None]:
@@ -88,8 +90,10 @@ def _crop(job: Job) -> tuple[Job, np.ndarray | None, Failure | None]:
         return job, None, Failure(job.employee_id, str(job.path), "no_photo", "the folder holds no photo")
     try:
         data = job.path.read_bytes()
-        _, crop = face_chips(data, settings=_worker["settings"], pipeline=_worker["pipeline"],
-                             views=_worker["views"])
+        _, crop, quality = face_chips(data, settings=_worker["settings"], pipeline=_worker["pipeline"],
+                                      views=_worker["views"])
+        if not _worker["force"]:
+            check_quality(quality, _worker["settings"])
         return job, crop, None
     except (FaceError, DomainError) as exc:
         return job, None, Failure(job.employee_id, str(job.path), exc.code, exc.message)
@@ -160,7 +164,8 @@ def store(sessions, embedder: Embedder, batch: list[tuple[Job, np.ndarray]],  # 
 
 
 def bulk_enroll(jobs: list[Job], settings: Settings, *, processes: int, replace: bool = False, batch_size: int = 64,
-                progress: bool = False) -> Summary:
+                progress: bool = False, force: bool = False) -> Summary:
+    """`force`: enroll photos below the quality thresholds too (otherwise they fail with poor_quality)."""
     started = time.perf_counter()
     if settings.migrate_on_start:
         db.migrate(settings.database_url)
@@ -170,7 +175,7 @@ def bulk_enroll(jobs: list[Job], settings: Settings, *, processes: int, replace:
     config = settings.pipeline_config(card.input_size, card.preprocess)
     views = Views.of(settings.augment or card.augment).to_align
     # The workers are forked before torch runs anything here: a fork after OpenMP has started can hang.
-    workers = multiprocessing.get_context("fork").Pool(processes, _init_worker, (settings, config, views))
+    workers = multiprocessing.get_context("fork").Pool(processes, _init_worker, (settings, config, views, force))
     audit = AuditTrail(sessions)
     try:
         embedder = Embedder.load(settings.model_path, settings.device, settings.augment)
@@ -231,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="processes that decode, detect and align (default: one per core)")
     parser.add_argument("--replace", action="store_true", help="re-enroll employees who already have a template")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--force", action="store_true",
+                        help="enroll photos below the quality thresholds too (they fail with poor_quality otherwise)")
     parser.add_argument("--failures", type=Path, help="write the failures to this CSV file")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
     args = parser.parse_args(argv)
@@ -241,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     ModelCard.read(card_path(settings.model_path))  # fail early, before any work, if the model is missing
     jobs = list(jobs_from_csv(args.folder, args.csv) if args.csv else jobs_from_folders(args.folder))
     summary = bulk_enroll(jobs, settings, processes=args.processes, replace=args.replace, batch_size=args.batch_size,
-                          progress=args.progress)
+                          progress=args.progress, force=args.force)
     print(f"enrolled {summary.enrolled}, skipped {summary.skipped} already enrolled, failed "
           f"{len(summary.failures)}, in {summary.seconds:.1f} s "
           f"({summary.enrolled / max(summary.seconds, 1e-9):.1f} photos/s)")

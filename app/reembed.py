@@ -77,7 +77,7 @@ def embed_batch(rows: list[tuple[int, int, str, bytes]], *, settings: Settings, 
     chips, kept = [], []
     for employee_pk, reference_id, employee_id, photo in rows:
         try:
-            _, chip = face_chips(photo, settings=settings, pipeline=pipeline, views=embedder.views.to_align)
+            _, chip, _ = face_chips(photo, settings=settings, pipeline=pipeline, views=embedder.views.to_align)
         except FaceError as exc:
             report.failed[employee_id] = f"{exc.code}: {exc.message}"
             continue

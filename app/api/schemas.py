@@ -29,12 +29,27 @@ class FaceOut(BaseModel):
     score: float = Field(description="detector confidence", examples=[1.83])
 
 
+class QualityOut(BaseModel):
+    """How fit the face is to be a reference (an enrollment must pass FACEGATE_QUALITY_*; verify and identify
+    only report it)."""
+
+    face_size: int = Field(description="the smaller side of the face's box, in pixels", examples=[142])
+    sharpness: float = Field(description="variance of the Laplacian of the face, warped to 128 px grey; a "
+                                         "blurred face scores low", examples=[96.4])
+    yaw: float = Field(description="how far the head is turned, in degrees (0: frontal), estimated from the "
+                                   "landmarks", examples=[8.5])
+    roll: float = Field(description="the tilt of the eye line, in degrees", examples=[-2.1])
+    brightness: float = Field(description="mean grey level of the face, 0-255", examples=[121.0])
+    contrast: float = Field(description="standard deviation of the face's grey levels", examples=[48.7])
+
+
 class EnrollOut(BaseModel):
     employee_id: str = Field(examples=["e-1042"])
     name: str | None = Field(examples=["Ada Lovelace"])
     enrolled_at: datetime
     model_id: str = Field(examples=["sha256:3f2a9c0d4e5b6a71"])
     face: FaceOut
+    quality: QualityOut
 
 
 class VerifyOut(BaseModel):
@@ -45,6 +60,7 @@ class VerifyOut(BaseModel):
     threshold: float = Field(examples=[0.93])
     model_id: str
     face: FaceOut = Field(description="the face that was compared")
+    quality: QualityOut
 
 
 class CandidateOut(BaseModel):
@@ -60,6 +76,7 @@ class IdentifyOut(BaseModel):
     threshold: float
     model_id: str
     face: FaceOut = Field(description="the face that was searched for")
+    quality: QualityOut
 
 
 class EmployeeOut(BaseModel):

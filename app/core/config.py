@@ -14,7 +14,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.core.logs import LogFormat
-from model.faces.config import DEFAULT_MODEL, Augment, Chip, FacePolicy, PipelineConfig
+from model.faces.config import DEFAULT_MODEL, Augment, Chip, FacePolicy, PipelineConfig, QualityPolicy
 
 if TYPE_CHECKING:
     from app.services.references import ReferenceCipher
@@ -96,6 +96,22 @@ class Settings(BaseSettings):
     # dominant: the largest face is used when its area is at least dominant_face_ratio times the next one's.
     multi_face_policy: Literal["reject", "dominant"] = "dominant"
     dominant_face_ratio: float = Field(default=2.0, ge=1.0)
+
+    # An enrollment photo must pass these (422 poor_quality, unless an admin passes force=true); verify and
+    # identify only report them. Chosen from measurement: benchmarks/quality.py and the README's table.
+    enroll_quality: bool = True
+    quality_min_face_size: int = Field(default=80, ge=0)
+    quality_min_sharpness: float = Field(default=20.0, ge=0.0)
+    quality_max_yaw: float = Field(default=35.0, gt=0.0, le=90.0)
+    quality_max_roll: float = Field(default=25.0, gt=0.0, le=180.0)
+    quality_min_brightness: float = Field(default=40.0, ge=0.0, le=255.0)
+    quality_max_brightness: float = Field(default=220.0, ge=0.0, le=255.0)
+
+    @property
+    def quality_policy(self) -> QualityPolicy:
+        return QualityPolicy(min_face_size=self.quality_min_face_size, min_sharpness=self.quality_min_sharpness,
+                             max_yaw=self.quality_max_yaw, max_roll=self.quality_max_roll,
+                             min_brightness=self.quality_min_brightness, max_brightness=self.quality_max_brightness)
 
     @property
     def is_sqlite(self) -> bool:

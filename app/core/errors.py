@@ -58,6 +58,12 @@ class TooManyAttempts(DomainError):
         self.retry_after = retry_after
 
 
+class PoorQuality(DomainError):
+    """An enrollment photo below the quality thresholds: it would fail its employee at the door for years."""
+
+    code, status = "poor_quality", 422
+
+
 class Unauthorized(DomainError):
     """No API key, or one that is unknown or revoked."""
 

@@ -24,6 +24,7 @@ from app.core.errors import (
     EmployeeNotFound,
     ModelChanging,
     NotReady,
+    PoorQuality,
     StaleTemplate,
     ThresholdTooLoose,
 )
@@ -33,11 +34,11 @@ from app.gallery.models import Employee, Template
 from app.services.attempts import FailedAttempts
 from app.services.batcher import MicroBatcher
 from app.services.references import ReferenceCipher, Sealed
-from model.faces.config import Views
+from model.faces.config import Quality, Views
 from model.faces.embedder import Embedder
 from model.faces.errors import FaceError, ImageTooLarge
 from model.faces.pipeline import FaceBox, FacePipeline
-from model.faces.prepare import prepare
+from model.faces.prepare import prepare_assessed
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Probe:
 
     face: FaceBox
     vector: np.ndarray
+    quality: Quality
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Enrollment:
     model_id: str
     enrolled_at: datetime
     replaced: bool  # an existing reference was replaced
+    quality: Quality
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class Verification:
     threshold: float
     model_id: str
     face: FaceBox
+    quality: Quality
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class Identification:
     threshold: float
     model_id: str
     face: FaceBox
+    quality: Quality
 
 
 def interpolated_threshold(levels: dict[float, float], far: float) -> float:
@@ -107,11 +112,20 @@ def identify_threshold(levels: dict[float, float], *, fpir: float, gallery_size:
 
 
 def face_chips(data: bytes, *, settings: Settings, pipeline: FacePipeline,
-               views: Views | None) -> tuple[FaceBox, np.ndarray]:
-    """Photo bytes -> the chosen face and its chip (or `views`), under the service's limits and face policy."""
+               views: Views | None) -> tuple[FaceBox, np.ndarray, Quality]:
+    """Photo bytes -> the chosen face, its chip (or `views`) and its quality, under the service's limits and face
+    policy."""
     if len(data) > settings.max_upload_bytes:
         raise ImageTooLarge(f"the photo is {len(data)} bytes; the limit is {settings.max_upload_bytes}")
-    return prepare(data, pipeline, settings.face_policy, views, timer=metrics.stage_timer)
+    return prepare_assessed(data, pipeline, settings.face_policy, views, timer=metrics.stage_timer)
+
+
+def check_quality(quality: Quality, settings: Settings) -> None:
+    """Refuse a reference photo below the quality thresholds (FACEGATE_QUALITY_*), saying what falls short."""
+    failures = settings.quality_policy.failures(quality) if settings.enroll_quality else []
+    if failures:
+        raise PoorQuality("the photo is not good enough to be a reference: " + "; ".join(failures)
+                          + ". Take another (an admin may pass force=true)")
 
 
 def save_enrollment(*, session: Session, employee_id: str, name: str | None, vectors: dict[str, np.ndarray],
@@ -231,18 +245,22 @@ class RecognitionService:
             raise NotReady(self.unavailable)
         return self.serving
 
-    def probe(self, data: bytes, serving: Serving | None = None) -> Probe:
+    def probe(self, data: bytes, serving: Serving | None = None, *, reference: bool = False) -> Probe:
+        """`reference`: the photo is to be an enrollment's, and must pass the quality thresholds first."""
         serving = serving or self._serving()
-        face, chips = face_chips(data, settings=self.settings, pipeline=serving.pipeline,
-                                 views=serving.embedder.views.to_align)
+        face, chips, quality = face_chips(data, settings=self.settings, pipeline=serving.pipeline,
+                                          views=serving.embedder.views.to_align)
+        if reference:
+            check_quality(quality, self.settings)
         with metrics.stage_timer("embed"):  # with micro-batching, the wait for the batch included
             vector = serving.batcher.embed(chips) if serving.batcher else serving.embedder.embed(chips[None])[0]
-        return Probe(face, vector)
+        return Probe(face, vector, quality)
 
     def enroll(self, *, session: Session, employee_id: str, name: str | None, data: bytes,
-               replace: bool) -> Enrollment:
+               replace: bool, force: bool = False) -> Enrollment:
+        """`force`: enroll even a photo below the quality thresholds."""
         serving, upcoming = self._serving(), self.upcoming
-        probe = self.probe(data, serving)
+        probe = self.probe(data, serving, reference=not force)
         vectors = {serving.model_id: probe.vector}
         if upcoming is not None:
             try:
@@ -255,7 +273,7 @@ class RecognitionService:
         serving.index.upsert(employee.employee_id, employee.name, probe.vector)
         log.info("enrolled %s (replace=%s)", employee_id, replace)
         return Enrollment(employee, probe.face, serving.model_id, templates[serving.model_id].created_at,
-                          replaced=existed)
+                          replaced=existed, quality=probe.quality)
 
     def employees(self, *, session: Session, offset: int, limit: int) -> tuple[list[Employee], int]:
         return repository.list_employees(session=session, offset=offset, limit=limit)
@@ -292,7 +310,7 @@ class RecognitionService:
         match = distance <= threshold
         if not match:
             self.attempts.record(session, employee_id=employee_id, key_id=key_id)
-        return Verification(employee_id, match, distance, threshold, serving.model_id, probe.face)
+        return Verification(employee_id, match, distance, threshold, serving.model_id, probe.face, probe.quality)
 
     def identify(self, *, data: bytes, top_k: int) -> Identification:
         """The nearest employee if they are within the 1:N threshold, and the `top_k` nearest as candidates
@@ -304,7 +322,7 @@ class RecognitionService:
             candidates = serving.index.search(probe.vector, top_k if self.settings.identify_candidates else 1)
         best = candidates[0] if candidates and candidates[0].distance <= threshold else None
         shown = candidates if self.settings.identify_candidates else [best] if best else []
-        return Identification(best, shown, threshold, serving.model_id, probe.face)
+        return Identification(best, shown, threshold, serving.model_id, probe.face, probe.quality)
 
     def delete(self, *, session: Session, employee_id: str) -> None:
         employee = repository.get_employee(session=session, employee_id=employee_id)

@@ -5,7 +5,7 @@ The service's Settings, the CLIs and the training configs build these; `model.fa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -107,3 +107,46 @@ class Views:
         # Five framings, each with its mirror: ten views.
         return cls(shifts=((0.0, 0.0), (0.03, 0.0), (-0.03, 0.0)), zooms=(0.95, 1.05), flip=True)
 
+
+@dataclass(frozen=True)
+class Quality:
+    """A face's fitness as a reference (measured by model.faces.quality)."""
+
+    face_size: int
+    sharpness: float
+    yaw: float
+    roll: float
+    brightness: float
+    contrast: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class QualityPolicy:
+    """The least a reference photo must offer; a check with None is not made."""
+
+    min_face_size: int | None = None
+    min_sharpness: float | None = None
+    max_yaw: float | None = None
+    max_roll: float | None = None
+    min_brightness: float | None = None
+    max_brightness: float | None = None
+
+    def failures(self, q: Quality) -> list[str]:
+        """What falls short, and by how much, in words; empty when the face passes."""
+        checks = [
+            (self.min_face_size, q.face_size, lambda limit: q.face_size < limit, "face size {v:.0f} px is below {l}"),
+            (self.min_sharpness, q.sharpness, lambda limit: q.sharpness < limit, "sharpness {v:.0f} is below {l}"),
+            (self.max_yaw, abs(q.yaw), lambda limit: abs(q.yaw) > limit, "the head is turned {v:.0f} degrees; at "
+                                                                          "most {l} are accepted"),
+            (self.max_roll, abs(q.roll), lambda limit: abs(q.roll) > limit, "the head is tilted {v:.0f} degrees; at "
+                                                                             "most {l} are accepted"),
+            (self.min_brightness, q.brightness, lambda limit: q.brightness < limit,
+             "brightness {v:.0f} is below {l} (too dark)"),
+            (self.max_brightness, q.brightness, lambda limit: q.brightness > limit,
+             "brightness {v:.0f} is above {l} (overexposed)"),
+        ]
+        return [text.format(v=value, l=limit) for limit, value, fails, text in checks
+                if limit is not None and fails(limit)]

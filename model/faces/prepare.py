@@ -13,6 +13,7 @@ from model.faces.config import FacePolicy, Views
 from model.faces.decode import decode_image
 from model.faces.errors import FaceTooSmall, MultipleFaces, NoFaceDetected
 from model.faces.pipeline import FaceBox, FacePipeline
+from model.faces.quality import Quality, assess
 
 # Times a named stage ("decode", "detect", "align"): the service passes its metrics' timer.
 StageTimer = Callable[[str], AbstractContextManager[object]]
@@ -62,3 +63,13 @@ def prepare(data: bytes, pipeline: FacePipeline, policy: FacePolicy, views: View
     rgb, face = find_face(data, pipeline, policy, timer)
     with timer("align"):
         return face, pipeline.align(rgb, face, views)
+
+
+def prepare_assessed(data: bytes, pipeline: FacePipeline, policy: FacePolicy, views: Views | None = None,
+                     timer: StageTimer = untimed) -> tuple[FaceBox, np.ndarray, Quality]:
+    """prepare(), and the face's quality (model.faces.quality): the service reports it, and gates enrollment."""
+    rgb, face = find_face(data, pipeline, policy, timer)
+    with timer("align"):
+        chips = pipeline.align(rgb, face, views)
+    with timer("quality"):
+        return face, chips, assess(rgb, face)

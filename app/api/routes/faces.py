@@ -15,10 +15,12 @@ from app.api.schemas import (
     ErrorOut,
     FaceOut,
     IdentifyOut,
+    QualityOut,
     VerifyOut,
 )
 from app.gallery.index import Match
 from app.services.recognition import RecognitionService
+from model.faces.config import Quality
 from model.faces.pipeline import FaceBox
 
 router = APIRouter(tags=["faces"], dependencies=[Depends(single_valued_fields)])
@@ -29,8 +31,8 @@ AUTH_ERRORS = {
 }
 PHOTO_ERRORS = {**AUTH_ERRORS,
     413: {"model": ErrorOut, "description": "image_too_large: too many bytes or pixels"},
-    422: {"model": ErrorOut, "description": "invalid_image, no_face, multiple_faces, face_too_small or "
-                                            "validation_error"},
+    422: {"model": ErrorOut, "description": "invalid_image, no_face, multiple_faces, face_too_small, "
+                                            "validation_error, or (enroll) poor_quality"},
 }
 EmployeeIdForm = Annotated[str, Form(pattern=EMPLOYEE_ID_PATTERN, examples=["e-1042"],
                                      description="1-64 of A-Z a-z 0-9 . _ @ -, starting with a letter or digit")]
@@ -46,6 +48,10 @@ def face_out(face: FaceBox) -> FaceOut:
     return FaceOut(box=(face.x, face.y, face.width, face.height), score=face.score)
 
 
+def quality_out(quality: Quality) -> QualityOut:
+    return QualityOut(**quality.as_dict())
+
+
 def candidate_out(match: Match) -> CandidateOut:
     return CandidateOut(employee_id=match.employee_id, name=match.name, distance=match.distance)
 
@@ -56,14 +62,21 @@ def enroll(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: Ad
            employee_id: EmployeeIdForm, image: ImageFile,
            name: Annotated[str | None, Form(pattern=NAME_PATTERN, examples=["Ada Lovelace"],
                                             description="1-200 characters, no control characters")] = None,
-           replace: Annotated[bool, Query(description="replace an existing reference photo")] = False) -> EnrollOut:
-    """Enroll an employee's reference photo (one face). Scope: admin."""
+           replace: Annotated[bool, Query(description="replace an existing reference photo")] = False,
+           force: Annotated[bool, Query(description="enroll even a photo below the quality thresholds")] = False,
+           ) -> EnrollOut:
+    """Enroll an employee's reference photo (one face). Scope: admin.
+
+    The photo must be a good reference: large, sharp, frontal and well exposed enough (FACEGATE_QUALITY_*).
+    Otherwise 422 poor_quality says which check failed and by how much; `force=true` enrolls it anyway.
+    """
     with audit.record(caller, "replace" if replace else "enroll", employee_id) as entry:
         result = service.enroll(session=session, employee_id=employee_id, name=name,
-                                data=read_photo(image, service), replace=replace)
+                                data=read_photo(image, service), replace=replace, force=force)
         entry.decision = "replaced" if result.replaced else "enrolled"
     return EnrollOut(employee_id=result.employee.employee_id, name=result.employee.name,
-                     enrolled_at=result.enrolled_at, model_id=result.model_id, face=face_out(result.face))
+                     enrolled_at=result.enrolled_at, model_id=result.model_id, face=face_out(result.face),
+                     quality=quality_out(result.quality))
 
 
 @router.post("/verify", response_model=VerifyOut,
@@ -83,7 +96,8 @@ def verify(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: Ve
         entry.decision, entry.distance = ("match" if result.match else "no_match"), result.distance
         entry.threshold = result.threshold
     return VerifyOut(employee_id=result.employee_id, match=result.match, distance=result.distance,
-                     threshold=result.threshold, model_id=result.model_id, face=face_out(result.face))
+                     threshold=result.threshold, model_id=result.model_id, face=face_out(result.face),
+                     quality=quality_out(result.quality))
 
 
 @router.post("/identify", response_model=IdentifyOut, responses=PHOTO_ERRORS)
@@ -105,4 +119,5 @@ def identify(service: ServiceDep, audit: AuditDep, caller: VerifyCaller, image: 
             entry.decision = "unknown"
     return IdentifyOut(match=candidate_out(result.match) if result.match else None,
                        candidates=[candidate_out(c) for c in result.candidates],
-                       threshold=result.threshold, model_id=result.model_id, face=face_out(result.face))
+                       threshold=result.threshold, model_id=result.model_id, face=face_out(result.face),
+                       quality=quality_out(result.quality))
