@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     enroll_quality: bool = True
     quality_min_face_size: int = Field(default=80, ge=0)
     quality_min_sharpness: float = Field(default=20.0, ge=0.0)
-    quality_max_yaw: float = Field(default=35.0, gt=0.0, le=90.0)
+    quality_max_yaw: float = Field(default=30.0, gt=0.0, le=90.0)
     quality_max_roll: float = Field(default=25.0, gt=0.0, le=180.0)
     quality_min_brightness: float = Field(default=40.0, ge=0.0, le=255.0)
     quality_max_brightness: float = Field(default=220.0, ge=0.0, le=255.0)
