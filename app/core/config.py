@@ -157,6 +157,8 @@ class Settings(BaseSettings):
                              "FACEGATE_REFERENCE_KEYS_FILE")
         if self.reference_store:
             self.reference_cipher()  # a malformed key fails at start-up, not at the first enrollment
+        if self.quality_min_brightness >= self.quality_max_brightness:
+            raise ValueError("FACEGATE_QUALITY_MIN_BRIGHTNESS must be below FACEGATE_QUALITY_MAX_BRIGHTNESS")
         return self
 
 

@@ -15,7 +15,7 @@ from model.faces.errors import FaceTooSmall, MultipleFaces, NoFaceDetected
 from model.faces.pipeline import FaceBox, FacePipeline
 from model.faces.quality import Quality, assess
 
-# Times a named stage ("decode", "detect", "align"): the service passes its metrics' timer.
+# Times a named stage ("decode", "detect", "align", "quality"): the service passes its metrics' timer.
 StageTimer = Callable[[str], AbstractContextManager[object]]
 
 

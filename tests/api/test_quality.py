@@ -112,7 +112,8 @@ def test_the_policy_says_what_falls_short_and_by_how_much():
 def test_quality_thresholds_out_of_range_are_refused_at_start_up():
     from pydantic import ValidationError
 
-    for field, value in (("quality_max_yaw", 0), ("quality_min_brightness", 300), ("quality_min_sharpness", -1)):
+    for fields in ({"quality_max_yaw": 0}, {"quality_min_brightness": 300}, {"quality_min_sharpness": -1},
+                   {"quality_min_brightness": 200, "quality_max_brightness": 100}):
         with pytest.raises(ValidationError):
-            Settings(**{field: value})
+            Settings(**fields)
 
