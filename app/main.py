@@ -12,7 +12,7 @@ from fastapi_offline import FastAPIOffline
 from app import runtime
 from app.api.guard import DOCS_ASSETS, RequestGuard, audit_refusal
 from app.api.observe import Observe, RouteTemplates
-from app.api.routes import employees, faces, health, metrics
+from app.api.routes import audit, employees, faces, health, metrics
 from app.core import logs
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                          static_url=DOCS_ASSETS)
     install_error_handlers(app, audit_refusal)
 
-    routers = [module.router for module in (faces, employees, health, metrics)]
+    routers = [module.router for module in (faces, employees, audit, health, metrics)]
     for router in routers:
         app.include_router(router)
     app.add_middleware(RequestGuard)

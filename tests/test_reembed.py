@@ -71,6 +71,8 @@ def test_a_new_model_is_rolled_out_from_the_stored_photos(make_client, photos, d
     new = replica.app.state.runtime.service.upcoming.model_id
     assert enroll(replica, "lb", photos.bytes("Laura_Bush", 1)).status_code == 201  # now makes both templates
     assert count(replica, new) == 1
+    shown = replica.get("/employees/lb").json()  # of its two templates, the serving model's is shown
+    assert (shown["model_id"], shown["current_model"]) == (old, True)
 
     run_interrupted(database_url)
     done = count(replica, new) - 1
@@ -107,6 +109,8 @@ def test_a_new_model_is_rolled_out_from_the_stored_photos(make_client, photos, d
     assert models[-1] == new and models == sorted(models, key=lambda m: m == new)  # old ones, then new ones
 
     assert count(replica, new) == len(PEOPLE) + 1
+    shown = replica.get("/employees/lb").json()
+    assert (shown["model_id"], shown["current_model"]) == (new, True)
     assert verify(replica, "as", photos.bytes("Ariel_Sharon", 2)).json()["model_id"] == new
     # both replicas answer alike, from the new model's templates
     assert verify(other, "sw", photos.bytes("Serena_Williams", 2)).json() == \

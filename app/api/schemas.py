@@ -96,6 +96,25 @@ class EmployeePage(BaseModel):
     limit: int
 
 
+class AuditOut(BaseModel):
+    at: datetime
+    key_id: str | None = Field(description="the key that asked; null when keys are off or for bulk enrollment")
+    action: str = Field(examples=["verify"])
+    employee_id: str | None
+    decision: str = Field(description="enrolled, replaced, deleted, match, no_match, unknown, or the error code of "
+                                      "a refusal", examples=["match"])
+    distance: float | None
+    threshold: float | None
+    request_id: str | None = Field(description="the request's X-Request-ID: its lines in the logs")
+
+
+class AuditPage(BaseModel):
+    items: list[AuditOut] = Field(description="newest first")
+    total: int
+    offset: int
+    limit: int
+
+
 class HealthOut(BaseModel):
     status: str
 

@@ -10,7 +10,7 @@ from sqlalchemy import delete, exists, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from app.gallery.models import Employee, GalleryChange, GalleryState, ReferencePhoto, Template
+from app.gallery.models import AuditRecord, Employee, GalleryChange, GalleryState, ReferencePhoto, Template
 
 # PostgreSQL channel on which every committed gallery change is announced (app.gallery.feed listens).
 CHANNEL = "facegate_gallery"
@@ -241,3 +241,22 @@ def add_template(*, session: Session, employee_pk: int, reference_id: int, vecto
     session.add(Template(employee_pk=employee_pk, model_id=model_id, dim=int(vector.shape[0]), vector=vector))
     session.flush()
     return True
+
+
+def audit_records(*, session: Session, employee_id: str | None = None, action: str | None = None,
+                  since: datetime | None = None, until: datetime | None = None, offset: int = 0,
+                  limit: int = 50) -> tuple[list[AuditRecord], int]:
+    """Audit rows matching the filters (each optional; `until` is exclusive), newest first, and how many match."""
+    conditions = []
+    if employee_id is not None:
+        conditions.append(AuditRecord.employee_id == employee_id)
+    if action is not None:
+        conditions.append(AuditRecord.action == action)
+    if since is not None:
+        conditions.append(AuditRecord.at >= since)
+    if until is not None:
+        conditions.append(AuditRecord.at < until)
+    total = session.scalar(select(func.count(AuditRecord.id)).where(*conditions)) or 0
+    rows = session.scalars(select(AuditRecord).where(*conditions)
+                           .order_by(AuditRecord.at.desc(), AuditRecord.id.desc()).offset(offset).limit(limit))
+    return list(rows), total

@@ -30,7 +30,7 @@ from app.core.errors import (
 )
 from app.gallery import repository
 from app.gallery.index import EmbeddingIndex, Match
-from app.gallery.models import Employee, Template
+from app.gallery.models import AuditRecord, Employee, Template
 from app.services.attempts import FailedAttempts
 from app.services.batcher import MicroBatcher
 from app.services.references import ReferenceCipher, Sealed
@@ -283,6 +283,10 @@ class RecognitionService:
         if employee is None:
             raise EmployeeNotFound(f"no employee {employee_id!r}")
         return employee
+
+    def audit_records(self, *, session: Session, **filters: object) -> tuple[list[AuditRecord], int]:
+        """The audit trail, filtered and paged (repository.audit_records)."""
+        return repository.audit_records(session=session, **filters)
 
     def stale_templates(self, *, session: Session) -> int:
         """Templates made by another model than the one loaded: their employees must enroll again."""

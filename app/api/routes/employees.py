@@ -17,7 +17,10 @@ NOT_FOUND = {404: {"model": ErrorOut, "description": "employee_not_found"}}
 
 
 def employee_out(employee: Employee, model_id: str) -> EmployeeOut:
-    template = employee.templates[0] if employee.templates else None
+    """The employee, with the template of the serving model when there is one (during a model upgrade an
+    employee has templates of two models), or else the one they have."""
+    template = next((t for t in employee.templates if t.model_id == model_id),
+                    employee.templates[0] if employee.templates else None)
     return EmployeeOut(
         employee_id=employee.employee_id, name=employee.name, updated_at=employee.updated_at,
         enrolled_at=template.created_at if template else None, model_id=template.model_id if template else None,
