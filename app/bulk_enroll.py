@@ -104,12 +104,13 @@ def _crop(job: Job) -> tuple[Job, np.ndarray | None, Failure | None]:
 # --- the main process: batches of crops -> embeddings -> the database ----------------------------------
 
 class Progress:
-    """A one-line progress bar on stderr (only when it is a terminal, or when asked)."""
+    """A one-line progress bar on stderr (only when it is a terminal, or when asked); app.reembed's too, where
+    what is `made` is templates rather than enrollments."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled, self.started, self.shown = total, enabled, time.perf_counter(), 0.0
+    def __init__(self, total: int, enabled: bool, made: str = "enrolled") -> None:
+        self.total, self.enabled, self.made, self.started, self.shown = total, enabled, made, time.perf_counter(), 0.0
 
-    def update(self, done: int, enrolled: int, failed: int, final: bool = False) -> None:
+    def update(self, done: int, made: int, failed: int, final: bool = False) -> None:
         now = time.perf_counter()
         if not self.enabled or (not final and now - self.shown < 0.2):
             return
@@ -118,7 +119,7 @@ class Progress:
         width = 30
         filled = int(width * done / max(self.total, 1))
         eta = (self.total - done) / rate if rate else 0
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total}  enrolled {enrolled}  "
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total}  {self.made} {made}  "
                          f"failed {failed}  {rate:5.1f} photos/s  eta {eta:4.0f} s ")
         if final:
             sys.stderr.write("\n")

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from app import runtime
-from app.api.guard import DOCS_ASSETS, RequestGuard, audit_refusal
+from app.api.guard import DOCS_ASSETS, PUBLIC_PATHS, RequestGuard, audit_refusal
 from app.api.observe import Observe, RouteTemplates
 from app.api.routes import audit, employees, faces, health, metrics
 from app.core import logs
@@ -55,8 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestGuard)
     # Outermost: the request id and the latency cover the gate's refusals too.
     templates = [route.path for router in routers for route in router.routes]
-    app.add_middleware(Observe, routes=RouteTemplates([*templates, "/docs", "/docs/oauth2-redirect", "/redoc",
-                                                        "/openapi.json", DOCS_ASSETS + "/{file:path}"]))
+    app.add_middleware(Observe, routes=RouteTemplates([*templates, *sorted(PUBLIC_PATHS),
+                                                        DOCS_ASSETS + "/{file:path}"]))
     return app
 
 

@@ -32,6 +32,7 @@ import numpy as np
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.bulk_enroll import Progress
 from app.core.config import Settings
 from app.gallery import db, repository
 from app.services.recognition import face_chips
@@ -52,22 +53,6 @@ class Report:
     switched: bool = False
     already_active: bool = False
     seconds: float = 0.0
-
-
-class Progress:
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled, self.started = total, enabled, time.perf_counter()
-
-    def show(self, done: int) -> None:
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.started
-        rate = done / elapsed if elapsed > 0 else 0.0
-        width = 30
-        filled = int(width * done / max(self.total, 1))
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} photos "
-                         f"{rate:5.1f}/s ")
-        sys.stderr.flush()
 
 
 def embed_batch(rows: list[tuple[int, int, str, bytes]], *, settings: Settings, embedder: Embedder,
@@ -100,7 +85,7 @@ def reembed(settings: Settings, model_path: Path, *, batch: int = 32, allow_stal
     sessions = db.make_sessionmaker(engine)
     try:
         with sessions() as session:
-            active, _ = repository.gallery_models(session=session)
+            active = repository.active_model(session=session)
             if active is None:
                 raise SystemExit("no replica has served this gallery yet: there is no model to move from")
             if active == embedder.model_id:
@@ -136,7 +121,7 @@ def _embed_missing(sessions: sessionmaker[Session], cipher: ReferenceCipher | No
         return  # no store: nothing can be re-embedded
     with sessions() as session:
         total = len(repository.without_template(session=session, model_id=embedder.model_id, with_photo=True))
-    bar = Progress(total, progress)
+    bar = Progress(total, progress, made="embedded")
     after, done = 0, 0
     while True:
         with sessions() as session:
@@ -165,10 +150,9 @@ def _embed_missing(sessions: sessionmaker[Session], cipher: ReferenceCipher | No
                 except IntegrityError:  # the employee was deleted meanwhile
                     session.rollback()
             done += 1
-            bar.show(done)
+            bar.update(done, report.embedded, len(report.failed))
         log.info("re-embedded %d of %d", done, total)
-    if progress:
-        sys.stderr.write("\n")
+    bar.update(done, report.embedded, len(report.failed), final=True)
 
 
 def main(argv: list[str] | None = None) -> int:

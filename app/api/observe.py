@@ -63,8 +63,8 @@ class Observe:
             route = self.routes.of(scope["path"])
             method = scope["method"] if scope["method"] in METHODS else "other"
             metrics.REQUEST_SECONDS.labels(method, route, str(status)).observe(elapsed)
-            path = printable(scope["path"])
-            access_log.info("%s %s %d %.1f ms", printable(scope["method"]), path, status, elapsed * 1000,
-                            extra={"method": printable(scope["method"]), "path": path, "route": route, "status": status,
+            shown_method, path = printable(scope["method"]), printable(scope["path"])
+            access_log.info("%s %s %d %.1f ms", shown_method, path, status, elapsed * 1000,
+                            extra={"method": shown_method, "path": path, "route": route, "status": status,
                                    "duration_ms": round(elapsed * 1000, 2)})
             REQUEST_ID.reset(token)

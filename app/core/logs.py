@@ -75,9 +75,6 @@ class _OurHandler(logging.StreamHandler):
     whatever sys.stderr is when a line is written, as logging's own last resort does, so that a stream swapped
     and closed meanwhile (pytest's capture) is never written to."""
 
-    def __init__(self) -> None:
-        super().__init__()
-
     @property
     def stream(self):  # noqa: ANN201 - a text stream
         return sys.stderr

@@ -151,8 +151,8 @@ class ChangeFollower:
         return len(employee_ids)
 
     def follow(self, index: EmbeddingIndex, model_id: str, session: Session) -> None:
-        """Fill `index` with `model_id`'s templates and follow the feed into it from now on (a model switch).
-        Called with the follower's lock held (from on_model_change)."""
+        """Fill `index` with `model_id`'s templates and follow the feed into it from now on: a model switch, or
+        a rebuild. Called with the follower's lock held."""
         since = bootstrap(index, session=session, model_id=model_id)
         self.index, self.model_id = index, model_id
         self.last_seq, self.read_at = since.seq, time.time()
@@ -160,11 +160,10 @@ class ChangeFollower:
 
     def _rebuild(self, session: Session) -> int:
         """The rows after our position were pruned: start again from the database, as at start-up."""
-        since = bootstrap(self.index, session=session, model_id=self.model_id)
+        lost = self.last_seq
+        self.follow(self.index, self.model_id, session)
         log.warning("gallery feed: changes after #%d were pruned before this replica read them; index rebuilt "
-                    "(%d templates), following on from #%d", self.last_seq, len(self.index), since.seq)
-        self.last_seq, self.read_at = since.seq, time.time()
-        self.pending = dict.fromkeys(since.pending, time.monotonic())
+                    "(%d templates), following on from #%d", lost, len(self.index), self.last_seq)
         self.rebuilds += 1
         return len(self.index)
 

@@ -179,12 +179,6 @@ def active_model(*, session: Session, lock: bool = False) -> str | None:
     return session.scalar(query.with_for_update(read=True) if lock else query)
 
 
-def gallery_models(*, session: Session) -> tuple[str | None, str | None]:
-    """(active model, next model)."""
-    state = session.get(GalleryState, 1, populate_existing=True)
-    return (state.active_model, state.next_model) if state else (None, None)
-
-
 def set_next_model(*, session: Session, model_id: str | None) -> None:
     session.execute(update(GalleryState).where(GalleryState.id == 1).values(next_model=model_id))
 
