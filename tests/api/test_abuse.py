@@ -233,6 +233,8 @@ def test_a_field_given_twice_is_refused_not_the_last_one_taken(client, photos):
                            files={"image": ("a.jpg", photos.bytes("Tony_Blair"), "image/jpeg")})
     assert (response.status_code, error_code(response)) == (422, "validation_error")
     assert employees(client) == []
+    response = client.get("/employees?offset=0&offset=5")
+    assert (response.status_code, error_code(response)) == (422, "validation_error")
 
 
 # --- 11. brute force ------------------------------------------------------------------------------------------

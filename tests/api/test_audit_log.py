@@ -60,7 +60,8 @@ def test_the_audit_trail_is_listed_newest_first_and_filtered(audited):
 
 
 @pytest.mark.parametrize("params", [{"action": "dance"}, {"employee_id": ".."}, {"since": "yesterday"},
-                                    {"limit": 0}, {"limit": 501}, {"offset": -1}, {"offset": 2**63}])
+                                    {"limit": 0}, {"limit": 501}, {"offset": -1}, {"offset": 2**63},
+                                    {"employee_id": ["tb", "sw"]}])
 def test_bad_filters_are_refused(audited, params):
     response = audited.get("/audit", params=params, headers={"X-API-Key": audited.keys["admin"]})
     assert response.status_code == 422 and error_code(response) == "validation_error"

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from app.api.deps import AdminCaller, ServiceDep, SessionDep
+from app.api.deps import AdminCaller, ServiceDep, SessionDep, single_valued_fields
 from app.api.routes.faces import AUTH_ERRORS
 from app.api.schemas import EMPLOYEE_ID_PATTERN, MAX_OFFSET, AuditOut, AuditPage
 
-router = APIRouter(tags=["audit"], responses=AUTH_ERRORS)
+router = APIRouter(tags=["audit"], responses=AUTH_ERRORS, dependencies=[Depends(single_valued_fields)])
 
 Action = Literal["enroll", "replace", "delete", "verify", "identify", "employees", "audit", "bulk_enroll", "request"]
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
-from app.api.deps import AdminCaller, AuditDep, ServiceDep, SessionDep
+from app.api.deps import AdminCaller, AuditDep, ServiceDep, SessionDep, single_valued_fields
 from app.api.routes.faces import AUTH_ERRORS
 from app.api.schemas import EMPLOYEE_ID_PATTERN, MAX_OFFSET, EmployeeOut, EmployeePage, ErrorOut
 from app.gallery.models import Employee
 
-router = APIRouter(prefix="/employees", tags=["employees"], responses=AUTH_ERRORS)
+router = APIRouter(prefix="/employees", tags=["employees"], responses=AUTH_ERRORS,
+                   dependencies=[Depends(single_valued_fields)])
 EmployeeIdPath = Annotated[str, Path(pattern=EMPLOYEE_ID_PATTERN)]
 NOT_FOUND = {404: {"model": ErrorOut, "description": "employee_not_found"}}
 
