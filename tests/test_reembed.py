@@ -211,3 +211,34 @@ def test_a_replica_away_during_the_switch_follows_it_when_it_returns(make_client
     away.catch_up()
     assert b.get("/readyz").json()["model_id"] == new
     assert identify(b, photos.bytes("Ariel_Sharon", 2)).json()["match"]["employee_id"] == "as"
+
+
+def test_a_template_from_a_replaced_photo_is_not_kept(make_client, photos):
+    """app.reembed embeds a stored photo while a replace may swap it: the template is only written if the photo
+    it was made from is still the employee's (and the employee still exists)."""
+    from app.gallery import repository
+
+    client = make_client(**STORE)
+    enroll(client, "tb", photos.bytes("Tony_Blair", 1))
+    sessions = client.app.state.runtime.sessions
+    with sessions() as session:
+        old = session.scalars(select(ReferencePhoto)).one()
+        employee_pk, old_id = old.employee_pk, old.id
+    enroll(client, "tb", photos.bytes("Tony_Blair", 2), replace=True)  # the photo is replaced meanwhile
+    vector = client.app.state.runtime.service.index.vector("tb")
+    with sessions() as session:
+        new_id = session.scalars(select(ReferencePhoto.id)).one()
+        assert new_id != old_id
+        assert not repository.add_template(session=session, employee_pk=employee_pk, reference_id=old_id,
+                                           vector=vector, model_id="sha256:next")
+        session.rollback()
+        assert repository.add_template(session=session, employee_pk=employee_pk, reference_id=new_id,
+                                       vector=vector, model_id="sha256:next")
+        session.commit()
+        assert not repository.add_template(session=session, employee_pk=employee_pk, reference_id=new_id,
+                                           vector=vector, model_id="sha256:next"), "one template per model"
+        session.rollback()
+    assert client.delete("/employees/tb").status_code == 204
+    with sessions() as session:
+        assert not repository.add_template(session=session, employee_pk=employee_pk, reference_id=new_id,
+                                           vector=vector, model_id="sha256:other"), "a deleted employee"

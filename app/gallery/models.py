@@ -96,6 +96,9 @@ class ReferencePhoto(Base):
     is on: it lets a new model embed the employee again without a new photo. Deleted with the employee."""
 
     __tablename__ = "reference_photos"
+    # An id is never handed out twice, on SQLite too (which otherwise reuses the highest one after a delete): a
+    # replaced photo's successor must not pass for it (repository.add_template).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     employee_pk: Mapped[int] = mapped_column(ForeignKey("employees.id", ondelete="CASCADE"), unique=True)
