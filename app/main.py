@@ -12,14 +12,16 @@ from fastapi_offline import FastAPIOffline
 from app import runtime
 from app.api.guard import DOCS_ASSETS, PUBLIC_PATHS, RequestGuard, audit_refusal
 from app.api.observe import Observe, RouteTemplates
-from app.api.routes import audit, employees, faces, health, metrics
+from app.api.pages import COMMON, CONSOLE_POLICY, DOCS_POLICY, PageHeaders
+from app.api.routes import audit, console, employees, faces, health, metrics
 from app.core import logs
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
 
 DESCRIPTION = """
-Face verification for an organisation: enroll **one reference photo per employee**, then check camera
-photos against the gallery.
+Face verification for an organisation: enroll **one reference photo per employee** (more are optional:
+`POST /employees/{id}/references`), then check camera photos against the gallery. People who enroll
+employees use the web console at [/console](/console); everything it does is an endpoint below.
 
 * `POST /verify` (1:1): is this the employee they claim to be?
 * `POST /identify` (1:N, open set): who is this, if anyone?
@@ -49,14 +51,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                          static_url=DOCS_ASSETS)
     install_error_handlers(app, audit_refusal)
 
-    routers = [module.router for module in (faces, employees, audit, health, metrics)]
+    routers = [module.router for module in (faces, employees, audit, console, health, metrics)]
     for router in routers:
         app.include_router(router)
+    console.mount_assets(app)
     app.add_middleware(RequestGuard)
+    docs = COMMON | {"Content-Security-Policy": DOCS_POLICY}
+    app.add_middleware(PageHeaders, pages={console.CONSOLE: COMMON | {"Content-Security-Policy": CONSOLE_POLICY},
+                                           "/docs": docs, "/redoc": docs})
     # Outermost: the request id and the latency cover the gate's refusals too.
     templates = [route.path for router in routers for route in router.routes]
     app.add_middleware(Observe, routes=RouteTemplates([*templates, *sorted(PUBLIC_PATHS),
-                                                        DOCS_ASSETS + "/{file:path}"]))
+                                                        DOCS_ASSETS + "/{file:path}",
+                                                        console.CONSOLE_ASSETS + "/{file:path}"]))
     return app
 
 

@@ -5,18 +5,20 @@ the old templates, then switch every replica to it at once.
 
 1. The gallery records the new model as the next one. Replicas that have it loaded
    (FACEGATE_NEXT_MODEL_PATH) make templates of both models for every enrollment from then on.
-2. Every employee with a stored photo (the reference store, app.services.references) and no template of the
-   new model gets one, a batch at a time, while the old model keeps serving. Each template commits on its
-   own, so an interrupted run loses nothing, and the next run carries on where it stopped; a run after the
-   switch has nothing to do. A template is only kept if the photo it was made from is still the employee's
-   (a replace during the run is embedded again).
+2. Every stored photo (the reference store, app.services.references: one per reference of each employee)
+   whose reference has no template of the new model gets one, a batch at a time, while the old model keeps
+   serving. Each template commits on its own, so an interrupted run loses nothing, and the next run carries on
+   where it stopped; a run after the switch has nothing to do. A template is only kept if the photo it was
+   made from is still the reference's (a replace during the run is embedded again).
 3. When every employee has a template of the new model, one transaction makes it the active model and
    announces it on the change feed; every replica rebuilds its index from the new templates and swaps model
    and index together, so no request ever compares templates of two models.
 
 Employees without a stored photo (enrolled with the store off, or before it was on) cannot be re-embedded:
 they are listed, and block the switch unless --allow-stale, after which they must enroll again (/verify
-answers 409 stale_template for them until then). Exit status: 0 switched (or already active), 3 not switched.
+answers 409 stale_template for them until then). An added reference (POST /employees/{id}/references) without a
+stored photo is not carried over: after the switch its employee is decided on the references that were.
+Exit status: 0 switched (or already active), 3 not switched.
 """
 
 from __future__ import annotations
@@ -55,23 +57,35 @@ class Report:
     seconds: float = 0.0
 
 
-def embed_batch(rows: list[tuple[int, int, str, bytes]], *, settings: Settings, embedder: Embedder,
-                pipeline: FacePipeline, report: Report) -> list[tuple[int, int, str, np.ndarray]]:
-    """(employee pk, reference id, employee id, photo) -> the same with the new model's vector; a photo that
-    the new model's pipeline refuses is reported."""
+@dataclass(frozen=True)
+class StoredPhoto:
+    employee_pk: int
+    reference_id: int
+    slot: int
+    employee_id: str
+    photo: bytes
+
+
+def embed_batch(rows: list[StoredPhoto], *, settings: Settings, embedder: Embedder, pipeline: FacePipeline,
+                report: Report) -> list[tuple[StoredPhoto, np.ndarray]]:
+    """Each photo with the new model's vector; a photo that the new model's pipeline refuses is reported."""
     chips, kept = [], []
-    for employee_pk, reference_id, employee_id, photo in rows:
+    for row in rows:
         try:
-            _, chip, _ = face_chips(photo, settings=settings, pipeline=pipeline, views=embedder.views.to_align)
+            _, chip, _ = face_chips(row.photo, settings=settings, pipeline=pipeline, views=embedder.views.to_align)
         except FaceError as exc:
-            report.failed[employee_id] = f"{exc.code}: {exc.message}"
+            report.failed[_named(row.employee_id, row.slot)] = f"{exc.code}: {exc.message}"
             continue
         chips.append(chip)
-        kept.append((employee_pk, reference_id, employee_id))
+        kept.append(row)
     if not kept:
         return []
-    vectors = embedder.embed(np.stack(chips))
-    return [(pk, ref, eid, vector) for (pk, ref, eid), vector in zip(kept, vectors, strict=True)]
+    return list(zip(kept, embedder.embed(np.stack(chips)), strict=True))
+
+
+def _named(employee_id: str, slot: int) -> str:
+    """How the report names a photo: the employee id, and the reference after the first."""
+    return employee_id if slot == 0 else f"{employee_id} (reference {slot})"
 
 
 def reembed(settings: Settings, model_path: Path, *, batch: int = 32, allow_stale: bool = False,
@@ -120,7 +134,7 @@ def _embed_missing(sessions: sessionmaker[Session], cipher: ReferenceCipher | No
     if cipher is None:
         return  # no store: nothing can be re-embedded
     with sessions() as session:
-        total = len(repository.without_template(session=session, model_id=embedder.model_id, with_photo=True))
+        total = repository.count_references_to_embed(session=session, model_id=embedder.model_id)
     bar = Progress(total, progress, made="embedded")
     after, done = 0, 0
     while True:
@@ -129,20 +143,21 @@ def _embed_missing(sessions: sessionmaker[Session], cipher: ReferenceCipher | No
                                                   limit=batch)
             if not rows:
                 break
-            after = rows[-1][0].employee_pk
+            after = rows[-1][0].id
             photos = []
             for reference, employee_id in rows:
                 try:
-                    photos.append((reference.employee_pk, reference.id, employee_id, cipher.open(reference,
-                                                                                              employee_id)))
+                    photos.append(StoredPhoto(reference.employee_pk, reference.id, reference.slot, employee_id,
+                                              cipher.open(reference, employee_id)))
                 except ReferenceKeyError as exc:
-                    report.failed[employee_id] = str(exc)
-        for employee_pk, reference_id, _, vector in embed_batch(
-                photos, settings=settings, embedder=embedder, pipeline=pipeline, report=report):
+                    report.failed[_named(employee_id, reference.slot)] = str(exc)
+        for row, vector in embed_batch(photos, settings=settings, embedder=embedder, pipeline=pipeline,
+                                       report=report):
             with sessions() as session:
                 try:
-                    if repository.add_template(session=session, employee_pk=employee_pk, reference_id=reference_id,
-                                               vector=vector, model_id=embedder.model_id):
+                    if repository.add_template(session=session, employee_pk=row.employee_pk,
+                                               reference_id=row.reference_id, slot=row.slot, vector=vector,
+                                               model_id=embedder.model_id):
                         session.commit()
                         report.embedded += 1
                     else:

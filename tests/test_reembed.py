@@ -225,20 +225,52 @@ def test_a_template_from_a_replaced_photo_is_not_kept(make_client, photos):
         old = session.scalars(select(ReferencePhoto)).one()
         employee_pk, old_id = old.employee_pk, old.id
     enroll(client, "tb", photos.bytes("Tony_Blair", 2), replace=True)  # the photo is replaced meanwhile
-    vector = client.app.state.runtime.service.index.vector("tb")
+    vector = client.app.state.runtime.service.index.vectors("tb")[0]
     with sessions() as session:
         new_id = session.scalars(select(ReferencePhoto.id)).one()
         assert new_id != old_id
-        assert not repository.add_template(session=session, employee_pk=employee_pk, reference_id=old_id,
+        assert not repository.add_template(session=session, employee_pk=employee_pk, reference_id=old_id, slot=0,
                                            vector=vector, model_id="sha256:next")
         session.rollback()
-        assert repository.add_template(session=session, employee_pk=employee_pk, reference_id=new_id,
+        assert repository.add_template(session=session, employee_pk=employee_pk, reference_id=new_id, slot=0,
                                        vector=vector, model_id="sha256:next")
         session.commit()
-        assert not repository.add_template(session=session, employee_pk=employee_pk, reference_id=new_id,
+        assert not repository.add_template(session=session, employee_pk=employee_pk, reference_id=new_id, slot=0,
                                            vector=vector, model_id="sha256:next"), "one template per model"
         session.rollback()
     assert client.delete("/employees/tb").status_code == 204
     with sessions() as session:
-        assert not repository.add_template(session=session, employee_pk=employee_pk, reference_id=new_id,
+        assert not repository.add_template(session=session, employee_pk=employee_pk, reference_id=new_id, slot=0,
                                            vector=vector, model_id="sha256:other"), "a deleted employee"
+
+
+def test_every_stored_reference_is_re_embedded_and_the_limits_follow_the_slots(make_client, photos, database_url,
+                                                                              monkeypatch, capsys):
+    """An employee with several references (each with its stored photo) gets a template of the new model for
+    each; a reference added while the next model is rolled out gets both; a removed one is not re-embedded."""
+    from tests.api.test_references import add_reference, references_of
+
+    client = make_client(**STORE)
+    enroll(client, "tb", photos.bytes("Tony_Blair", 1))
+    add_reference(client, "tb", photos.bytes("Tony_Blair", 2))
+    add_reference(client, "tb", photos.bytes("Tony_Blair", 3))
+    assert client.delete("/employees/tb/references/1").status_code == 204
+    enroll(client, "sw", photos.bytes("Serena_Williams", 1))
+    assert count(client, ReferencePhoto) == 3  # tb's slots 0 and 2, sw's 0
+    make_client.stop(client)
+
+    replica = make_client(**STORE, next_model_path=NEXT_MODEL)
+    new = replica.app.state.runtime.service.upcoming.model_id
+    assert add_reference(replica, "sw", photos.bytes("Serena_Williams", 2)).status_code == 201  # both models
+    assert count(replica, new) == 1
+    monkeypatch.setenv("FACEGATE_DATABASE_URL", database_url)
+    for name, value in (("REFERENCE_STORE", "true"), ("REFERENCE_KEYS", KEY)):
+        monkeypatch.setenv(f"FACEGATE_{name}", value)
+    assert reembed(["--model", str(NEXT_MODEL), "--no-progress"]) == 0
+    assert "embedded 3 reference photos" in capsys.readouterr().out
+    wait_for_model(replica, new)
+    assert count(replica, new) == 4
+    assert references_of(replica, "tb") == [0, 2] and references_of(replica, "sw") == [0, 1]
+    answer = verify(replica, "tb", photos.bytes("Tony_Blair", 3)).json()
+    assert answer["model_id"] == new and answer["references"] == 2 and answer["distance"] < 1e-3
+    assert replica.get("/readyz").json()["templates"] == 4

@@ -78,7 +78,9 @@ def caller_with(*scopes: str):  # noqa: ANN201 - a FastAPI dependency
 
 
 AdminCaller = Annotated[Caller, Depends(caller_with("admin"))]
-VerifyCaller = Annotated[Caller, Depends(caller_with("verify"))]
+# A door's key verifies and identifies; an admin key may too (the console's "try it"), having every power already.
+VerifyCaller = Annotated[Caller, Depends(caller_with("verify", "admin"))]
+AnyCaller = Annotated[Caller, Depends(caller_with("admin", "verify", "metrics"))]
 # A monitoring system's key reads the metrics and nothing else; an admin key may read them too.
 MetricsCaller = Annotated[Caller, Depends(caller_with("metrics", "admin"))]
 

@@ -30,10 +30,12 @@ MULTIPART_OVERHEAD = 64 * 1024
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 # Swagger UI's and ReDoc's files, served by the app itself (fastapi-offline): /docs works without internet.
 DOCS_ASSETS = "/docs-assets"
+# The web console's page and files (app.api.routes.console): they hold no data, and ask for a key to fetch any.
+CONSOLE = "/console"
 
 
 def is_public(path: str) -> bool:
-    return path in PUBLIC_PATHS or path.startswith(DOCS_ASSETS + "/")
+    return path in PUBLIC_PATHS or path.startswith((DOCS_ASSETS + "/", CONSOLE + "/")) or path == CONSOLE
 
 
 def action_of(path: str) -> str:

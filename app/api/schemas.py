@@ -43,6 +43,32 @@ class QualityOut(BaseModel):
     contrast: float = Field(description="standard deviation of the face's grey levels", examples=[48.7])
 
 
+class QualityCheckOut(BaseModel):
+    check: str = Field(description="face_size, sharpness, yaw, roll or brightness", examples=["sharpness"])
+    bound: str = Field(description="min: the value must be at least the limit; max: at most", examples=["min"])
+    limit: float = Field(examples=[20.0])
+    value: float = Field(description="yaw and roll as magnitudes", examples=[96.4])
+    passed: bool
+    text: str = Field(description="the measurement and the limit, in words",
+                      examples=["sharpness 96 (at least 20)"])
+
+
+class EnrollCheckOut(BaseModel):
+    """What enrollment would say of the photo, without storing anything."""
+
+    face: FaceOut = Field(description="the face the service would enroll")
+    quality: QualityOut
+    passes: bool = Field(description="every check passes: /enroll would accept the photo without force")
+    checks: list[QualityCheckOut] = Field(description="each check of FACEGATE_QUALITY_*, passed or not; empty "
+                                                      "when FACEGATE_ENROLL_QUALITY=false")
+
+
+class MeOut(BaseModel):
+    auth: bool = Field(description="false when the service runs without keys (then the scope is admin)")
+    key_id: str | None = Field(examples=["3f9c2a1b7d04"])
+    scope: str = Field(description="admin, verify or metrics", examples=["admin"])
+
+
 class EnrollOut(BaseModel):
     employee_id: str = Field(examples=["e-1042"])
     name: str | None = Field(examples=["Ada Lovelace"])
@@ -52,12 +78,26 @@ class EnrollOut(BaseModel):
     quality: QualityOut
 
 
+class ReferenceAddedOut(BaseModel):
+    employee_id: str = Field(examples=["e-1042"])
+    reference: int = Field(description="the new reference's number (0 is the enrollment's photo)", examples=[1])
+    references: int = Field(description="how many references the employee now has", examples=[2])
+    enrolled_at: datetime
+    model_id: str
+    face: FaceOut
+    quality: QualityOut
+
+
 class VerifyOut(BaseModel):
     employee_id: str = Field(examples=["e-1042"])
     match: bool = Field(description="distance <= threshold")
     distance: float = Field(description="Euclidean distance between unit embeddings, 0 (identical) to 2",
                             examples=[0.62])
-    threshold: float = Field(examples=[0.93])
+    threshold: float = Field(description="the calibrated threshold for an employee with this many references "
+                                         "(stricter the more they have), or the request's stricter one",
+                             examples=[0.37])
+    references: int = Field(description="the employee's references the photo was compared with; the distance "
+                                        "is the nearest one's", examples=[1])
     model_id: str
     face: FaceOut = Field(description="the face that was compared")
     quality: QualityOut
@@ -79,6 +119,11 @@ class IdentifyOut(BaseModel):
     quality: QualityOut
 
 
+class ReferenceOut(BaseModel):
+    reference: int = Field(description="its number: 0 is the enrollment's photo, 1 and up those added to it")
+    enrolled_at: datetime
+
+
 class EmployeeOut(BaseModel):
     employee_id: str
     name: str | None
@@ -87,6 +132,8 @@ class EmployeeOut(BaseModel):
     model_id: str | None = Field(description="model that made the reference embedding")
     current_model: bool = Field(description="false when the reference was made by another model and must be "
                                             "enrolled again before it can be compared")
+    references: list[ReferenceOut] = Field(description="the employee's references (of the model that made the "
+                                                       "first one); a decision uses the nearest")
 
 
 class EmployeePage(BaseModel):

@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     # /identify lists the top_k nearest employees besides the match. Off: a door's key would otherwise get
     # names and distances for any photo, strangers' included.
     identify_candidates: bool = False
+    # References an employee may have (the enrollment's and those added by POST /employees/{id}/references).
+    # A decision uses the nearest; the threshold tightens with their number so that an impostor's chance of
+    # passing stays what the card calibrated for one (RecognitionService.threshold_for).
+    max_references: int = Field(default=5, ge=1, le=20)
     # Brute force: after this many failed verifications of one employee (or by one key) within the window,
     # /verify answers 429 with Retry-After until the oldest leaves it. Counted in the database: every replica
     # sees the same. 0 turns a limit off.

@@ -42,6 +42,28 @@ class StaleTemplate(DomainError):
     code, status = "stale_template", 409
 
 
+class TooManyReferences(DomainError):
+    """The employee already has FACEGATE_MAX_REFERENCES references."""
+
+    code, status = "too_many_references", 409
+
+
+class LastReference(DomainError):
+    """An employee's only reference cannot be removed on its own: delete the employee instead."""
+
+    code, status = "last_reference", 409
+
+
+class ReferenceConflict(DomainError):
+    """Another change to the employee's references came first (rare: both retried once)."""
+
+    code, status = "reference_conflict", 409
+
+
+class ReferenceNotFound(DomainError):
+    code, status = "reference_not_found", 404
+
+
 class ThresholdTooLoose(DomainError):
     """A request asked for a threshold looser than the calibrated one: it could approve anyone."""
 

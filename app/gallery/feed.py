@@ -1,10 +1,10 @@
 """Keep one replica's in-memory index in step with the database, through the gallery_changes feed.
 
-Every enroll, replace and delete appends a row to `gallery_changes` in its own transaction (see
-app.gallery.repository). Each replica remembers the last sequence number it applied and, in a background
-thread, reads what came after it and re-reads the current template of each employee named there: an
-upsert or a removal in its index. Applying is idempotent, so a replica's own writes coming back, or a
-change read twice, do no harm.
+Every enroll, replace, delete and reference added or removed appends a row to `gallery_changes` in its own
+transaction (see app.gallery.repository). Each replica remembers the last sequence number it applied and, in a
+background thread, reads what came after it and re-reads the current templates (one per reference) of each
+employee named there: an upsert or a removal in its index. Applying is idempotent, so a replica's own writes
+coming back, or a change read twice, do no harm.
 
 When does it look? On PostgreSQL it LISTENs on a channel that every write NOTIFYs at commit, so a change
 arrives within milliseconds; it also polls every `poll_interval` seconds in case a notification is lost
@@ -143,8 +143,8 @@ class ChangeFollower:
                                                    model_id=self.model_id)
         for employee_id in employee_ids:
             if employee_id in current:
-                name, vector = current[employee_id]
-                self.index.upsert(employee_id, name, vector)
+                name, vectors = current[employee_id]  # one per reference
+                self.index.upsert(employee_id, name, vectors)
             else:
                 self.index.remove(employee_id)
         self.applied += len(employee_ids)

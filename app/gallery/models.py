@@ -71,20 +71,25 @@ class Employee(Base):
     templates: Mapped[list[Template]] = relationship(
         back_populates="employee", cascade="all, delete-orphan", passive_deletes=True
     )
-    reference: Mapped[ReferencePhoto | None] = relationship(
+    references: Mapped[list[ReferencePhoto]] = relationship(
         back_populates="employee", cascade="all, delete-orphan", passive_deletes=True
     )
 
 
 class Template(Base):
-    """One reference embedding of an employee, made by one model."""
+    """One reference embedding of an employee, made by one model from the photo in one slot.
+
+    Slot 0 is the enrollment's photo; slots 1 and up are the references added to it
+    (POST /employees/{id}/references, at most FACEGATE_MAX_REFERENCES in all). A decision uses the nearest.
+    """
 
     __tablename__ = "templates"
-    __table_args__ = (UniqueConstraint("employee_pk", "model_id", name="uq_templates_employee_model"),)
+    __table_args__ = (UniqueConstraint("employee_pk", "model_id", "slot", name="uq_templates_employee_model_slot"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     employee_pk: Mapped[int] = mapped_column(ForeignKey("employees.id", ondelete="CASCADE"), index=True)
     model_id: Mapped[str] = mapped_column(String(64), index=True)
+    slot: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     dim: Mapped[int] = mapped_column(Integer)
     vector: Mapped[np.ndarray] = mapped_column(Float32Vector)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -92,21 +97,24 @@ class Template(Base):
 
 
 class ReferencePhoto(Base):
-    """The enrollment photo, encrypted (AES-256-GCM, app.services.references), kept only when the reference store
-    is on: it lets a new model embed the employee again without a new photo. Deleted with the employee."""
+    """A reference photo (the one of a template slot), encrypted (AES-256-GCM, app.services.references), kept only
+    when the reference store is on: it lets a new model embed the employee again without a new photo. Deleted
+    with its slot, and with the employee."""
 
     __tablename__ = "reference_photos"
     # An id is never handed out twice, on SQLite too (which otherwise reuses the highest one after a delete): a
     # replaced photo's successor must not pass for it (repository.add_template).
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = (UniqueConstraint("employee_pk", "slot", name="uq_reference_photos_employee_slot"),
+                      {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    employee_pk: Mapped[int] = mapped_column(ForeignKey("employees.id", ondelete="CASCADE"), unique=True)
+    employee_pk: Mapped[int] = mapped_column(ForeignKey("employees.id", ondelete="CASCADE"))
+    slot: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     key_id: Mapped[str] = mapped_column(String(16))  # which encryption key sealed it
     nonce: Mapped[bytes] = mapped_column(LargeBinary)
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)  # the photo's bytes and GCM's tag
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    employee: Mapped[Employee] = relationship(back_populates="reference")
+    employee: Mapped[Employee] = relationship(back_populates="references")
 
 
 class GalleryState(Base):
@@ -160,7 +168,7 @@ class AuditRecord(Base):
                                     autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)  # None when auth is off
-    action: Mapped[str] = mapped_column(String(16))  # enroll, replace, delete, verify, identify
+    action: Mapped[str] = mapped_column(String(16))  # enroll, replace, add_reference, delete, verify...
     employee_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     decision: Mapped[str] = mapped_column(String(32))  # enrolled, match, no_match, unknown, or an error code
     distance: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -17,17 +17,29 @@ CHANNEL = "facegate_gallery"
 
 
 def get_employee(*, session: Session, employee_id: str, for_update: bool = False) -> Employee | None:
-    """`for_update` locks the row (PostgreSQL) until the transaction ends: a replace against app.reembed."""
-    query = select(Employee).where(Employee.employee_id == employee_id).options(selectinload(Employee.templates))
+    """`for_update` locks the employee until the transaction ends, so that a read-check-write (a replace, a
+    reference added or removed) is not interleaved with another on the same employee, or with app.reembed:
+    their row on PostgreSQL; on SQLite, which has no row locks, the database's write lock, taken first."""
+    query = select(Employee).where(Employee.employee_id == employee_id).options(
+        selectinload(Employee.templates), selectinload(Employee.references))
     if for_update:
+        if session.get_bind().dialect.name == "sqlite":
+            session.execute(text("UPDATE employees SET id = id WHERE employee_id = :e"), {"e": employee_id})
         query = query.with_for_update(of=Employee).execution_options(populate_existing=True)
     return session.scalars(query).one_or_none()
 
 
-def list_employees(*, session: Session, offset: int, limit: int) -> tuple[list[Employee], int]:
-    total = session.scalar(select(func.count(Employee.id))) or 0
+def list_employees(*, session: Session, offset: int, limit: int, search: str | None = None
+                   ) -> tuple[list[Employee], int]:
+    """A page of employees in id order; `search`: only those whose id or name contains it, in any case."""
+    conditions = []
+    if search:
+        pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        conditions.append(func.lower(Employee.employee_id).like(pattern, escape="\\")
+                          | func.lower(Employee.name).like(pattern, escape="\\"))
+    total = session.scalar(select(func.count(Employee.id)).where(*conditions)) or 0
     rows = session.scalars(
-        select(Employee).order_by(Employee.employee_id).offset(offset).limit(limit)
+        select(Employee).where(*conditions).order_by(Employee.employee_id).offset(offset).limit(limit)
         .options(selectinload(Employee.templates))
     ).all()
     return list(rows), total
@@ -41,10 +53,17 @@ def add_employee(*, session: Session, employee_id: str, name: str | None) -> Emp
 
 
 def set_templates(*, session: Session, employee: Employee, vectors: dict[str, np.ndarray]) -> dict[str, Template]:
-    """Make `vectors` (model id -> vector) the employee's only templates: those of every model are replaced."""
+    """Make `vectors` (model id -> vector) the employee's only templates, in slot 0: those of every model and every
+    slot are replaced (an enroll, or a replace: the new photo becomes the only reference)."""
     employee.templates.clear()
     session.flush()
-    templates = {model_id: Template(model_id=model_id, dim=int(vector.shape[0]), vector=vector)
+    return add_templates(session=session, employee=employee, slot=0, vectors=vectors)
+
+
+def add_templates(*, session: Session, employee: Employee, slot: int, vectors: dict[str, np.ndarray]
+                  ) -> dict[str, Template]:
+    """Add the templates (model id -> vector) of one more reference, in `slot`."""
+    templates = {model_id: Template(model_id=model_id, slot=slot, dim=int(vector.shape[0]), vector=vector)
                  for model_id, vector in vectors.items()}
     employee.templates.extend(templates.values())
     record_change(session=session, employee_id=employee.employee_id, action="upsert")
@@ -52,15 +71,30 @@ def set_templates(*, session: Session, employee: Employee, vectors: dict[str, np
     return templates
 
 
-def set_reference(*, session: Session, employee: Employee, key_id: str | None = None, nonce: bytes = b"",
-                  ciphertext: bytes = b"") -> None:
-    """Replace the employee's stored photo with this sealed one, or (no key_id) just delete it: a photo is never
-    kept beside a template it was not the source of."""
-    if employee.reference is not None:
-        session.delete(employee.reference)
-        session.flush()
+def slots(employee: Employee) -> list[int]:
+    """The employee's reference slots, in order: those holding a template of any model."""
+    return sorted({t.slot for t in employee.templates})
+
+
+def delete_slot(*, session: Session, employee: Employee, slot: int) -> None:
+    """Remove one reference: its templates of every model and its stored photo."""
+    for template in [t for t in employee.templates if t.slot == slot]:
+        employee.templates.remove(template)
+    for photo in [p for p in employee.references if p.slot == slot]:
+        employee.references.remove(photo)
+    record_change(session=session, employee_id=employee.employee_id, action="upsert")
+    session.flush()
+
+
+def set_reference(*, session: Session, employee: Employee, slot: int = 0, key_id: str | None = None,
+                  nonce: bytes = b"", ciphertext: bytes = b"", only: bool = False) -> None:
+    """Put this sealed photo in `slot`, or (no key_id) just empty the slot: a photo is never kept beside a
+    template it was not the source of. `only`: every other slot's photo goes too (a replace)."""
+    for photo in [p for p in employee.references if only or p.slot == slot]:
+        employee.references.remove(photo)
+    session.flush()
     if key_id is not None:
-        employee.reference = ReferencePhoto(key_id=key_id, nonce=nonce, ciphertext=ciphertext)
+        employee.references.append(ReferencePhoto(slot=slot, key_id=key_id, nonce=nonce, ciphertext=ciphertext))
         session.flush()
 
 
@@ -115,17 +149,22 @@ def changes_since(*, session: Session, seq: int, also: set[int] | None = None) -
 
 def current_templates(*, session: Session, employee_ids: list[str], model_id: str
                       ) -> dict[str, tuple[str | None, np.ndarray]]:
-    """employee_id -> (name, vector) for those of `employee_ids` who have a template of `model_id`."""
-    rows = session.execute(
-        select(Employee.employee_id, Employee.name, Template.vector)
-        .join(Template, Template.employee_pk == Employee.id)
-        .where(Template.model_id == model_id, Employee.employee_id.in_(employee_ids)))
-    return {employee_id: (name, vector) for employee_id, name, vector in rows}
+    """employee_id -> (name, their templates of `model_id` stacked in slot order) for those of `employee_ids`
+    who have one."""
+    found: dict[str, tuple[str | None, list[np.ndarray]]] = {}
+    for employee_id, name, vector in session.execute(
+            select(Employee.employee_id, Employee.name, Template.vector)
+            .join(Template, Template.employee_pk == Employee.id)
+            .where(Template.model_id == model_id, Employee.employee_id.in_(employee_ids))
+            .order_by(Employee.employee_id, Template.slot)):
+        found.setdefault(employee_id, (name, []))[1].append(vector)
+    return {employee_id: (name, np.stack(vectors)) for employee_id, (name, vectors) in found.items()}
 
 
 def iter_templates(*, session: Session, model_id: str, batch: int = 10_000
                    ) -> Iterator[tuple[str, str | None, np.ndarray]]:
-    """(employee_id, name, vector) of every template made by `model_id`, streamed."""
+    """(employee_id, name, vector) of every template made by `model_id`, streamed (an employee with several
+    references comes once per reference)."""
     query = (
         select(Employee.employee_id, Employee.name, Template.vector)
         .join(Template, Template.employee_pk == Employee.id)
@@ -201,7 +240,8 @@ def switch_model(*, session: Session, model_id: str, require_complete: bool) -> 
 
 
 def without_template(*, session: Session, model_id: str, with_photo: bool | None = None) -> list[str]:
-    """The employees with no template of `model_id`; `with_photo` False: only those without a stored photo."""
+    """The employees with no template of `model_id`; `with_photo` False: only those without a stored photo,
+    True: only those with one."""
     query = select(Employee.employee_id).where(~_has_template(model_id))
     if with_photo is not None:
         has_photo = exists().where(ReferencePhoto.employee_pk == Employee.id)
@@ -209,30 +249,44 @@ def without_template(*, session: Session, model_id: str, with_photo: bool | None
     return list(session.scalars(query.order_by(Employee.employee_id)))
 
 
+def _slot_has_template(model_id: str):  # noqa: ANN202 - an SQL expression
+    return exists().where(Template.employee_pk == ReferencePhoto.employee_pk, Template.slot == ReferencePhoto.slot,
+                          Template.model_id == model_id)
+
+
+def count_references_to_embed(*, session: Session, model_id: str) -> int:
+    return session.scalar(select(func.count(ReferencePhoto.id)).where(~_slot_has_template(model_id))) or 0
+
+
 def references_to_embed(*, session: Session, model_id: str, after: int, limit: int
                         ) -> list[tuple[ReferencePhoto, str]]:
-    """(stored photo, employee id) of employees past primary key `after` without a template of `model_id`."""
+    """(stored photo, employee id) of the photos with id past `after` whose slot has no template of
+    `model_id`, in id order."""
     return [(row, employee_id) for row, employee_id in session.execute(
         select(ReferencePhoto, Employee.employee_id).join(Employee, ReferencePhoto.employee_pk == Employee.id)
-        .where(ReferencePhoto.employee_pk > after, ~_has_template(model_id))
-        .order_by(ReferencePhoto.employee_pk).limit(limit))]
+        .where(ReferencePhoto.id > after, ~_slot_has_template(model_id))
+        .order_by(ReferencePhoto.id).limit(limit))]
 
 
-def add_template(*, session: Session, employee_pk: int, reference_id: int, vector: np.ndarray, model_id: str) -> bool:
-    """Add a template of `model_id` made from stored photo `reference_id`, if that photo is still the employee's
-    and no template of that model exists. False (nothing written) otherwise: the photo was replaced or the
-    employee deleted meanwhile.
+def add_template(*, session: Session, employee_pk: int, reference_id: int, slot: int, vector: np.ndarray,
+                 model_id: str) -> bool:
+    """Add a template of `model_id` in `slot`, made from stored photo `reference_id`, if that photo is still the
+    slot's and the slot has no template of that model. False (nothing written) otherwise: the photo was
+    replaced or removed, or the employee deleted, meanwhile.
 
     The employee's row is written first (an UPDATE that changes nothing): on PostgreSQL it waits for, and then
     holds off, a replace (which locks that row); on SQLite it takes the database's write lock. The check and
     the insert are then safe from both."""
     if not session.execute(text("UPDATE employees SET id = id WHERE id = :pk"), {"pk": employee_pk}).rowcount:
         return False
-    if session.scalar(select(ReferencePhoto.id).where(ReferencePhoto.employee_pk == employee_pk)) != reference_id:
+    if session.scalar(select(ReferencePhoto.id).where(ReferencePhoto.employee_pk == employee_pk,
+                                                      ReferencePhoto.slot == slot)) != reference_id:
         return False
-    if session.scalar(select(Template.id).where(Template.employee_pk == employee_pk, Template.model_id == model_id)):
+    if session.scalar(select(Template.id).where(Template.employee_pk == employee_pk, Template.slot == slot,
+                                                Template.model_id == model_id)):
         return False
-    session.add(Template(employee_pk=employee_pk, model_id=model_id, dim=int(vector.shape[0]), vector=vector))
+    session.add(Template(employee_pk=employee_pk, model_id=model_id, slot=slot, dim=int(vector.shape[0]),
+                         vector=vector))
     session.flush()
     return True
 

@@ -22,11 +22,15 @@ from app.core.config import Settings
 from app.core.errors import (
     EmployeeExists,
     EmployeeNotFound,
+    LastReference,
     ModelChanging,
     NotReady,
     PoorQuality,
+    ReferenceConflict,
+    ReferenceNotFound,
     StaleTemplate,
     ThresholdTooLoose,
+    TooManyReferences,
 )
 from app.gallery import repository
 from app.gallery.index import EmbeddingIndex, Match
@@ -34,7 +38,7 @@ from app.gallery.models import AuditRecord, Employee, Template
 from app.services.attempts import FailedAttempts
 from app.services.batcher import MicroBatcher
 from app.services.references import ReferenceCipher, Sealed
-from model.faces.config import Quality, Views
+from model.faces.config import Quality, QualityCheck, Views
 from model.faces.embedder import Embedder
 from model.faces.errors import FaceError, ImageTooLarge
 from model.faces.pipeline import FaceBox, FacePipeline
@@ -60,6 +64,8 @@ class Enrollment:
     enrolled_at: datetime
     replaced: bool  # an existing reference was replaced
     quality: Quality
+    slot: int = 0  # the reference's slot: 0 for an enrollment's photo, 1 and up for those added to it
+    references: int = 1  # how many the employee now has
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ class Verification:
     model_id: str
     face: FaceBox
     quality: Quality
+    references: int = 1  # compared with; the distance is the nearest one's
 
 
 @dataclass(frozen=True)
@@ -100,12 +107,35 @@ def interpolated_threshold(levels: dict[float, float], far: float) -> float:
     return max(0.0, t0 + (t1 - t0) * (x - x0) / (x1 - x0))
 
 
+def far_at(levels: dict[float, float], threshold: float) -> float:
+    """The FAR per comparison that `threshold` gives on the curve of `levels`: interpolated_threshold's
+    inverse, along the same segments."""
+    points = sorted((t, math.log10(f)) for f, t in levels.items())
+    i = next((i for i in range(len(points) - 1) if threshold <= points[i + 1][0]), len(points) - 2)
+    (t0, x0), (t1, x1) = points[i], points[i + 1]
+    return 10 ** (x0 + (x1 - x0) * (threshold - t0) / (t1 - t0))
+
+
+def references_threshold(levels: dict[float, float], threshold: float, references: int) -> float:
+    """The 1:1 threshold for an employee with several references, of which the nearest decides.
+
+    An impostor passes when any of the R references is close enough: a 1:R search. To keep their chance at
+    what `threshold` gives against one reference (FAR f), each comparison must pass at most 1 - (1 - f)^(1/R),
+    about f / R: the threshold tightens with R, as identify_threshold does with the gallery's size. The
+    genuine side still gains, as long as the best of R of the employee's own photos gains more than the
+    threshold loses (benchmarks/references.py measures both).
+    """
+    if references <= 1:
+        return threshold
+    return identify_threshold(levels, fpir=far_at(levels, threshold), gallery_size=references, ceiling=threshold)
+
+
 def identify_threshold(levels: dict[float, float], *, fpir: float, gallery_size: int, ceiling: float) -> float:
     """The open-set (1:N) threshold for a false-positive identification rate `fpir` on strangers.
 
-    A stranger is compared with all N templates, and is named when any one of them is close enough: with a
-    per-comparison FAR f, FPIR = 1 - (1 - f)^N, about N f. So f = fpir / N, and the threshold tightens as the
-    gallery grows. It is never looser than the 1:1 threshold (`ceiling`).
+    A stranger is compared with all N templates (every reference of every employee), and is named when any one
+    of them is close enough: with a per-comparison FAR f, FPIR = 1 - (1 - f)^N, about N f. So f = fpir / N, and
+    the threshold tightens as the gallery grows. It is never looser than the 1:1 threshold (`ceiling`).
     """
     per_comparison = 1 - (1 - fpir) ** (1 / max(gallery_size, 1))
     return min(ceiling, interpolated_threshold(levels, per_comparison))
@@ -120,9 +150,14 @@ def face_chips(data: bytes, *, settings: Settings, pipeline: FacePipeline,
     return prepare_assessed(data, pipeline, settings.face_policy, views, timer=metrics.stage_timer)
 
 
+def quality_checks(quality: Quality, settings: Settings) -> list[QualityCheck]:
+    """The enrollment checks (FACEGATE_QUALITY_*) of this face; none when FACEGATE_ENROLL_QUALITY=false."""
+    return settings.quality_policy.checks(quality) if settings.enroll_quality else []
+
+
 def check_quality(quality: Quality, settings: Settings) -> None:
     """Refuse a reference photo below the quality thresholds (FACEGATE_QUALITY_*), saying what falls short."""
-    failures = settings.quality_policy.failures(quality) if settings.enroll_quality else []
+    failures = [check.text for check in quality_checks(quality, settings) if not check.passed]
     if failures:
         raise PoorQuality("the photo is not good enough to be a reference: " + "; ".join(failures)
                           + ". Take another (an admin may pass force=true)")
@@ -150,17 +185,8 @@ def save_enrollment(*, session: Session, employee_id: str, name: str | None, vec
             elif name is not None:
                 employee.name = name
             templates = repository.set_templates(session=session, employee=employee, vectors=vectors)
-            if photo is None:
-                repository.set_reference(session=session, employee=employee)
-            else:
-                repository.set_reference(session=session, employee=employee, key_id=photo.key_id,
-                                         nonce=photo.nonce, ciphertext=photo.ciphertext)
-            active = repository.active_model(session=session, lock=True)
-            if active is not None and active not in vectors:
-                session.rollback()
-                raise ModelChanging(f"the gallery now serves model {active}; this replica switches to it within "
-                                    "a second: try again")
-            session.commit()
+            _store_photo(session, employee, photo, slot=0, only=True)
+            _commit_unless_model_changed(session, vectors)
             return employee, templates, existed
         except (IntegrityError, StaleDataError) as exc:
             session.rollback()
@@ -168,6 +194,61 @@ def save_enrollment(*, session: Session, employee_id: str, name: str | None, vec
                 raise EmployeeExists(f"employee {employee_id!r} (or an id differing only in case) is already "
                                      "enrolled") from exc
     raise AssertionError("unreachable")
+
+
+def save_reference(*, session: Session, employee_id: str, vectors: dict[str, np.ndarray], max_references: int,
+                   photo: Sealed | None = None) -> tuple[Employee, dict[str, Template], int]:
+    """The one write of an added reference: its templates (model id -> vector) in the employee's next free slot,
+    its sealed photo, and the change feed's row. Returns (employee, templates by model id, slot).
+
+    Races: two additions at once may pick the same slot; the one that loses looks again. An employee deleted
+    meanwhile is not found."""
+    for attempt in (1, 2):
+        employee = repository.get_employee(session=session, employee_id=employee_id, for_update=True)
+        if employee is None:
+            raise EmployeeNotFound(f"no employee {employee_id!r}")
+        slots = repository.slots(employee)
+        if len(slots) >= max_references:
+            raise TooManyReferences(f"employee {employee_id!r} already has {len(slots)} references, the most "
+                                    f"allowed (FACEGATE_MAX_REFERENCES); remove one first")
+        slot = max(slots, default=-1) + 1
+        try:
+            templates = repository.add_templates(session=session, employee=employee, slot=slot, vectors=vectors)
+            _store_photo(session, employee, photo, slot=slot)
+            _commit_unless_model_changed(session, vectors)
+            return employee, templates, slot
+        except (IntegrityError, StaleDataError) as exc:
+            session.rollback()
+            if attempt == 2:
+                raise ReferenceConflict(f"employee {employee_id!r}'s references changed meanwhile; try again") from exc
+    raise AssertionError("unreachable")
+
+
+def _store_photo(session: Session, employee: Employee, photo: Sealed | None, *, slot: int, only: bool = False
+                 ) -> None:
+    """Keep the sealed photo in `slot` (the reference store), or with the store off make sure none is left
+    there; `only`: and none in any other slot."""
+    if photo is None:
+        repository.set_reference(session=session, employee=employee, slot=slot, only=only)
+    else:
+        repository.set_reference(session=session, employee=employee, slot=slot, key_id=photo.key_id,
+                                 nonce=photo.nonce, ciphertext=photo.ciphertext, only=only)
+
+
+def _commit_unless_model_changed(session: Session, vectors: dict[str, np.ndarray]) -> None:
+    """Commit a write of templates, unless the gallery's active model is one they lack (503 model_changing)."""
+    active = repository.active_model(session=session, lock=True)
+    if active is not None and active not in vectors:
+        session.rollback()
+        raise ModelChanging(f"the gallery now serves model {active}; this replica switches to it within a second: "
+                            "try again")
+    session.commit()
+
+
+def serving_vectors(employee: Employee, model_id: str) -> np.ndarray | None:
+    """The employee's templates of `model_id`, stacked in slot order (what the index holds), or None."""
+    templates = sorted((t for t in employee.templates if t.model_id == model_id), key=lambda t: t.slot)
+    return np.stack([t.vector for t in templates]) if templates else None
 
 
 @dataclass
@@ -221,14 +302,17 @@ class RecognitionService:
         """Serve `serving` from now on (its index already filled); the model that was upcoming is no more."""
         self.serving, self.upcoming, self.unavailable = serving, None, None
 
-    def threshold_of(self, serving: Serving) -> float:
-        """The 1:1 (verify) threshold."""
+    def threshold_of(self, serving: Serving, references: int = 1) -> float:
+        """The 1:1 (verify) threshold for an employee with this many references (references_threshold)."""
         if self.settings.threshold is not None:
-            return self.settings.threshold
-        return serving.embedder.card.threshold_for(serving.embedder.augment)
+            threshold = self.settings.threshold
+        else:
+            threshold = serving.embedder.card.threshold_for(serving.embedder.augment)
+        return references_threshold(serving.far_levels, threshold, references)
 
     @property
     def threshold(self) -> float:
+        """The 1:1 threshold for an employee with one reference."""
         return self.threshold_of(self.serving)
 
     def identify_threshold_of(self, serving: Serving) -> float:
@@ -256,17 +340,32 @@ class RecognitionService:
             vector = serving.batcher.embed(chips) if serving.batcher else serving.embedder.embed(chips[None])[0]
         return Probe(face, vector, quality)
 
-    def enroll(self, *, session: Session, employee_id: str, name: str | None, data: bytes,
-               replace: bool, force: bool = False) -> Enrollment:
-        """`force`: enroll even a photo below the quality thresholds."""
-        serving, upcoming = self._serving(), self.upcoming
+    def _reference_vectors(self, data: bytes, serving: Serving, *, employee_id: str, force: bool
+                           ) -> tuple[Probe, dict[str, np.ndarray]]:
+        """A reference photo's probe, and its vectors by model id: the serving model's, and the next one's while
+        app.reembed rolls it out. `force`: even below the quality thresholds."""
         probe = self.probe(data, serving, reference=not force)
         vectors = {serving.model_id: probe.vector}
-        if upcoming is not None:
+        if self.upcoming is not None:
             try:
-                vectors[upcoming.model_id] = self.probe(data, upcoming).vector
+                vectors[self.upcoming.model_id] = self.probe(data, self.upcoming).vector
             except FaceError as exc:  # app.reembed lists the employee for re-enrollment
                 log.warning("the next model's pipeline refused %s's photo (%s)", employee_id, exc.code)
+        return probe, vectors
+
+    def check_reference(self, data: bytes) -> tuple[FaceBox, Quality, list[QualityCheck]]:
+        """What enrollment would say of this photo (its face, quality and checks), with nothing embedded or
+        stored. A photo the face policy refuses raises as it would at /enroll."""
+        serving = self._serving()
+        face, _, quality = face_chips(data, settings=self.settings, pipeline=serving.pipeline, views=None)
+        return face, quality, quality_checks(quality, self.settings)
+
+    def enroll(self, *, session: Session, employee_id: str, name: str | None, data: bytes,
+               replace: bool, force: bool = False) -> Enrollment:
+        """Enroll one reference photo; a replace makes it the employee's only one. `force`: enroll even a photo
+        below the quality thresholds."""
+        serving = self._serving()
+        probe, vectors = self._reference_vectors(data, serving, employee_id=employee_id, force=force)
         photo = self.cipher.seal(data, employee_id) if self.cipher is not None else None
         employee, templates, existed = save_enrollment(session=session, employee_id=employee_id, name=name,
                                                        vectors=vectors, replace=replace, photo=photo)
@@ -275,8 +374,48 @@ class RecognitionService:
         return Enrollment(employee, probe.face, serving.model_id, templates[serving.model_id].created_at,
                           replaced=existed, quality=probe.quality)
 
-    def employees(self, *, session: Session, offset: int, limit: int) -> tuple[list[Employee], int]:
-        return repository.list_employees(session=session, offset=offset, limit=limit)
+    def add_reference(self, *, session: Session, employee_id: str, data: bytes, force: bool = False) -> Enrollment:
+        """Add one more reference photo to an enrolled employee (up to FACEGATE_MAX_REFERENCES in all)."""
+        serving = self._serving()
+        probe, vectors = self._reference_vectors(data, serving, employee_id=employee_id, force=force)
+        photo = self.cipher.seal(data, employee_id) if self.cipher is not None else None
+        employee, templates, slot = save_reference(session=session, employee_id=employee_id, vectors=vectors,
+                                                   max_references=self.settings.max_references, photo=photo)
+        references = self._refresh(employee, serving)
+        log.info("added reference %d of %s", slot, employee_id)
+        return Enrollment(employee, probe.face, serving.model_id, templates[serving.model_id].created_at,
+                          replaced=False, quality=probe.quality, slot=slot, references=references)
+
+    def remove_reference(self, *, session: Session, employee_id: str, slot: int) -> None:
+        """Remove one of an employee's references; the last one goes only with the employee (DELETE)."""
+        serving = self.serving
+        employee = repository.get_employee(session=session, employee_id=employee_id, for_update=True)
+        if employee is None:
+            raise EmployeeNotFound(f"no employee {employee_id!r}")
+        slots = repository.slots(employee)
+        if slot not in slots:
+            raise ReferenceNotFound(f"employee {employee_id!r} has no reference {slot}; they have {slots}")
+        if len(slots) == 1:
+            raise LastReference(f"reference {slot} is employee {employee_id!r}'s only one; delete the employee, "
+                                "or add another reference first")
+        repository.delete_slot(session=session, employee=employee, slot=slot)
+        session.commit()
+        self._refresh(employee, serving)
+        log.info("removed reference %d of %s", slot, employee_id)
+
+    @staticmethod
+    def _refresh(employee: Employee, serving: Serving) -> int:
+        """Put the employee's committed templates of the serving model in its index; returns how many."""
+        vectors = serving_vectors(employee, serving.model_id)
+        if vectors is None:
+            serving.index.remove(employee.employee_id)
+            return 0
+        serving.index.upsert(employee.employee_id, employee.name, vectors)
+        return len(vectors)
+
+    def employees(self, *, session: Session, offset: int, limit: int, search: str | None = None
+                  ) -> tuple[list[Employee], int]:
+        return repository.list_employees(session=session, offset=offset, limit=limit, search=search)
 
     def employee(self, *, session: Session, employee_id: str) -> Employee:
         employee = repository.get_employee(session=session, employee_id=employee_id)
@@ -298,23 +437,27 @@ class RecognitionService:
 
         A failed verification counts against the employee and the key (app.services.attempts); once either
         has used up its failures, the photo is not even looked at.
+
+        An employee with several references is compared with each, at the threshold for that many
+        (references_threshold); the nearest decides.
         """
         serving = self._serving()
-        calibrated = self.threshold_of(serving)
+        references = serving.index.vectors(employee_id)
+        calibrated = self.threshold_of(serving, 1 if references is None else len(references))
         if threshold is not None and threshold > calibrated:
             raise ThresholdTooLoose(f"threshold {threshold:g} is looser than the calibrated {calibrated:.4f}; "
                                     "a request may only make the decision stricter")
         self.attempts.check(session, employee_id=employee_id, key_id=key_id)
-        reference = serving.index.vector(employee_id)
-        if reference is None:
+        if references is None:
             self._raise_missing(session, employee_id)
         probe = self.probe(data, serving)
-        distance = float(np.linalg.norm(probe.vector - reference))
+        distance = float(np.linalg.norm(references - probe.vector, axis=1).min())
         threshold = calibrated if threshold is None else threshold
         match = distance <= threshold
         if not match:
             self.attempts.record(session, employee_id=employee_id, key_id=key_id)
-        return Verification(employee_id, match, distance, threshold, serving.model_id, probe.face, probe.quality)
+        return Verification(employee_id, match, distance, threshold, serving.model_id, probe.face, probe.quality,
+                            references=len(references))
 
     def identify(self, *, data: bytes, top_k: int) -> Identification:
         """The nearest employee if they are within the 1:N threshold, and the `top_k` nearest as candidates

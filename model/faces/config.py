@@ -124,6 +124,18 @@ class Quality:
 
 
 @dataclass(frozen=True)
+class QualityCheck:
+    """One check of a QualityPolicy on one face."""
+
+    name: str  # face_size, sharpness, yaw, roll or brightness
+    bound: str  # "min" or "max": the value must be at least, or at most, the limit
+    limit: float
+    value: float  # yaw and roll as magnitudes
+    passed: bool
+    text: str  # the measurement and the limit, in words
+
+
+@dataclass(frozen=True)
 class QualityPolicy:
     """The least a reference photo must offer; a check with None is not made."""
 
@@ -134,19 +146,30 @@ class QualityPolicy:
     min_brightness: float | None = None
     max_brightness: float | None = None
 
+    def checks(self, q: Quality) -> list[QualityCheck]:
+        """Every check this policy makes, passed or not, with the value, the limit and a sentence."""
+        made = [
+            ("face_size", "min", self.min_face_size, q.face_size, "face size {v:.0f} px", " is below {l:g}"),
+            ("sharpness", "min", self.min_sharpness, q.sharpness, "sharpness {v:.0f}", " is below {l:g}"),
+            ("yaw", "max", self.max_yaw, abs(q.yaw), "the head is turned {v:.0f} degrees",
+             "; at most {l:g} are accepted"),
+            ("roll", "max", self.max_roll, abs(q.roll), "the head is tilted {v:.0f} degrees",
+             "; at most {l:g} are accepted"),
+            ("brightness", "min", self.min_brightness, q.brightness, "brightness {v:.0f}",
+             " is below {l:g} (too dark)"),
+            ("brightness", "max", self.max_brightness, q.brightness, "brightness {v:.0f}",
+             " is above {l:g} (overexposed)"),
+        ]
+        out = []
+        for name, bound, limit, value, measured, falls_short in made:
+            if limit is None:
+                continue
+            passed = value >= limit if bound == "min" else value <= limit
+            allowed = f"at least {limit:g}" if bound == "min" else f"at most {limit:g}"
+            text = measured.format(v=value) + (f" ({allowed})" if passed else falls_short.format(l=limit))
+            out.append(QualityCheck(name, bound, float(limit), float(value), passed, text))
+        return out
+
     def failures(self, q: Quality) -> list[str]:
         """What falls short, and by how much, in words; empty when the face passes."""
-        checks = [
-            (self.min_face_size, q.face_size, lambda limit: q.face_size < limit, "face size {v:.0f} px is below {l}"),
-            (self.min_sharpness, q.sharpness, lambda limit: q.sharpness < limit, "sharpness {v:.0f} is below {l}"),
-            (self.max_yaw, abs(q.yaw), lambda limit: abs(q.yaw) > limit, "the head is turned {v:.0f} degrees; at "
-                                                                          "most {l} are accepted"),
-            (self.max_roll, abs(q.roll), lambda limit: abs(q.roll) > limit, "the head is tilted {v:.0f} degrees; at "
-                                                                             "most {l} are accepted"),
-            (self.min_brightness, q.brightness, lambda limit: q.brightness < limit,
-             "brightness {v:.0f} is below {l} (too dark)"),
-            (self.max_brightness, q.brightness, lambda limit: q.brightness > limit,
-             "brightness {v:.0f} is above {l} (overexposed)"),
-        ]
-        return [text.format(v=value, l=limit) for limit, value, fails, text in checks
-                if limit is not None and fails(limit)]
+        return [check.text for check in self.checks(q) if not check.passed]

@@ -22,7 +22,7 @@ from PIL import Image
 from tests.live import live_server
 
 REQUESTS = 1000
-ENDPOINTS = ("enroll", "verify", "identify", "list", "get", "delete")
+ENDPOINTS = ("enroll", "verify", "identify", "list", "get", "delete", "add_reference", "remove_reference", "check")
 
 
 def sixteen_bit_png() -> bytes:
@@ -47,7 +47,7 @@ def target(database_url, photos):
 def gallery(client: httpx.Client, keys: dict[str, str]) -> list[tuple[str, str | None, str | None]]:
     response = client.get("/employees", params={"limit": 500}, headers={"X-API-Key": keys["admin"]})
     response.raise_for_status()
-    return [(e["employee_id"], e["name"], e["enrolled_at"]) for e in response.json()["items"]]
+    return [(e["employee_id"], e["name"], e["enrolled_at"], len(e["references"])) for e in response.json()["items"]]
 
 
 hostile_text = st.one_of(
@@ -92,10 +92,17 @@ def send(client: httpx.Client, keys: dict[str, str], images: list[bytes], r: dic
         return client.post("/verify", data=data, files=files, headers=headers)
     if r["endpoint"] == "identify":
         return client.post("/identify", data={"top_k": r["number"]}, files=files, headers=headers)
+    if r["endpoint"] == "check":
+        return client.post("/enroll/check", files=files, headers=headers)
     if r["endpoint"] == "list":
-        return client.get("/employees", params={"offset": r["number"], "limit": r["threshold"] or "10"},
-                          headers=headers)
+        return client.get("/employees", params={"offset": r["number"], "limit": r["threshold"] or "10",
+                                                "q": r["name"]}, headers=headers)
     path = f"/employees/{quote(r['employee_id'], safe='')}"
+    if r["endpoint"] == "add_reference":
+        params = {"force": r["replace"]} if r["replace"] else None
+        return client.post(f"{path}/references", files=files, params=params, headers=headers)
+    if r["endpoint"] == "remove_reference":
+        return client.delete(f"{path}/references/{quote(r['number'], safe='')}", headers=headers)
     return client.request("GET" if r["endpoint"] == "get" else "DELETE", path, headers=headers)
 
 
@@ -107,7 +114,8 @@ def test_generated_requests_never_get_a_5xx_a_dropped_connection_or_a_changed_ga
               suppress_health_check=list(HealthCheck))
     @given(requests)
     def one(r: dict) -> None:
-        before = gallery(client, keys) if r["endpoint"] in ("enroll", "delete") else None
+        before = gallery(client, keys) if r["endpoint"] in ("enroll", "delete", "add_reference",
+                                                             "remove_reference") else None
         response = send(client, keys, images, r)  # a dropped connection raises here
         sent.append(response.status_code)
         assert response.status_code < 500, (r, response.text[:500])

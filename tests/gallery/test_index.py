@@ -26,7 +26,7 @@ def test_upsert_replaces_in_place():
     index.upsert("a", None, unit(0))
     index.upsert("a", "new name", unit(90))
     assert len(index) == 1
-    assert np.allclose(index.vector("a"), unit(90))
+    assert np.allclose(index.vectors("a"), [unit(90)])
     assert index.search(unit(90), 1)[0].name == "new name"
 
 
@@ -38,7 +38,7 @@ def test_remove_keeps_the_other_rows_right():
     assert "e1" not in index and len(index) == 4
     for i in (0, 2, 3, 4):
         assert index.search(unit(30 * i), 1)[0].employee_id == f"e{i}"
-        assert np.allclose(index.vector(f"e{i}"), unit(30 * i))
+        assert np.allclose(index.vectors(f"e{i}"), [unit(30 * i)])
 
 
 def test_growing_past_capacity_keeps_every_vector():
@@ -66,7 +66,7 @@ def test_a_bulk_load_is_exactly_sized_and_searchable_then_grows_by_a_quarter():
     assert index.nbytes == 126 * 4 * 4  # 100 * 1.25 + 1 rows
     assert index.remove("e0") and index.search(unit(0), 1)[0].employee_id == "new"
     with pytest.raises(ValueError):
-        index.load(["a", "a"], [None, None], vectors[:2])
+        index.load(["a", "b"], [None], vectors[:2])
 
 
 def test_the_host_copy_of_a_gpu_index_follows_every_change():
@@ -82,6 +82,45 @@ def test_the_host_copy_of_a_gpu_index_follows_every_change():
     index.remove("b")  # "e" moves into b's row
     expected = {"a": vectors[4], "c": vectors[2], "d": vectors[3], "e": vectors[4]}
     for employee_id, vector in expected.items():
-        assert np.array_equal(index.vector(employee_id), vector), employee_id
+        assert np.array_equal(index.vectors(employee_id), [vector]), employee_id
         assert np.array_equal(index._matrix[index._ids.find(employee_id)].numpy(), vector)
-    assert index.vector("b") is None
+    assert index.vectors("b") is None
+    index.upsert("c", None, vectors[:3])  # several references: every row's host copy too
+    index.remove("a")
+    assert np.array_equal(index.vectors("c"), vectors[:3])
+    for key, vector in zip(index._ids.ids_of(list(range(len(index)))), index._host[:len(index)], strict=True):
+        assert np.array_equal(index._matrix[index._ids.find(key)].numpy(), vector), key
+
+
+def test_an_employee_with_several_references_is_found_by_the_nearest_once():
+    index = EmbeddingIndex(4, capacity=2)
+    index.upsert("a", "A", np.stack([unit(0), unit(100), unit(200)]))
+    index.upsert("b", "B", unit(90))
+    index.upsert("c", None, unit(180))
+    assert len(index) == 5 and index.employees == 3 and "a" in index
+    # a's 100-degree reference is nearer to 95 than b is; a is listed once, at that distance
+    matches = index.search(unit(95), k=3)
+    assert [m.employee_id for m in matches] == ["a", "b", "c"]
+    assert matches[0].distance == pytest.approx(2 * np.sin(np.radians(5) / 2), abs=1e-5)
+    assert matches[0].name == "A"
+    # k employees, even when one employee's references fill the nearest rows
+    close = EmbeddingIndex(4)
+    close.upsert("a", None, np.stack([unit(0), unit(10), unit(20)]))
+    close.upsert("b", None, unit(90))
+    assert [m.employee_id for m in close.search(unit(5), k=2)] == ["a", "b"]
+    assert np.allclose(index.vectors("a"), [unit(0), unit(100), unit(200)])
+    # fewer references: the extra rows go; none left behind for search
+    index.upsert("a", "A", unit(0))
+    assert len(index) == 3 and index.employees == 3
+    assert [m.employee_id for m in index.search(unit(100), k=3)] == ["b", "c", "a"]
+    assert index.remove("a") and "a" not in index and len(index) == 2 and index.vectors("a") is None
+
+
+def test_a_bulk_load_gives_an_id_listed_twice_two_references():
+    index = EmbeddingIndex(4)
+    index.load(["a", "b", "a"], ["A", "B", "A"], np.stack([unit(0), unit(90), unit(180)]))
+    assert len(index) == 3 and index.employees == 2
+    assert np.allclose(index.vectors("a"), [unit(0), unit(180)])
+    assert index.search(unit(170), 1)[0].employee_id == "a"
+    index.upsert("a", "A", unit(45))  # replaced by one: both old rows go
+    assert len(index) == 2 and np.allclose(index.vectors("a"), [unit(45)])

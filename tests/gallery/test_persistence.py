@@ -89,3 +89,53 @@ def test_migrations_upgrade_from_empty_and_downgrade_to_empty(database_url):
     command.upgrade(config, "head")
     assert tables <= set(inspect(engine).get_table_names())
     engine.dispose()
+
+
+def test_migration_0006_keeps_each_employee_s_reference_in_slot_0(database_url):
+    """A gallery of one reference per employee (0005) upgrades with its rows in slot 0; after it, an employee
+    may have several slots, one template per model and slot, one photo per slot, and photo ids stay unique."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    config = alembic_config(database_url)
+    command.upgrade(config, "0005")
+    engine = create_engine(database_url)
+    now = "2026-11-29 00:00:00+00:00"
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO employees (id, employee_id, created_at, updated_at) "
+                                "VALUES (1, 'e', :now, :now)"), {"now": now})
+        connection.execute(text("INSERT INTO templates (employee_pk, model_id, dim, vector, created_at) "
+                                "VALUES (1, 'm', 2, :v, :now)"), {"v": b"\0" * 8, "now": now})
+        for _ in range(2):  # the second replaced the first
+            connection.execute(text("DELETE FROM reference_photos"))
+            connection.execute(text("INSERT INTO reference_photos (employee_pk, key_id, nonce, ciphertext, "
+                                    "created_at) VALUES (1, 'k', :b, :b, :now)"), {"b": b"x", "now": now})
+    command.upgrade(config, "head")
+
+    def insert(table: str, slot: int, **values: str) -> None:
+        columns = {"employee_pk": 1, "slot": slot, "created_at": now, **values}
+        with engine.begin() as connection:
+            connection.execute(text(f"INSERT INTO {table} ({', '.join(columns)}) "
+                                    f"VALUES ({', '.join(':' + c for c in columns)})"),
+                               {k: (v.encode() if k in ("vector", "nonce", "ciphertext") else v)
+                                for k, v in columns.items()})
+
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT slot FROM templates")).scalars().all() == [0]
+        assert connection.execute(text("SELECT id, slot FROM reference_photos")).all() == [(2, 0)]
+    template = {"model_id": "m", "dim": "2", "vector": "\0" * 8}
+    photo = {"key_id": "k", "nonce": "x", "ciphertext": "x"}
+    insert("templates", 1, **template)
+    insert("reference_photos", 1, **photo)
+    for table, values in (("templates", template), ("reference_photos", photo)):
+        try:
+            insert(table, 1, **values)
+            raise AssertionError(f"{table}: a second row in slot 1 was accepted")
+        except IntegrityError:
+            pass
+    with engine.begin() as connection:
+        removed = connection.execute(text("DELETE FROM reference_photos WHERE slot = 1 RETURNING id")).scalar()
+    insert("reference_photos", 1, **photo)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT max(id) FROM reference_photos")).scalar() > removed  # not reused
+    engine.dispose()

@@ -13,7 +13,8 @@ from app.api.schemas import EMPLOYEE_ID_PATTERN, MAX_OFFSET, AuditOut, AuditPage
 
 router = APIRouter(tags=["audit"], responses=AUTH_ERRORS, dependencies=[Depends(single_valued_fields)])
 
-Action = Literal["enroll", "replace", "delete", "verify", "identify", "employees", "audit", "bulk_enroll", "request"]
+Action = Literal["enroll", "replace", "add_reference", "remove_reference", "delete", "verify", "identify",
+                 "employees", "audit", "bulk_enroll", "request"]
 
 
 @router.get("/audit", response_model=AuditPage)

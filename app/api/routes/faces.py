@@ -11,10 +11,12 @@ from app.api.schemas import (
     EMPLOYEE_ID_PATTERN,
     NAME_PATTERN,
     CandidateOut,
+    EnrollCheckOut,
     EnrollOut,
     ErrorOut,
     FaceOut,
     IdentifyOut,
+    QualityCheckOut,
     QualityOut,
     VerifyOut,
 )
@@ -79,6 +81,19 @@ def enroll(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: Ad
                      quality=quality_out(result.quality))
 
 
+@router.post("/enroll/check", response_model=EnrollCheckOut, responses=PHOTO_ERRORS)
+def check_enrollment_photo(service: ServiceDep, _: AdminCaller, image: ImageFile) -> EnrollCheckOut:
+    """What /enroll would say of this photo, with nothing stored: the face it would enroll, its quality and
+    each check against FACEGATE_QUALITY_*. The console shows it before a photo is sent. Scope: admin.
+
+    A photo without a usable face gets the same 4xx as at /enroll (no_face, multiple_faces...).
+    """
+    face, quality, checks = service.check_reference(read_photo(image, service))
+    return EnrollCheckOut(face=face_out(face), quality=quality_out(quality), passes=all(c.passed for c in checks),
+                          checks=[QualityCheckOut(check=c.name, bound=c.bound, limit=c.limit, value=c.value,
+                                                  passed=c.passed, text=c.text) for c in checks])
+
+
 @router.post("/verify", response_model=VerifyOut,
              responses={404: {"model": ErrorOut, "description": "employee_not_found"},
                         409: {"model": ErrorOut, "description": "stale_template"},
@@ -89,15 +104,15 @@ def verify(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: Ve
            threshold: Annotated[float | None, Form(gt=0.0, le=2.0, description="a stricter threshold than the "
                                                    "calibrated one, for this request; a looser one is refused "
                                                    "(threshold_too_loose)")] = None) -> VerifyOut:
-    """1:1 - is the person in the photo the employee they claim to be? Scope: verify."""
+    """1:1 - is the person in the photo the employee they claim to be? Scope: verify (or admin)."""
     with audit.record(caller, "verify", employee_id) as entry:
         result = service.verify(session=session, employee_id=employee_id, data=read_photo(image, service),
                                 threshold=threshold, key_id=caller.key_id)
         entry.decision, entry.distance = ("match" if result.match else "no_match"), result.distance
         entry.threshold = result.threshold
     return VerifyOut(employee_id=result.employee_id, match=result.match, distance=result.distance,
-                     threshold=result.threshold, model_id=result.model_id, face=face_out(result.face),
-                     quality=quality_out(result.quality))
+                     threshold=result.threshold, references=result.references, model_id=result.model_id,
+                     face=face_out(result.face), quality=quality_out(result.quality))
 
 
 @router.post("/identify", response_model=IdentifyOut, responses=PHOTO_ERRORS)
@@ -105,7 +120,7 @@ def identify(service: ServiceDep, audit: AuditDep, caller: VerifyCaller, image: 
              top_k: Annotated[int, Form(ge=1, le=100, description="candidates to list, when the service "
                                                   "lists candidates (FACEGATE_IDENTIFY_CANDIDATES)")] = 5
              ) -> IdentifyOut:
-    """1:N open set - who is this, if anyone? Scope: verify.
+    """1:N open set - who is this, if anyone? Scope: verify (or admin).
 
     The threshold keeps the share of strangers named as an employee at FACEGATE_IDENTIFY_FPIR (0.1 % by
     default) whatever the gallery's size, so it is stricter than /verify's; the response gives the one used.

@@ -1,0 +1,607 @@
+// facegate console: plain JavaScript, no build step, no CDN. Every action is one call of the documented API
+// (/docs), made with the key the user signed in with; the server decides what that key may do.
+"use strict";
+
+const KEY = "facegate.key";          // sessionStorage only: gone when the tab closes
+const SIGNED_IN = "facegate.signed"; // set even for an empty key (a service running without keys)
+const PAGE = { employees: 20, audit: 25 };
+const state = {
+  scope: null,
+  employees: { offset: 0, q: "", total: 0 },
+  audit: { offset: 0, filters: {}, total: 0 },
+};
+
+const $ = (selector, root = document) => root.querySelector(selector);
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "text") node.textContent = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else if (value !== false && value !== null && value !== undefined) node.setAttribute(name, value === true ? "" : value);
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+// --- the API -------------------------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, code, message, retryAfter) {
+    super(message);
+    Object.assign(this, { status, code, retryAfter });
+  }
+}
+
+async function api(method, path, { params = {}, form = null } = {}) {
+  const url = new URL(path, location.origin);
+  for (const [name, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== "") url.searchParams.set(name, value);
+  }
+  const headers = {};
+  const key = sessionStorage.getItem(KEY);
+  if (key) headers["X-API-Key"] = key;
+  let response;
+  try {
+    response = await fetch(url, { method, headers, body: form });
+  } catch {
+    throw new ApiError(0, "network", "the service could not be reached");
+  }
+  if (response.status === 204) return null;
+  let body = null;
+  try { body = await response.json(); } catch { /* not JSON: a proxy's page */ }
+  if (!response.ok) {
+    const error = (body && body.error) || {};
+    throw new ApiError(response.status, error.code || "http_error", error.message || response.statusText,
+                       response.headers.get("Retry-After"));
+  }
+  return body;
+}
+
+// The API's error codes, worded for the people at the desk; the API's own message follows where it adds facts.
+const WORDS = {
+  network: "The service could not be reached. Check the network, then try again.",
+  unauthorized: "That key was not accepted (unknown, revoked or mistyped). Sign in again.",
+  forbidden: "Your key may not do this: it needs an admin key.",
+  no_face: "No face was found in the photo. Face the camera, in good light, and try again.",
+  multiple_faces: "More than one face is in the photo. Only the employee may be in it.",
+  face_too_small: "The face is too small in the photo. Come closer, or crop the photo around the face.",
+  invalid_image: "That file is not a photo the service can read (JPEG, PNG, WebP, BMP or TIFF).",
+  image_too_large: "The photo is too large. Send a smaller one.",
+  poor_quality: "The photo is not good enough to be a reference.",
+  employee_exists: "This employee is already enrolled. Tick “Replace the reference photo” to replace it.",
+  employee_not_found: "No employee has that id.",
+  stale_template: "This employee was enrolled with an older model: enroll them again.",
+  threshold_too_loose: "That threshold is looser than the calibrated one.",
+  too_many_attempts: "Too many failed attempts for this employee or key.",
+  too_many_references: "This employee already has the most references allowed. Remove one first.",
+  last_reference: "This is the employee's only reference. Delete the employee instead, or add another first.",
+  reference_not_found: "That reference no longer exists (someone else may have removed it).",
+  reference_conflict: "Someone else changed this employee's references at the same moment. Try again.",
+  validation_error: "Something in the form is not valid.",
+  not_ready: "The service is not ready (starting, or its database is away). Try again in a moment.",
+  model_changing: "The service is switching to a new model. Try again in a moment.",
+  not_found: "Not found.",
+  internal_error: "The service failed. The request id in its logs tells what happened.",
+};
+
+function explain(error) {
+  if (!(error instanceof ApiError)) return `Something went wrong in the console: ${error.message}`;
+  const words = WORDS[error.code] || `The service refused (${error.status}).`;
+  const wait = error.retryAfter ? ` Try again in ${error.retryAfter} s.` : "";
+  const facts = ["network", "unauthorized", "forbidden", "not_found"].includes(error.code) ? "" : ` (${error.message})`;
+  return words + facts + wait;
+}
+
+function showError(error) {
+  const box = $("#error");
+  box.textContent = typeof error === "string" ? error : explain(error);
+  box.dataset.code = error.code || "";
+  box.hidden = false;
+  box.focus();
+  if (error.code === "unauthorized") signOut(false);
+}
+
+function clearError() {
+  $("#error").hidden = true;
+  $("#error").textContent = "";
+}
+
+function say(text) {
+  $("#status").textContent = text;
+}
+
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
+
+// --- views: #employees, #employee/<id>, #enroll, #try, #audit ------------------------------------------------
+
+const VIEWS = ["signin", "employees", "employee", "enroll", "try", "audit"];
+const ADMIN_VIEWS = ["employees", "employee", "enroll", "audit"];
+
+function show(name) {
+  for (const view of VIEWS) $(`#view-${view}`).hidden = view !== name;
+  for (const button of document.querySelectorAll("nav button")) {
+    if (button.dataset.view === name || (name === "employee" && button.dataset.view === "employees")) {
+      button.setAttribute("aria-current", "page");
+    } else {
+      button.removeAttribute("aria-current");
+    }
+  }
+}
+
+async function route() {
+  clearError();
+  if (!sessionStorage.getItem(SIGNED_IN)) return show("signin");
+  const [name, ...rest] = location.hash.slice(1).split("/");
+  const home = state.scope === "admin" ? "employees" : "try";
+  let view = VIEWS.includes(name) && name !== "signin" ? name : home;
+  if (ADMIN_VIEWS.includes(view) && state.scope !== "admin") view = "try";
+  show(view);
+  try {
+    if (view === "employees") await loadEmployees();
+    if (view === "employee") await loadEmployee(decodeURIComponent(rest.join("/")));
+    if (view === "audit") await loadAudit();
+  } catch (error) {
+    showError(error);
+  }
+}
+
+function go(hash) {
+  if (location.hash === `#${hash}`) route();
+  else location.hash = hash;
+}
+
+// --- sign in -------------------------------------------------------------------------------------------------
+
+async function signIn(key) {
+  sessionStorage.setItem(KEY, key);
+  sessionStorage.setItem(SIGNED_IN, "1");
+  try {
+    const me = await api("GET", "/me");
+    state.scope = me.scope;
+    $("#who-text").textContent = me.auth ? `${me.scope} key ${me.key_id}` : "no keys: full access";
+  } catch (error) {
+    signOut(false);
+    throw error;
+  }
+  for (const node of document.querySelectorAll(".admin-only")) node.hidden = state.scope !== "admin";
+  $("#nav").hidden = false;
+  $("#who").hidden = false;
+}
+
+function signOut(navigate = true) {
+  sessionStorage.removeItem(KEY);
+  sessionStorage.removeItem(SIGNED_IN);
+  state.scope = null;
+  $("#nav").hidden = true;
+  $("#who").hidden = true;
+  $("#key").value = "";
+  if (navigate) {
+    show("signin");
+    history.replaceState(null, "", location.pathname);
+  }
+}
+
+// --- photos: a file or the webcam, previewed with the face the service found -----------------------------------
+
+function picker(container, { check = false } = {}) {
+  container.replaceChildren($("#picker-template").content.cloneNode(true));
+  const input = $("input[type=file]", container);
+  const video = $("video", container);
+  const start = $(".camera-start", container);
+  const take = $(".camera-take", container);
+  const stop = $(".camera-stop", container);
+  const figure = $(".preview", container);
+  const canvas = $("canvas", container);
+  const caption = $("figcaption", container);
+  const checks = $(".checks", container);
+  let blob = null;
+  let image = null;
+  let stream = null;
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) start.hidden = true;
+
+  function draw(face, good) {
+    canvas.width = image.naturalWidth;
+    canvas.height = image.naturalHeight;
+    const context = canvas.getContext("2d");
+    context.drawImage(image, 0, 0);
+    if (face) {
+      const [x, y, w, h] = face.box;
+      context.lineWidth = Math.max(2, Math.round(canvas.width / 150));
+      context.strokeStyle = good ? "#1a7f37" : "#c0392b";
+      context.strokeRect(x, y, w, h);
+    }
+    figure.hidden = false;
+  }
+
+  async function assess() {
+    checks.hidden = true;
+    checks.replaceChildren();
+    if (!check) return;
+    caption.textContent = "Looking for the face…";
+    const form = new FormData();
+    form.append("image", blob, "photo.jpg");
+    try {
+      const result = await api("POST", "/enroll/check", { form });
+      draw(result.face, result.passes);
+      caption.textContent = result.passes ? "Face found; the photo passes every check."
+                                          : "Face found, but the photo fails a check:";
+      for (const item of result.checks) {
+        checks.append(el("li", { class: item.passed ? "pass" : "fail", text: item.text }));
+      }
+      checks.hidden = false;
+    } catch (error) {
+      caption.textContent = explain(error);
+    }
+  }
+
+  async function use(newBlob) {
+    blob = newBlob;
+    image = new Image();
+    image.src = URL.createObjectURL(blob);
+    await image.decode().catch(() => null);
+    if (image.naturalWidth) draw(null, false);
+    caption.textContent = "";
+    await assess();
+  }
+
+  function camera(on) {
+    video.hidden = !on;
+    take.hidden = !on;
+    stop.hidden = !on;
+    start.hidden = on;
+    if (!on && stream) {
+      for (const track of stream.getTracks()) track.stop();
+      stream = null;
+    }
+  }
+
+  input.addEventListener("change", () => { if (input.files[0]) use(input.files[0]); });
+  start.addEventListener("click", async () => {
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "user", width: { ideal: 1280 } } });
+    } catch (error) {
+      caption.textContent = `The camera is not available (${error.name}). Choose a file instead.`;
+      figure.hidden = false;
+      return;
+    }
+    video.srcObject = stream;
+    await video.play();
+    camera(true);
+    take.focus();
+  });
+  take.addEventListener("click", () => {
+    const frame = document.createElement("canvas");
+    frame.width = video.videoWidth;
+    frame.height = video.videoHeight;
+    frame.getContext("2d").drawImage(video, 0, 0);
+    camera(false);
+    frame.toBlob((taken) => use(taken), "image/jpeg", 0.92);
+  });
+  stop.addEventListener("click", () => camera(false));
+
+  return {
+    get blob() { return blob; },
+    showFace(face, good) { if (image && image.naturalWidth) draw(face, good); },
+    reset() { blob = null; input.value = ""; figure.hidden = true; checks.hidden = true; camera(false); },
+  };
+}
+
+function photoForm(blob) {
+  const form = new FormData();
+  form.append("image", blob, "photo.jpg");
+  return form;
+}
+
+// --- employees -----------------------------------------------------------------------------------------------
+
+async function loadEmployees() {
+  const { offset, q } = state.employees;
+  say("Loading employees…");
+  const page = await api("GET", "/employees", { params: { offset, limit: PAGE.employees, q } });
+  state.employees.total = page.total;
+  const body = $("#employees-table tbody");
+  body.replaceChildren(...page.items.map((employee) => el("tr", {},
+    el("td", {}, el("a", { href: `#employee/${encodeURIComponent(employee.employee_id)}`,
+                           text: employee.employee_id })),
+    el("td", { text: employee.name || "—" }),
+    el("td", { text: String(employee.references.length) }),
+    el("td", { text: employee.current_model ? when(employee.enrolled_at) : "older model: enroll again" }),
+    el("td", { class: "actions" }, el("button", {
+      type: "button", class: "danger", text: "Delete…", "aria-label": `Delete ${employee.employee_id}`,
+      onclick: () => deleteEmployee(employee.employee_id),
+    })),
+  )));
+  const shown = page.items.length ? `${offset + 1}–${offset + page.items.length} of ${page.total}` : "none";
+  $("#employees-caption").textContent = q ? `Employees matching “${q}”: ${shown}` : `Employees: ${shown}`;
+  pager("#employees-pager", state.employees, PAGE.employees);
+  say("");
+}
+
+function pager(selector, list, size) {
+  const [previous, next] = document.querySelectorAll(`${selector} button`);
+  previous.disabled = list.offset === 0;
+  next.disabled = list.offset + size >= list.total;
+}
+
+function confirmDialog(text, action = "Delete") {
+  const dialog = $("#confirm");
+  $("#confirm-text").textContent = text;
+  $("#confirm-ok").textContent = action;
+  dialog.returnValue = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+  });
+}
+
+async function deleteEmployee(employeeId) {
+  if (!await confirmDialog(`Delete ${employeeId}, their references and stored photos? This cannot be undone.`)) {
+    return;
+  }
+  try {
+    await api("DELETE", `/employees/${encodeURIComponent(employeeId)}`);
+    say(`Deleted ${employeeId}.`);
+    go("employees");
+  } catch (error) {
+    showError(error);
+  }
+}
+
+let referencePicker = null;
+
+async function loadEmployee(employeeId) {
+  const employee = await api("GET", `/employees/${encodeURIComponent(employeeId)}`);
+  state.employee = employee;
+  $("#employee-title").textContent = employee.name ? `${employee.name} (${employee.employee_id})` : employee.employee_id;
+  const facts = [["Employee id", employee.employee_id], ["Name", employee.name || "—"],
+                 ["Enrolled", when(employee.enrolled_at)], ["Updated", when(employee.updated_at)],
+                 ["Model", employee.current_model ? "current" : "older model: enroll again"]];
+  $("#employee-facts").replaceChildren(...facts.flatMap(([term, value]) => [el("dt", { text: term }),
+                                                                             el("dd", { text: value })]));
+  const only = employee.references.length === 1;
+  $("#references").replaceChildren(...employee.references.map((reference) => el("li", {},
+    el("span", { text: `Reference ${reference.reference}${reference.reference === 0 ? " (the enrollment's photo)" : ""}`
+                       + ` · ${when(reference.enrolled_at)}` }),
+    el("button", { type: "button", class: "danger", text: "Remove…", disabled: only,
+                   title: only ? "The only reference: delete the employee instead" : null,
+                   "aria-label": `Remove reference ${reference.reference}`,
+                   onclick: () => removeReference(employee.employee_id, reference.reference) }),
+  )));
+  referencePicker = picker($("#reference-form .picker"), { check: true });
+}
+
+async function removeReference(employeeId, reference) {
+  if (!await confirmDialog(`Remove reference ${reference} of ${employeeId}?`, "Remove")) return;
+  try {
+    await api("DELETE", `/employees/${encodeURIComponent(employeeId)}/references/${reference}`);
+    say(`Removed reference ${reference}.`);
+    await loadEmployee(employeeId);
+  } catch (error) {
+    showError(error);
+  }
+}
+
+async function addReference(event) {
+  event.preventDefault();
+  clearError();
+  if (!referencePicker.blob) return showError("Choose a photo, or take one with the camera, first.");
+  const employeeId = state.employee.employee_id;
+  try {
+    const added = await api("POST", `/employees/${encodeURIComponent(employeeId)}/references`,
+                            { form: photoForm(referencePicker.blob) });
+    say(`Added reference ${added.reference}: ${employeeId} now has ${added.references}.`);
+    await loadEmployee(employeeId);
+  } catch (error) {
+    showError(error);
+  }
+}
+
+// --- enroll --------------------------------------------------------------------------------------------------
+
+let enrollPicker = null;
+
+async function enroll(event) {
+  event.preventDefault();
+  clearError();
+  const form = event.target;
+  if (!form.reportValidity()) return;
+  if (!enrollPicker.blob) return showError("Choose a photo, or take one with the camera, first.");
+  const body = photoForm(enrollPicker.blob);
+  body.append("employee_id", form.employee_id.value.trim());
+  if (form.name.value.trim()) body.append("name", form.name.value.trim());
+  const params = { replace: form.replace.checked || null, force: form.force.checked || null };
+  const result = $("#enroll-result");
+  result.hidden = true;
+  try {
+    const enrolled = await api("POST", "/enroll", { form: body, params });
+    enrollPicker.showFace(enrolled.face, true);
+    result.replaceChildren(
+      el("p", { class: "verdict match", text: `Enrolled ${enrolled.employee_id}` }),
+      el("p", {}, el("a", { href: `#employee/${encodeURIComponent(enrolled.employee_id)}`,
+                            text: "See the employee" })),
+    );
+    result.hidden = false;
+    say(`Enrolled ${enrolled.employee_id}.`);
+  } catch (error) {
+    showError(error);
+  }
+}
+
+// --- verify and identify -------------------------------------------------------------------------------------
+
+let tryPicker = null;
+
+// The distance against the threshold, as a picture: a scale from 0 to 2 (the farthest two unit vectors can be)
+// whose accepted part is green, with the threshold and the photo's distance marked.
+function meter(distance, threshold) {
+  const ns = "http://www.w3.org/2000/svg";
+  const end = Math.max(1.2, (distance ?? 0) + 0.1, threshold + 0.2);
+  const x = (value) => 10 + (580 * Math.min(value, end)) / end;
+  const node = (tag, attributes, text) => {
+    const shape = document.createElementNS(ns, tag);
+    for (const [name, value] of Object.entries(attributes)) shape.setAttribute(name, value);
+    if (text) shape.textContent = text;
+    return shape;
+  };
+  const within = distance !== null && distance <= threshold;
+  const words = distance === null ? `threshold ${threshold.toFixed(3)}; nobody is close enough`
+    : `distance ${distance.toFixed(3)} ${within ? "within" : "beyond"} the threshold ${threshold.toFixed(3)}`;
+  const svg = node("svg", { viewBox: "0 0 600 90", class: "meter", role: "img", "aria-label": words });
+  svg.append(
+    node("rect", { x: 10, y: 30, width: x(threshold) - 10, height: 18, fill: "#c8e6c9" }),
+    node("rect", { x: x(threshold), y: 30, width: 590 - x(threshold), height: 18, fill: "#f8d7da" }),
+    node("line", { x1: x(threshold), x2: x(threshold), y1: 22, y2: 56, stroke: "#1b1f24", "stroke-width": 2 }),
+    node("text", { x: x(threshold), y: 16, "text-anchor": "middle", "font-size": 13 },
+         `threshold ${threshold.toFixed(3)}`),
+    node("text", { x: 10, y: 72, "font-size": 12, fill: "#57606a" }, "0: the same face"),
+    node("text", { x: 590, y: 72, "font-size": 12, fill: "#57606a", "text-anchor": "end" }, "farther: other people"),
+  );
+  if (distance !== null) {
+    svg.append(
+      node("circle", { cx: x(distance), cy: 39, r: 8, fill: within ? "#1a7f37" : "#c0392b" }),
+      node("text", { x: x(distance), y: 86, "text-anchor": "middle", "font-size": 13, "font-weight": 700 },
+           `distance ${distance.toFixed(3)}`),
+    );
+  }
+  return svg;
+}
+
+async function tryPhoto(event) {
+  event.preventDefault();
+  clearError();
+  const form = event.target;
+  const mode = form.mode.value;
+  if (!tryPicker.blob) return showError("Choose a photo, or take one with the camera, first.");
+  const body = photoForm(tryPicker.blob);
+  const result = $("#try-result");
+  result.hidden = true;
+  try {
+    if (mode === "verify") {
+      const employeeId = form.employee_id.value.trim();
+      if (!employeeId) return showError("Type the employee id to verify against.");
+      body.append("employee_id", employeeId);
+      const answer = await api("POST", "/verify", { form: body });
+      tryPicker.showFace(answer.face, answer.match);
+      result.replaceChildren(
+        el("p", { class: `verdict ${answer.match ? "match" : "no-match"}`,
+                  text: answer.match ? `Match: this is ${answer.employee_id}` : `No match: not ${answer.employee_id}` }),
+        meter(answer.distance, answer.threshold),
+        el("p", { class: "help", text: `Compared with ${answer.references} reference${answer.references > 1 ? "s" : ""}; `
+                                       + "the nearest decides. Below the threshold is a match." }),
+      );
+    } else {
+      const answer = await api("POST", "/identify", { form: body });
+      const best = answer.match || answer.candidates[0] || null;
+      tryPicker.showFace(answer.face, Boolean(answer.match));
+      result.replaceChildren(
+        el("p", { class: `verdict ${answer.match ? "match" : "no-match"}`,
+                  text: answer.match ? `This is ${answer.match.employee_id}${answer.match.name ? ` (${answer.match.name})` : ""}`
+                                     : "Unknown: nobody in the gallery is close enough" }),
+        meter(best ? best.distance : null, answer.threshold),
+        answer.candidates.length ? el("ol", {}, ...answer.candidates.map((c) => el("li", {
+          text: `${c.employee_id}${c.name ? ` (${c.name})` : ""}: ${c.distance.toFixed(3)}` }))) : null,
+      );
+    }
+    result.hidden = false;
+  } catch (error) {
+    showError(error);
+  }
+}
+
+// --- audit ---------------------------------------------------------------------------------------------------
+
+async function loadAudit() {
+  const { offset, filters } = state.audit;
+  say("Loading the audit log…");
+  const page = await api("GET", "/audit", { params: { offset, limit: PAGE.audit, ...filters } });
+  state.audit.total = page.total;
+  $("#audit-table tbody").replaceChildren(...page.items.map((row) => el("tr", {},
+    el("td", { text: when(row.at) }),
+    el("td", { text: row.action }),
+    el("td", { text: row.employee_id || "—" }),
+    el("td", { text: row.decision }),
+    el("td", { text: row.distance === null ? "—" : `${row.distance.toFixed(3)} / ${row.threshold === null ? "—"
+                                                                                   : row.threshold.toFixed(3)}` }),
+    el("td", { text: row.key_id || "—" }),
+  )));
+  const shown = page.items.length ? `${offset + 1}–${offset + page.items.length} of ${page.total}` : "none";
+  $("#audit-caption").textContent = `Audit records, newest first: ${shown}`;
+  pager("#audit-pager", state.audit, PAGE.audit);
+  say("");
+}
+
+function auditFilters(form) {
+  const iso = (value) => (value ? new Date(value).toISOString() : "");
+  return {
+    employee_id: form.employee_id.value.trim(), action: form.action.value,
+    since: iso(form.since.value), until: iso(form.until.value),
+  };
+}
+
+// --- wiring --------------------------------------------------------------------------------------------------
+
+document.addEventListener("DOMContentLoaded", async () => {
+  $("#signin-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearError();
+    try {
+      await signIn($("#key").value.trim());
+      go(state.scope === "admin" ? "employees" : "try");
+    } catch (error) {
+      showError(error);
+    }
+  });
+  $("#sign-out").addEventListener("click", () => signOut());
+  for (const button of document.querySelectorAll("nav button")) {
+    button.addEventListener("click", () => go(button.dataset.view));
+  }
+  $("#search-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.employees = { offset: 0, q: $("#search").value.trim(), total: 0 };
+    route();
+  });
+  $("#audit-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.audit = { offset: 0, filters: auditFilters(event.target), total: 0 };
+    route();
+  });
+  for (const [selector, list, size] of [["#employees-pager", "employees", PAGE.employees],
+                                        ["#audit-pager", "audit", PAGE.audit]]) {
+    for (const button of document.querySelectorAll(`${selector} button`)) {
+      button.addEventListener("click", () => {
+        state[list].offset = Math.max(0, state[list].offset + Number(button.dataset.page) * size);
+        route();
+      });
+    }
+  }
+  $("#employee-delete").addEventListener("click", () => deleteEmployee(state.employee.employee_id));
+  $("#employee-replace").addEventListener("click", () => {
+    go("enroll");
+    $("#enroll-id").value = state.employee.employee_id;
+    $("#enroll-replace").checked = true;
+  });
+  $("#reference-form").addEventListener("submit", addReference);
+  $("#enroll-form").addEventListener("submit", enroll);
+  $("#try-form").addEventListener("submit", tryPhoto);
+  for (const radio of document.querySelectorAll("#try-form input[name=mode]")) {
+    radio.addEventListener("change", () => {
+      const verifying = $("#try-form").mode.value === "verify";
+      $("#try-id").disabled = !verifying;
+      $("label[for=try-id]").hidden = !verifying;
+      $("#try-id").hidden = !verifying;
+    });
+  }
+  enrollPicker = picker($("#enroll-form .picker"), { check: true });
+  tryPicker = picker($("#try-form .picker"));
+  window.addEventListener("hashchange", route);
+
+  if (sessionStorage.getItem(SIGNED_IN)) {
+    try {
+      await signIn(sessionStorage.getItem(KEY) || "");
+    } catch (error) {
+      showError(error);
+    }
+  }
+  route();
+});

@@ -1,0 +1,202 @@
+"""More than one reference per employee (POST /employees/{id}/references), on SQLite and PostgreSQL: decisions
+use the nearest, at a threshold that tightens with their number; the limit, removal, replace and delete; two
+replicas; the threshold's arithmetic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from app.gallery.models import Template
+from app.services.recognition import far_at, interpolated_threshold, references_threshold
+from tests.api.test_replicas import PROPAGATION_S, within
+from tests.client import enroll, error_code, identify, verify
+from tests.photos import blank_photo
+
+
+def add_reference(client, employee_id: str, photo: bytes, **params):
+    return client.post(f"/employees/{employee_id}/references", params=params or None,
+                       files={"image": ("photo.jpg", photo, "image/jpeg")})
+
+
+def references_of(client, employee_id: str) -> list[int]:
+    return [r["reference"] for r in client.get(f"/employees/{employee_id}").json()["references"]]
+
+
+def templates(client) -> int:
+    with client.app.state.runtime.sessions() as session:
+        return session.scalar(select(func.count(Template.id)))
+
+
+def test_an_added_reference_is_compared_too_and_the_nearest_decides(make_client, photos):
+    client = make_client()
+    assert enroll(client, "tb", photos.bytes("Tony_Blair", 1)).status_code == 201
+    one = verify(client, "tb", photos.bytes("Tony_Blair", 2)).json()
+    assert one["references"] == 1 and references_of(client, "tb") == [0]
+
+    added = add_reference(client, "tb", photos.bytes("Tony_Blair", 2))
+    assert added.status_code == 201, added.text
+    body = added.json()
+    assert (body["employee_id"], body["reference"], body["references"]) == ("tb", 1, 2)
+    assert body["quality"]["face_size"] > 0 and len(body["face"]["box"]) == 4
+    assert references_of(client, "tb") == [0, 1]
+
+    two = verify(client, "tb", photos.bytes("Tony_Blair", 2)).json()
+    assert two["references"] == 2 and two["match"]
+    assert two["distance"] == pytest.approx(0.0, abs=1e-3)  # the added photo itself is the nearest
+    assert two["threshold"] < one["threshold"]  # two chances for an impostor: a stricter threshold
+    # the enrollment's photo still counts: the first photo is as near as it always was
+    assert verify(client, "tb", photos.bytes("Tony_Blair", 1)).json()["distance"] == pytest.approx(0.0, abs=1e-3)
+    # an impostor is still refused, and a request may not loosen the stricter threshold
+    assert not verify(client, "tb", photos.bytes("Colin_Powell", 1)).json()["match"]
+    loose = verify(client, "tb", photos.bytes("Tony_Blair", 2), threshold=str(one["threshold"]))
+    assert loose.status_code == 422 and error_code(loose) == "threshold_too_loose"
+
+    # 1:N: one employee, listed once, at their nearest reference
+    found = identify(client, photos.bytes("Tony_Blair", 2)).json()
+    assert found["match"]["employee_id"] == "tb" and found["match"]["distance"] == pytest.approx(0.0, abs=1e-3)
+    assert client.get("/readyz").json()["templates"] == 2
+
+
+def test_references_are_limited_removed_one_by_one_reset_by_a_replace_and_deleted_with_the_employee(
+        make_client, photos):
+    client = make_client(max_references=3)
+    enroll(client, "tb", photos.bytes("Tony_Blair", 1))
+    assert add_reference(client, "tb", photos.bytes("Tony_Blair", 2)).json()["reference"] == 1
+    assert add_reference(client, "tb", photos.bytes("Tony_Blair", 3)).json()["reference"] == 2
+    full = add_reference(client, "tb", photos.bytes("Tony_Blair", 2))
+    assert full.status_code == 409 and error_code(full) == "too_many_references"
+    assert references_of(client, "tb") == [0, 1, 2] and templates(client) == 3
+
+    # removing one frees a slot; numbers are not reused while the others exist
+    assert client.delete("/employees/tb/references/1").status_code == 204
+    assert references_of(client, "tb") == [0, 2]
+    assert verify(client, "tb", photos.bytes("Tony_Blair", 2)).json()["references"] == 2
+    assert add_reference(client, "tb", photos.bytes("Tony_Blair", 2)).json()["reference"] == 3
+    missing = client.delete("/employees/tb/references/1")
+    assert missing.status_code == 404 and error_code(missing) == "reference_not_found"
+    assert client.delete("/employees/tb/references/0").status_code == 204  # the enrollment's photo too
+    assert client.delete("/employees/tb/references/2").status_code == 204
+    last = client.delete("/employees/tb/references/3")
+    assert last.status_code == 409 and error_code(last) == "last_reference"
+    assert references_of(client, "tb") == [3]
+    assert verify(client, "tb", photos.bytes("Tony_Blair", 2)).json()["distance"] == pytest.approx(0.0, abs=1e-3)
+
+    # a replace makes its photo the only reference again
+    add_reference(client, "tb", photos.bytes("Tony_Blair", 3))
+    assert enroll(client, "tb", photos.bytes("Tony_Blair", 1), replace=True).status_code == 201
+    assert references_of(client, "tb") == [0] and templates(client) == 1
+    assert verify(client, "tb", photos.bytes("Tony_Blair", 1)).json()["references"] == 1
+
+    # delete takes every reference
+    add_reference(client, "tb", photos.bytes("Tony_Blair", 2))
+    assert client.delete("/employees/tb").status_code == 204
+    assert templates(client) == 0 and client.get("/readyz").json()["templates"] == 0
+
+
+def test_bad_additions_are_refused_and_leave_the_references_as_they_were(make_client, photos):
+    client = make_client()
+    enroll(client, "tb", photos.bytes("Tony_Blair", 1))
+    cases = [
+        (add_reference(client, "nobody", photos.bytes("Tony_Blair", 2)), 404, "employee_not_found"),
+        (add_reference(client, "tb", blank_photo()), 422, "no_face"),
+        (add_reference(client, "tb", b"not an image"), 422, "invalid_image"),
+        (add_reference(client, "tb", photos.side_by_side(("Tony_Blair", 2), ("Colin_Powell", 1))), 422,
+         "multiple_faces"),
+        (add_reference(client, "no id!", photos.bytes("Tony_Blair", 2)), 422, "validation_error"),
+        (client.delete("/employees/tb/references/-1"), 422, "validation_error"),
+        (client.delete("/employees/tb/references/x"), 422, "validation_error"),
+        (client.delete("/employees/nobody/references/0"), 404, "employee_not_found"),
+    ]
+    for response, status, code in cases:
+        assert (response.status_code, error_code(response)) == (status, code), response.text
+    assert references_of(client, "tb") == [0] and templates(client) == 1
+
+
+def test_an_added_reference_must_pass_the_quality_checks_unless_forced(make_client, photos):
+    from PIL import ImageFilter
+
+    from tests.photos import encode
+
+    client = make_client()
+    enroll(client, "tb", photos.bytes("Tony_Blair", 1))
+    blurred = encode(photos.image("Tony_Blair", 2).filter(ImageFilter.GaussianBlur(6)))
+    refused = add_reference(client, "tb", blurred)
+    assert refused.status_code == 422 and error_code(refused) == "poor_quality"
+    assert "sharpness" in refused.json()["error"]["message"]
+    assert add_reference(client, "tb", blurred, force="true").status_code == 201
+    assert references_of(client, "tb") == [0, 1]
+
+
+def test_references_reach_the_other_replica(make_client, photos):
+    a, b = make_client(), make_client()
+    enroll(a, "tb", photos.bytes("Tony_Blair", 1))
+    within(PROPAGATION_S, lambda: verify(b, "tb", photos.bytes("Tony_Blair", 1)).status_code == 200)
+    assert add_reference(a, "tb", photos.bytes("Tony_Blair", 2)).status_code == 201
+    within(PROPAGATION_S, lambda: verify(b, "tb", photos.bytes("Tony_Blair", 2)).json()["references"] == 2)
+    assert verify(b, "tb", photos.bytes("Tony_Blair", 2)).json()["distance"] == pytest.approx(0.0, abs=1e-3)
+    assert b.get("/readyz").json()["templates"] == 2
+
+    # removed through B: A follows
+    assert b.delete("/employees/tb/references/1").status_code == 204
+    within(PROPAGATION_S, lambda: verify(a, "tb", photos.bytes("Tony_Blair", 2)).json()["references"] == 1)
+    assert verify(a, "tb", photos.bytes("Tony_Blair", 2)).json()["distance"] > 0.1
+
+    # a replica started afterwards loads every reference
+    add_reference(b, "tb", photos.bytes("Tony_Blair", 3))
+    c = make_client()
+    assert c.get("/readyz").json()["templates"] == 2
+    assert verify(c, "tb", photos.bytes("Tony_Blair", 3)).json()["distance"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_reference_changes_are_audited(make_client, photos):
+    client = make_client()
+    enroll(client, "tb", photos.bytes("Tony_Blair", 1))
+    add_reference(client, "tb", photos.bytes("Tony_Blair", 2))
+    client.delete("/employees/tb/references/0")
+    client.delete("/employees/tb/references/1")
+
+    def trail() -> list[tuple[str, str]]:
+        rows = client.get("/audit", params={"employee_id": "tb"}).json()["items"]
+        return [(r["action"], r["decision"]) for r in reversed(rows)]
+
+    expected = [("enroll", "enrolled"), ("add_reference", "added"), ("remove_reference", "removed"),
+                ("remove_reference", "last_reference")]
+    within(2.0, lambda: trail() == expected)
+
+
+# --- the threshold's arithmetic (no photos) -------------------------------------------------------------------
+
+LEVELS = {1e-1: 0.47, 1e-2: 0.41, 1e-3: 0.37, 1e-4: 0.33, 1e-5: 0.30}
+
+
+def test_far_at_inverts_the_interpolated_threshold():
+    for far in (3e-1, 1e-1, 2e-3, 1e-3, 5e-4, 1e-5, 1e-7):
+        assert far_at(LEVELS, interpolated_threshold(LEVELS, far)) == pytest.approx(far, rel=1e-9)
+
+
+def test_the_threshold_tightens_with_references_so_that_an_impostor_s_chance_stays_the_same():
+    base = interpolated_threshold(LEVELS, 1e-3)
+    assert references_threshold(LEVELS, base, 1) == base
+    thresholds = [references_threshold(LEVELS, base, r) for r in range(1, 6)]
+    assert all(a > b for a, b in zip(thresholds, thresholds[1:], strict=False))
+    # R comparisons at the per-comparison FAR of the R-reference threshold give the calibrated per-claim FAR
+    for r, threshold in enumerate(thresholds, start=1):
+        assert 1 - (1 - far_at(LEVELS, threshold)) ** r == pytest.approx(1e-3, rel=1e-6)
+    # an operator's own threshold (FACEGATE_THRESHOLD) tightens the same way, never loosens
+    assert references_threshold(LEVELS, 0.5, 3) < 0.5
+
+
+def test_nearest_reference_distance_matches_numpy():
+    """What verify computes over an employee's rows: the smallest Euclidean distance."""
+    from app.gallery.index import EmbeddingIndex
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(4, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = EmbeddingIndex(8)
+    index.upsert("e", None, vectors[:3])
+    probe = vectors[3]
+    nearest = index.search(probe, 1)[0].distance
+    assert nearest == pytest.approx(float(np.linalg.norm(index.vectors("e") - probe, axis=1).min()), abs=1e-5)

@@ -1,0 +1,318 @@
+"""The console (/console) and /docs in a real browser: Debian's Chromium, driven by Playwright, against a real
+server (uvicorn in a subprocess, keys on, SQLite). Nothing may leave the machine: every request to another
+host is aborted and fails the test, which is also how /docs is shown to work offline.
+
+Chromium comes from the system (`apt-get install chromium`; .ci/run installs it), never downloaded by a test
+tool. Without it these tests skip, unless FACEGATE_REQUIRE_BROWSER=1 (CI), where they fail instead.
+FACEGATE_SCREENSHOTS=DIR saves the screens the README shows (docs/console), with the photos painted over: the
+test faces are research data, not ours to publish.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.live import LiveServer, live_server
+from tests.photos import blank_photo
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path(os.environ.get("FACEGATE_CHROMIUM", "/usr/bin/chromium"))
+REQUIRE_BROWSER = os.environ.get("FACEGATE_REQUIRE_BROWSER") == "1"
+SCREENSHOTS = os.environ.get("FACEGATE_SCREENSHOTS")
+# As root and without a desktop: no sandbox, no GPU; none of Chromium's own calls home on a closed network.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage"]
+TIMEOUT_MS = 30_000
+
+
+def _unavailable(reason: str) -> None:
+    if REQUIRE_BROWSER:
+        pytest.fail(f"FACEGATE_REQUIRE_BROWSER=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    """One Playwright per module: its sync API runs one event loop, which every browser here shares."""
+    if not CHROMIUM.exists():
+        _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("Playwright is not installed (scripts/setup.sh --dev)")
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):  # noqa: ANN001
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="module")
+def camera_browser(playwright, testfaces: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN001
+    """A second Chromium whose webcam is a fake device that films one photo (Chromium's test capture device,
+    fed an MJPEG file made here from a test face; nothing is written into the repository)."""
+    from PIL import Image
+
+    film = tmp_path_factory.mktemp("camera") / "face.mjpeg"
+    photo = Image.open(testfaces / "lfw" / "Tony_Blair" / "Tony_Blair_0001.jpg").convert("RGB")
+    photo.resize((640, 640)).save(film, "JPEG", quality=92)  # one JPEG frame is an MJPEG film
+    args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={film}"]
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, testfaces: Path) -> Iterator[LiveServer]:
+    database = tmp_path_factory.mktemp("console") / "gallery.db"
+    with live_server(f"sqlite:///{database}", log=database.with_suffix(".log")) as live:
+        yield live
+
+
+@pytest.fixture
+def open_page(browser, server: LiveServer):  # noqa: ANN001, ANN201
+    """open_page(width) -> a page of a fresh browser context, on which any request to another host than the
+    test server is aborted, and fails the test at teardown."""
+    contexts, outside = [], []
+
+    def keep_local(route) -> None:  # noqa: ANN001
+        if route.request.url.startswith(server.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    def open_page(width: int = 1100, height: int = 900):  # noqa: ANN202
+        context = browser.new_context(viewport={"width": width, "height": height})
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        page = context.new_page()
+        page.route("**/*", keep_local)
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.js_errors = errors
+        return page
+
+    yield open_page
+    for context in contexts:
+        for page in context.pages:
+            assert not page.js_errors, page.js_errors
+        context.close()
+    assert not outside, f"the page tried to reach other hosts: {outside}"
+
+
+def sign_in(page, server: LiveServer, scope: str) -> None:  # noqa: ANN001
+    page.goto(f"{server.url}/console")
+    page.get_by_label("API key").fill(server.keys[scope])
+    page.get_by_role("button", name="Sign in").click()
+    page.locator("#nav").wait_for(state="visible")
+
+
+def screenshot(page, name: str) -> None:  # noqa: ANN001
+    if SCREENSHOTS:
+        page.evaluate("""() => document.querySelectorAll("canvas").forEach((canvas) => {
+            const context = canvas.getContext("2d");
+            context.fillStyle = "#d0d7de";
+            context.fillRect(0, 0, canvas.width, canvas.height);
+            context.fillStyle = "#57606a";
+            context.font = `${Math.round(canvas.width / 14)}px sans-serif`;
+            context.fillText("(photo not shown)", canvas.width * 0.12, canvas.height / 2);
+        })""")
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
+
+
+def test_an_admin_enrolls_from_a_file_lists_verifies_and_deletes(open_page, server, photos, tmp_path):
+    from playwright.sync_api import expect
+
+    page = open_page()
+    sign_in(page, server, "admin")
+    expect(page.locator("#employees-caption")).to_have_text("Employees: none")
+
+    # enroll from a file: the face is found and checked before anything is sent
+    page.get_by_role("button", name="Enroll").click()
+    form = page.locator("#enroll-form")
+    form.get_by_label("Employee id").fill("tb")
+    form.get_by_label("Name (optional)").fill("Tony Blair")
+    page.locator("#enroll-form input[type=file]").set_input_files(str(photos.path("Tony_Blair", 1)))
+    expect(page.locator("#enroll-form figcaption")).to_have_text("Face found; the photo passes every check.")
+    expect(page.locator("#enroll-form .checks li.pass")).to_have_count(6)
+    screenshot(page, "console-enroll")
+    form.get_by_role("button", name="Enroll").click()
+    expect(page.locator("#enroll-result .verdict")).to_have_text("Enrolled tb")
+
+    # listed
+    page.get_by_role("button", name="Employees").click()
+    row = page.locator("#employees-table tbody tr")
+    expect(row).to_have_count(1)
+    expect(row.locator("td").nth(0)).to_have_text("tb")
+    expect(row.locator("td").nth(1)).to_have_text("Tony Blair")
+    screenshot(page, "console-employees")
+
+    # verified, the distance drawn against the threshold
+    page.get_by_role("button", name="Verify & identify").click()
+    page.locator("#try-id").fill("tb")
+    page.locator("#try-form input[type=file]").set_input_files(str(photos.path("Tony_Blair", 3)))
+    page.locator("#try-form").get_by_role("button", name="Check").click()
+    expect(page.locator("#try-result .verdict")).to_have_text("Match: this is tb")
+    expect(page.locator("#try-result svg.meter")).to_have_attribute("aria-label", re.compile(r"within the threshold"))
+    screenshot(page, "console-verify")
+    # and an impostor is drawn beyond it
+    page.locator("#try-form input[type=file]").set_input_files(str(photos.path("Colin_Powell", 1)))
+    page.locator("#try-form").get_by_role("button", name="Check").click()
+    expect(page.locator("#try-result .verdict")).to_have_text("No match: not tb")
+    expect(page.locator("#try-result svg.meter")).to_have_attribute("aria-label", re.compile(r"beyond the threshold"))
+
+    # a second reference, from the employee's page; then removed again
+    page.get_by_role("button", name="Employees").click()
+    page.get_by_role("link", name="tb").click()
+    expect(page.locator("#references li")).to_have_count(1)
+    expect(page.get_by_role("button", name="Remove reference 0")).to_be_disabled()  # the only one
+    page.locator("#reference-form input[type=file]").set_input_files(str(photos.path("Tony_Blair", 2)))
+    expect(page.locator("#reference-form figcaption")).to_have_text("Face found; the photo passes every check.")
+    page.get_by_role("button", name="Add reference").click()
+    expect(page.locator("#references li")).to_have_count(2)
+    expect(page.locator("#status")).to_have_text("Added reference 1: tb now has 2.")
+    screenshot(page, "console-employee")
+    page.get_by_role("button", name="Remove reference 1").click()
+    page.locator("#confirm").get_by_role("button", name="Remove").click()
+    expect(page.locator("#references li")).to_have_count(1)
+
+    # a photo without a face: the API's error, worded for people, before and after sending
+    blank = tmp_path / "no-face.jpg"
+    blank.write_bytes(blank_photo())
+    page.get_by_role("button", name="Enroll").click()
+    form.get_by_label("Employee id").fill("nobody")
+    page.locator("#enroll-form input[type=file]").set_input_files(str(blank))
+    expect(page.locator("#enroll-form figcaption")).to_contain_text("No face was found in the photo")
+    form.get_by_role("button", name="Enroll").click()
+    expect(page.locator("#error")).to_contain_text("No face was found in the photo")
+    expect(page.locator("#error")).to_be_focused()
+
+    # deleted, after confirming
+    page.get_by_role("button", name="Employees").click()
+    page.get_by_role("button", name="Delete tb").click()
+    expect(page.locator("#confirm")).to_be_visible()
+    page.locator("#confirm").get_by_role("button", name="Cancel").click()
+    expect(row).to_have_count(1)  # cancelled: still there
+    page.get_by_role("button", name="Delete tb").click()
+    page.locator("#confirm").get_by_role("button", name="Delete").click()
+    expect(page.locator("#employees-caption")).to_have_text("Employees: none")
+
+    # the audit log pages through what happened
+    page.get_by_role("button", name="Audit log").click()
+    page.locator("#audit-form select[name=action]").select_option("delete")
+    page.locator("#audit-form").get_by_role("button", name="Filter").click()
+    expect(page.locator("#audit-table tbody tr").first.locator("td").nth(3)).to_have_text("deleted")
+    screenshot(page, "console-audit")
+
+
+def test_a_verify_key_sees_no_admin_actions_and_the_server_refuses_them(open_page, server):
+    from playwright.sync_api import expect
+
+    page = open_page()
+    sign_in(page, server, "verify")
+    expect(page.locator("#view-try")).to_be_visible()
+    for name in ("Employees", "Enroll", "Audit log"):
+        expect(page.get_by_role("button", name=name, exact=True)).to_be_hidden()
+    page.goto(f"{server.url}/console#employees")  # typed by hand: still the verify view
+    expect(page.locator("#view-try")).to_be_visible()
+    expect(page.locator("#view-employees")).to_be_hidden()
+    # the page's own key, on the admin endpoints: refused by the server, not just hidden
+    statuses = page.evaluate("""async () => {
+        const headers = {"X-API-Key": sessionStorage.getItem("facegate.key")};
+        const list = await fetch("/employees", {headers});
+        const gone = await fetch("/employees/tb", {method: "DELETE", headers});
+        const audit = await fetch("/audit", {headers});
+        return [list.status, gone.status, audit.status];
+    }""")
+    assert statuses == [403, 403, 403]
+
+
+def test_a_wrong_key_is_refused_in_words_and_nothing_is_kept(open_page, server):
+    from playwright.sync_api import expect
+
+    page = open_page()
+    page.goto(f"{server.url}/console")
+    page.get_by_label("API key").fill("fg_000000000000_not-a-real-secret")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#error")).to_contain_text("That key was not accepted")
+    expect(page.locator("#view-signin")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('facegate.key')") is None
+
+
+def test_the_console_fits_360_px_and_works_by_keyboard(open_page, server):
+    from playwright.sync_api import expect
+
+    page = open_page(width=360, height=740)
+    page.goto(f"{server.url}/console")
+    page.get_by_label("API key").focus()
+    page.keyboard.type(server.keys["admin"])
+    page.keyboard.press("Enter")
+    expect(page.locator("#view-employees")).to_be_visible()
+    # Tab reaches the sections' buttons; Enter opens one
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == "Enroll":
+            break
+    page.keyboard.press("Enter")
+    expect(page.locator("#view-enroll")).to_be_visible()
+    for view in ("employees", "enroll", "try", "audit"):
+        page.goto(f"{server.url}/console#{view}")
+        expect(page.locator(f"#view-{view}")).to_be_visible()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 360, f"#{view} is {width} px wide at 360 px: it scrolls sideways"
+    screenshot(page, "console-360")
+
+
+def test_docs_list_the_operations_with_the_network_blocked(open_page, server):
+    from playwright.sync_api import expect
+
+    page = open_page()
+    page.goto(f"{server.url}/docs")
+    operations = page.locator(".opblock-summary-path")
+    expect(operations.first).to_be_visible()
+    paths = set(operations.all_inner_texts())
+    assert {"/enroll", "/verify", "/identify", "/employees/{employee_id}/references", "/audit", "/me",
+            "/enroll/check"} <= {p.replace("\u200b", "") for p in paths}
+    page.goto(f"{server.url}/redoc")
+    expect(page.get_by_text("POST /verify", exact=False).first).to_be_attached()
+
+
+def test_an_admin_enrolls_from_the_webcam(camera_browser, server, photos):
+    from playwright.sync_api import expect
+
+    context = camera_browser.new_context(viewport={"width": 1000, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        sign_in(page, server, "admin")
+        page.get_by_role("button", name="Enroll").click()
+        form = page.locator("#enroll-form")
+        form.get_by_label("Employee id").fill("cam")
+        form.get_by_role("button", name="Use the camera").click()
+        expect(form.locator("video")).to_be_visible()
+        form.get_by_role("button", name="Take the photo").click()
+        expect(form.locator("video")).to_be_hidden()  # the camera is released once the photo is taken
+        expect(form.locator("figcaption")).to_have_text("Face found; the photo passes every check.")
+        form.get_by_role("button", name="Enroll").click()
+        expect(page.locator("#enroll-result .verdict")).to_have_text("Enrolled cam")
+        # the photo the camera took is the employee's: another photo of them verifies
+        page.get_by_role("button", name="Verify & identify").click()
+        page.locator("#try-id").fill("cam")
+        page.locator("#try-form input[type=file]").set_input_files(str(photos.path("Tony_Blair", 3)))
+        page.locator("#try-form").get_by_role("button", name="Check").click()
+        expect(page.locator("#try-result .verdict")).to_have_text("Match: this is cam")
+    finally:
+        context.close()
