@@ -12,6 +12,8 @@ const state = {
 };
 
 const $ = (selector, root = document) => root.querySelector(selector);
+// A form's control by name: form.elements, never form[name] (where "name" or "action" would be the form's own).
+const field = (form, name) => form.elements.namedItem(name);
 
 function el(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
@@ -99,7 +101,7 @@ function showError(error) {
   box.dataset.code = error.code || "";
   box.hidden = false;
   box.focus();
-  if (error.code === "unauthorized") signOut(false);
+  if (error.code === "unauthorized") signOut(); // revoked meanwhile, or mistyped: back to the sign-in form
 }
 
 function clearError() {
@@ -283,7 +285,6 @@ function picker(container, { check = false } = {}) {
   return {
     get blob() { return blob; },
     showFace(face, good) { if (image && image.naturalWidth) draw(face, good); },
-    reset() { blob = null; input.value = ""; figure.hidden = true; checks.hidden = true; camera(false); },
   };
 }
 
@@ -408,9 +409,10 @@ async function enroll(event) {
   if (!form.reportValidity()) return;
   if (!enrollPicker.blob) return showError("Choose a photo, or take one with the camera, first.");
   const body = photoForm(enrollPicker.blob);
-  body.append("employee_id", form.employee_id.value.trim());
-  if (form.name.value.trim()) body.append("name", form.name.value.trim());
-  const params = { replace: form.replace.checked || null, force: form.force.checked || null };
+  body.append("employee_id", field(form, "employee_id").value.trim());
+  const name = field(form, "name").value.trim();
+  if (name) body.append("name", name);
+  const params = { replace: field(form, "replace").checked || null, force: field(form, "force").checked || null };
   const result = $("#enroll-result");
   result.hidden = true;
   try {
@@ -471,14 +473,14 @@ async function tryPhoto(event) {
   event.preventDefault();
   clearError();
   const form = event.target;
-  const mode = form.mode.value;
+  const mode = field(form, "mode").value;
   if (!tryPicker.blob) return showError("Choose a photo, or take one with the camera, first.");
   const body = photoForm(tryPicker.blob);
   const result = $("#try-result");
   result.hidden = true;
   try {
     if (mode === "verify") {
-      const employeeId = form.employee_id.value.trim();
+      const employeeId = field(form, "employee_id").value.trim();
       if (!employeeId) return showError("Type the employee id to verify against.");
       body.append("employee_id", employeeId);
       const answer = await api("POST", "/verify", { form: body });
@@ -534,8 +536,8 @@ async function loadAudit() {
 function auditFilters(form) {
   const iso = (value) => (value ? new Date(value).toISOString() : "");
   return {
-    employee_id: form.employee_id.value.trim(), action: form.action.value,
-    since: iso(form.since.value), until: iso(form.until.value),
+    employee_id: field(form, "employee_id").value.trim(), action: field(form, "action").value,
+    since: iso(field(form, "since").value), until: iso(field(form, "until").value),
   };
 }
 
@@ -586,7 +588,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("#try-form").addEventListener("submit", tryPhoto);
   for (const radio of document.querySelectorAll("#try-form input[name=mode]")) {
     radio.addEventListener("change", () => {
-      const verifying = $("#try-form").mode.value === "verify";
+      const verifying = field($("#try-form"), "mode").value === "verify";
       $("#try-id").disabled = !verifying;
       $("label[for=try-id]").hidden = !verifying;
       $("#try-id").hidden = !verifying;
