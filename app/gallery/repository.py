@@ -20,8 +20,7 @@ def get_employee(*, session: Session, employee_id: str, for_update: bool = False
     """`for_update` locks the employee until the transaction ends, so that a read-check-write (a replace, a
     reference added or removed) is not interleaved with another on the same employee, or with app.reembed:
     their row on PostgreSQL; on SQLite, which has no row locks, the database's write lock, taken first."""
-    query = select(Employee).where(Employee.employee_id == employee_id).options(
-        selectinload(Employee.templates), selectinload(Employee.references))
+    query = select(Employee).where(Employee.employee_id == employee_id).options(selectinload(Employee.templates))
     if for_update:
         if session.get_bind().dialect.name == "sqlite":
             session.execute(text("UPDATE employees SET id = id WHERE employee_id = :e"), {"e": employee_id})

@@ -150,6 +150,42 @@ def test_references_reach_the_other_replica(make_client, photos):
     assert verify(c, "tb", photos.bytes("Tony_Blair", 3)).json()["distance"] == pytest.approx(0.0, abs=1e-3)
 
 
+def test_two_removals_at_once_never_leave_an_employee_without_a_reference(client, photos):
+    """Each removal checks "not the last" and then deletes: the second waits for the first's lock (a row lock on
+    PostgreSQL, the database's write lock on SQLite), then sees one reference left and refuses."""
+    import threading
+    import time
+
+    from app.core.errors import DomainError
+    from app.gallery import repository
+
+    enroll(client, "tb", photos.bytes("Tony_Blair", 1))
+    add_reference(client, "tb", photos.bytes("Tony_Blair", 2))
+    runtime = client.app.state.runtime
+    outcome: dict[str, str] = {}
+
+    def second_removal() -> None:
+        with runtime.sessions() as session:
+            try:
+                runtime.service.remove_reference(session=session, employee_id="tb", slot=1)
+                outcome["second"] = "removed"
+            except DomainError as exc:
+                outcome["second"] = exc.code
+
+    with runtime.sessions() as first:
+        employee = repository.get_employee(session=first, employee_id="tb", for_update=True)
+        assert repository.slots(employee) == [0, 1]
+        thread = threading.Thread(target=second_removal)
+        thread.start()
+        time.sleep(0.5)
+        assert thread.is_alive(), "the second removal did not wait for the first"
+        repository.delete_slot(session=first, employee=employee, slot=0)
+        first.commit()
+    thread.join(timeout=30)
+    assert outcome == {"second": "last_reference"}
+    assert references_of(client, "tb") == [1]
+
+
 def test_reference_changes_are_audited(make_client, photos):
     client = make_client()
     enroll(client, "tb", photos.bytes("Tony_Blair", 1))
