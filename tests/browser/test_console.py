@@ -218,6 +218,35 @@ def test_an_admin_enrolls_from_a_file_lists_verifies_and_deletes(open_page, serv
     screenshot(page, "console-audit")
 
 
+def test_employees_are_searched_and_paged(open_page, server, photos):
+    import httpx
+    from playwright.sync_api import expect
+
+    photo = photos.bytes("Serena_Williams", 1)
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": server.keys["admin"]}, timeout=60) as api:
+        for i in range(25):
+            response = api.post("/enroll", data={"employee_id": f"page-{i:02d}", "name": f"Paged {i}"},
+                                files={"image": ("p.jpg", photo, "image/jpeg")})
+            assert response.status_code == 201, response.text
+    page = open_page()
+    sign_in(page, server, "admin")
+    page.get_by_label("Search by id or name").fill("page-")
+    page.get_by_role("button", name="Search").click()
+    caption = page.locator("#employees-caption")
+    expect(caption).to_have_text("Employees matching “page-”: 1–20 of 25")
+    previous, following = page.get_by_role("button", name="Previous"), page.get_by_role("button", name="Next")
+    expect(previous).to_be_disabled()
+    following.click()
+    expect(caption).to_have_text("Employees matching “page-”: 21–25 of 25")
+    expect(page.locator("#employees-table tbody tr")).to_have_count(5)
+    expect(following).to_be_disabled()
+    previous.click()
+    expect(caption).to_have_text("Employees matching “page-”: 1–20 of 25")
+    page.get_by_label("Search by id or name").fill("paged 7")  # names too, in any case
+    page.get_by_role("button", name="Search").click()
+    expect(page.locator("#employees-table tbody tr td").first).to_have_text("page-07")
+
+
 def test_a_verify_key_sees_no_admin_actions_and_the_server_refuses_them(open_page, server):
     from playwright.sync_api import expect
 
