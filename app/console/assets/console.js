@@ -549,7 +549,9 @@ document.addEventListener("DOMContentLoaded", async () => {
     clearError();
     try {
       await signIn($("#key").value.trim());
-      go(state.scope === "admin" ? "employees" : "try");
+      const home = state.scope === "admin" ? "employees" : "try";
+      go(home);
+      $(`nav button[data-view="${home}"]`).focus(); // the sign-in form is gone: keyboard users start at the sections
     } catch (error) {
       showError(error);
     }
