@@ -72,6 +72,7 @@ class MeOut(BaseModel):
 class EnrollOut(BaseModel):
     employee_id: str = Field(examples=["e-1042"])
     name: str | None = Field(examples=["Ada Lovelace"])
+    replaced: bool = Field(description="the employee existed and this photo replaced their references")
     enrolled_at: datetime
     model_id: str = Field(examples=["sha256:3f2a9c0d4e5b6a71"])
     face: FaceOut
@@ -127,7 +128,7 @@ class ReferenceOut(BaseModel):
 class EmployeeOut(BaseModel):
     employee_id: str
     name: str | None
-    enrolled_at: datetime | None = Field(description="when the current reference photo was enrolled")
+    enrolled_at: datetime | None = Field(description="when the first of the current reference photos was enrolled")
     updated_at: datetime
     model_id: str | None = Field(description="model that made the reference embedding")
     current_model: bool = Field(description="false when the reference was made by another model and must be "

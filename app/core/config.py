@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     identify_candidates: bool = False
     # References an employee may have (the enrollment's and those added by POST /employees/{id}/references).
     # A decision uses the nearest; the threshold tightens with their number so that an impostor's chance of
-    # passing stays what the card calibrated for one (RecognitionService.threshold_for).
+    # passing stays what the card calibrated for one (app.services.recognition.references_threshold).
     max_references: int = Field(default=5, ge=1, le=20)
     # Brute force: after this many failed verifications of one employee (or by one key) within the window,
     # /verify answers 429 with Retry-After until the oldest leaves it. Counted in the database: every replica

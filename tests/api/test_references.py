@@ -62,7 +62,7 @@ def test_an_added_reference_is_compared_too_and_the_nearest_decides(make_client,
 def test_references_are_limited_removed_one_by_one_reset_by_a_replace_and_deleted_with_the_employee(
         make_client, photos):
     client = make_client(max_references=3)
-    enroll(client, "tb", photos.bytes("Tony_Blair", 1))
+    assert enroll(client, "tb", photos.bytes("Tony_Blair", 1)).json()["replaced"] is False
     assert add_reference(client, "tb", photos.bytes("Tony_Blair", 2)).json()["reference"] == 1
     assert add_reference(client, "tb", photos.bytes("Tony_Blair", 3)).json()["reference"] == 2
     full = add_reference(client, "tb", photos.bytes("Tony_Blair", 2))
@@ -85,7 +85,8 @@ def test_references_are_limited_removed_one_by_one_reset_by_a_replace_and_delete
 
     # a replace makes its photo the only reference again
     add_reference(client, "tb", photos.bytes("Tony_Blair", 3))
-    assert enroll(client, "tb", photos.bytes("Tony_Blair", 1), replace=True).status_code == 201
+    replaced = enroll(client, "tb", photos.bytes("Tony_Blair", 1), replace=True)
+    assert replaced.status_code == 201 and replaced.json()["replaced"] is True
     assert references_of(client, "tb") == [0] and templates(client) == 1
     assert verify(client, "tb", photos.bytes("Tony_Blair", 1)).json()["references"] == 1
 

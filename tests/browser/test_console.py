@@ -141,7 +141,7 @@ def test_an_admin_enrolls_from_a_file_lists_verifies_and_deletes(open_page, serv
     expect(page.locator("#employees-caption")).to_have_text("Employees: none")
 
     # enroll from a file: the face is found and checked before anything is sent
-    page.get_by_role("button", name="Enroll").click()
+    page.locator("nav").get_by_role("button", name="Enroll").click()
     form = page.locator("#enroll-form")
     form.get_by_label("Employee id").fill("tb")
     form.get_by_label("Name (optional)").fill("Tony Blair")
@@ -153,7 +153,7 @@ def test_an_admin_enrolls_from_a_file_lists_verifies_and_deletes(open_page, serv
     expect(page.locator("#enroll-result .verdict")).to_have_text("Enrolled tb")
 
     # listed
-    page.get_by_role("button", name="Employees").click()
+    page.locator("nav").get_by_role("button", name="Employees").click()
     row = page.locator("#employees-table tbody tr")
     expect(row).to_have_count(1)
     expect(row.locator("td").nth(0)).to_have_text("tb")
@@ -161,7 +161,7 @@ def test_an_admin_enrolls_from_a_file_lists_verifies_and_deletes(open_page, serv
     screenshot(page, "console-employees")
 
     # verified, the distance drawn against the threshold
-    page.get_by_role("button", name="Verify & identify").click()
+    page.locator("nav").get_by_role("button", name="Verify & identify").click()
     page.locator("#try-id").fill("tb")
     page.locator("#try-form input[type=file]").set_input_files(str(photos.path("Tony_Blair", 3)))
     page.locator("#try-form").get_by_role("button", name="Check").click()
@@ -175,7 +175,7 @@ def test_an_admin_enrolls_from_a_file_lists_verifies_and_deletes(open_page, serv
     expect(page.locator("#try-result svg.meter")).to_have_attribute("aria-label", re.compile(r"beyond the threshold"))
 
     # a second reference, from the employee's page; then removed again
-    page.get_by_role("button", name="Employees").click()
+    page.locator("nav").get_by_role("button", name="Employees").click()
     page.get_by_role("link", name="tb").click()
     expect(page.locator("#references li")).to_have_count(1)
     expect(page.get_by_role("button", name="Remove reference 0")).to_be_disabled()  # the only one
@@ -189,10 +189,20 @@ def test_an_admin_enrolls_from_a_file_lists_verifies_and_deletes(open_page, serv
     page.locator("#confirm").get_by_role("button", name="Remove").click()
     expect(page.locator("#references li")).to_have_count(1)
 
+    # replaced, from the employee's page
+    page.get_by_role("button", name="Replace the reference photo…").click()
+    expect(form.get_by_label("Employee id")).to_have_value("tb")
+    expect(page.locator("#enroll-replace")).to_be_checked()
+    page.locator("#enroll-form input[type=file]").set_input_files(str(photos.path("Tony_Blair", 2)))
+    expect(page.locator("#enroll-form figcaption")).to_have_text("Face found; the photo passes every check.")
+    form.get_by_role("button", name="Enroll").click()
+    expect(page.locator("#enroll-result .verdict")).to_have_text("Replaced the reference photo of tb")
+    page.locator("#enroll-replace").uncheck()
+
     # a photo without a face: the API's error, worded for people, before and after sending
     blank = tmp_path / "no-face.jpg"
     blank.write_bytes(blank_photo())
-    page.get_by_role("button", name="Enroll").click()
+    page.locator("nav").get_by_role("button", name="Enroll").click()
     form.get_by_label("Employee id").fill("nobody")
     page.locator("#enroll-form input[type=file]").set_input_files(str(blank))
     expect(page.locator("#enroll-form figcaption")).to_contain_text("No face was found in the photo")
@@ -201,7 +211,7 @@ def test_an_admin_enrolls_from_a_file_lists_verifies_and_deletes(open_page, serv
     expect(page.locator("#error")).to_be_focused()
 
     # deleted, after confirming
-    page.get_by_role("button", name="Employees").click()
+    page.locator("nav").get_by_role("button", name="Employees").click()
     page.get_by_role("button", name="Delete tb").click()
     expect(page.locator("#confirm")).to_be_visible()
     page.locator("#confirm").get_by_role("button", name="Cancel").click()
@@ -211,7 +221,7 @@ def test_an_admin_enrolls_from_a_file_lists_verifies_and_deletes(open_page, serv
     expect(page.locator("#employees-caption")).to_have_text("Employees: none")
 
     # the audit log pages through what happened
-    page.get_by_role("button", name="Audit log").click()
+    page.locator("nav").get_by_role("button", name="Audit log").click()
     page.locator("#audit-form select[name=action]").select_option("delete")
     page.locator("#audit-form").get_by_role("button", name="Filter").click()
     expect(page.locator("#audit-table tbody tr").first.locator("td").nth(3)).to_have_text("deleted")
@@ -328,7 +338,7 @@ def test_an_admin_enrolls_from_the_webcam(camera_browser, server, photos):
     try:
         page = context.new_page()
         sign_in(page, server, "admin")
-        page.get_by_role("button", name="Enroll").click()
+        page.locator("nav").get_by_role("button", name="Enroll").click()
         form = page.locator("#enroll-form")
         form.get_by_label("Employee id").fill("cam")
         form.get_by_role("button", name="Use the camera").click()
@@ -339,7 +349,7 @@ def test_an_admin_enrolls_from_the_webcam(camera_browser, server, photos):
         form.get_by_role("button", name="Enroll").click()
         expect(page.locator("#enroll-result .verdict")).to_have_text("Enrolled cam")
         # the photo the camera took is the employee's: another photo of them verifies
-        page.get_by_role("button", name="Verify & identify").click()
+        page.locator("nav").get_by_role("button", name="Verify & identify").click()
         page.locator("#try-id").fill("cam")
         page.locator("#try-form input[type=file]").set_input_files(str(photos.path("Tony_Blair", 3)))
         page.locator("#try-form").get_by_role("button", name="Check").click()

@@ -68,7 +68,8 @@ def delete_employee(service: ServiceDep, session: SessionDep, audit: AuditDep, c
 
 
 @router.post("/{employee_id}/references", status_code=201, response_model=ReferenceAddedOut,
-             responses={**NOT_FOUND, 409: {"model": ErrorOut, "description": "too_many_references"},
+             responses={**NOT_FOUND, 409: {"model": ErrorOut, "description": "too_many_references, "
+                                                                    "reference_conflict"},
                         **PHOTO_ERRORS})
 def add_reference(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: AdminCaller,
                   employee_id: EmployeeIdPath, image: ImageFile,

@@ -77,8 +77,8 @@ def enroll(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: Ad
                                 data=read_photo(image, service), replace=replace, force=force)
         entry.decision = "replaced" if result.replaced else "enrolled"
     return EnrollOut(employee_id=result.employee.employee_id, name=result.employee.name,
-                     enrolled_at=result.enrolled_at, model_id=result.model_id, face=face_out(result.face),
-                     quality=quality_out(result.quality))
+                     replaced=result.replaced, enrolled_at=result.enrolled_at, model_id=result.model_id,
+                     face=face_out(result.face), quality=quality_out(result.quality))
 
 
 @router.post("/enroll/check", response_model=EnrollCheckOut, responses=PHOTO_ERRORS)

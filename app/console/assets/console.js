@@ -419,12 +419,13 @@ async function enroll(event) {
     const enrolled = await api("POST", "/enroll", { form: body, params });
     enrollPicker.showFace(enrolled.face, true);
     result.replaceChildren(
-      el("p", { class: "verdict match", text: `Enrolled ${enrolled.employee_id}` }),
+      el("p", { class: "verdict match", text: enrolled.replaced ? `Replaced the reference photo of ${enrolled.employee_id}`
+                                                                 : `Enrolled ${enrolled.employee_id}` }),
       el("p", {}, el("a", { href: `#employee/${encodeURIComponent(enrolled.employee_id)}`,
                             text: "See the employee" })),
     );
     result.hidden = false;
-    say(`Enrolled ${enrolled.employee_id}.`);
+    say(enrolled.replaced ? `Replaced ${enrolled.employee_id}'s reference photo.` : `Enrolled ${enrolled.employee_id}.`);
   } catch (error) {
     showError(error);
   }
