@@ -1,11 +1,13 @@
 """Enroll a whole folder of reference photos straight into the gallery database.
 
     python -m app.bulk_enroll DIR                  # DIR/<employee_id>/<photo>: the first photo, by name
+    python -m app.bulk_enroll DIR --references 3   # and the next two as more references (folders only)
     python -m app.bulk_enroll DIR --csv map.csv    # columns employee_id,path[,name]; paths relative to DIR
 
 Worker processes decode, detect and align the photos in parallel, under the service's own limits and face
 policy and quality thresholds (a photo below them fails with poor_quality, unless --force); the main process
-embeds their faces in batches and commits them in batches. It is resumable: an
+embeds their faces in batches and commits them in batches. With --references N, a folder's next photos are
+added as references (POST /employees/{id}/references's write) after its first enrolls the employee. It is resumable: an
 employee who already has a template of the current model is skipped, so running it again after an
 interruption picks up where it stopped (`--replace` re-enrolls everyone instead). Every photo that fails
 is listed at the end with its reason, the same error codes the API uses (`--failures FILE` writes them as
@@ -34,8 +36,8 @@ from app.core.errors import DomainError
 from app.gallery import db, repository
 from app.keys import Caller
 from app.services.audit import AuditEntry, AuditTrail
-from app.services.recognition import check_quality, face_chips, save_enrollment
-from app.services.references import ReferenceCipher
+from app.services.recognition import check_quality, face_chips, save_enrollment, save_reference
+from app.services.references import ReferenceCipher, Sealed
 from model.faces.config import PipelineConfig, Views
 from model.faces.embedder import Embedder, ModelCard, card_path
 from model.faces.errors import FaceError
@@ -51,6 +53,7 @@ class Job:
     employee_id: str
     name: str | None
     path: Path
+    more: tuple[Path, ...] = ()  # more reference photos (POST /employees/{id}/references), after the first
 
 
 @dataclass(frozen=True)
@@ -61,11 +64,12 @@ class Failure:
     message: str
 
 
-def jobs_from_folders(root: Path) -> Iterator[Job]:
-    """One job per sub-folder: the folder's name is the employee id, its first photo (by name) the reference."""
+def jobs_from_folders(root: Path, references: int = 1) -> Iterator[Job]:
+    """One job per sub-folder: the folder's name is the employee id, its first photo (by name) the reference,
+    and its next `references` - 1 photos more references."""
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
-        yield Job(folder.name, None, photos[0] if photos else folder)
+        yield Job(folder.name, None, photos[0] if photos else folder, tuple(photos[1:references]))
 
 
 def jobs_from_csv(root: Path, mapping: Path) -> Iterator[Job]:
@@ -85,20 +89,35 @@ def _init_worker(settings: Settings, config: PipelineConfig, views: Views | None
     _worker["force"] = force
 
 
-def _crop(job: Job) -> tuple[Job, np.ndarray | None, Failure | None]:
-    if job.path.is_dir():
-        return job, None, Failure(job.employee_id, str(job.path), "no_photo", "the folder holds no photo")
+def _crop_one(employee_id: str, path: Path) -> tuple[np.ndarray | None, Failure | None]:
     try:
-        data = job.path.read_bytes()
+        data = path.read_bytes()
         _, crop, quality = face_chips(data, settings=_worker["settings"], pipeline=_worker["pipeline"],
                                       views=_worker["views"])
         if not _worker["force"]:
             check_quality(quality, _worker["settings"])
-        return job, crop, None
+        return crop, None
     except (FaceError, DomainError) as exc:
-        return job, None, Failure(job.employee_id, str(job.path), exc.code, exc.message)
+        return None, Failure(employee_id, str(path), exc.code, exc.message)
     except OSError as exc:
-        return job, None, Failure(job.employee_id, str(job.path), "unreadable", str(exc))
+        return None, Failure(employee_id, str(path), "unreadable", str(exc))
+
+
+def _crop(job: Job) -> tuple[Job, list[tuple[Path, np.ndarray]], list[Failure]]:
+    """The job's photos that passed, as (path, crop), the first photo's first, and the failures. When the
+    first photo fails, the employee is not enrolled and the others are not looked at."""
+    if job.path.is_dir():
+        return job, [], [Failure(job.employee_id, str(job.path), "no_photo", "the folder holds no photo")]
+    crops, failures = [], []
+    for path in (job.path, *job.more):
+        crop, failure = _crop_one(job.employee_id, path)
+        if failure is not None:
+            failures.append(failure)
+            if not crops:
+                return job, [], failures
+        else:
+            crops.append((path, crop))
+    return job, crops, failures
 
 
 # --- the main process: batches of crops -> embeddings -> the database ----------------------------------
@@ -132,6 +151,7 @@ class Summary:
     skipped: int
     failures: list[Failure]
     seconds: float
+    references: int = 0  # references added beyond the enrolled photos
 
 
 # The audit trail's caller for bulk enrollment: an operator with the database's credentials, not an API key.
@@ -143,25 +163,41 @@ def fail(failures: list[Failure], audit: AuditTrail, failure: Failure) -> None:
     audit.add(OPERATOR, AuditEntry("bulk_enroll", failure.employee_id, decision=failure.code))
 
 
-def store(sessions, embedder: Embedder, batch: list[tuple[Job, np.ndarray]],  # noqa: ANN001
-          failures: list[Failure], audit: AuditTrail, cipher: ReferenceCipher | None = None) -> int:
-    """Embed a batch of crops in one forward pass, and save each through the API's own write (with its photo,
-    sealed, when the reference store is on); returns how many were saved, and adds the others to `failures`.
-    Each item is audited."""
-    vectors = embedder.embed(np.stack([crop for _, crop in batch]))
-    saved = 0
+def store(sessions, embedder: Embedder, batch: list[tuple[Job, list[tuple[Path, np.ndarray]]]],  # noqa: ANN001
+          failures: list[Failure], audit: AuditTrail, cipher: ReferenceCipher | None = None,
+          max_references: int = 1) -> tuple[int, int]:
+    """Embed a batch of crops in one forward pass, and save each employee through the API's own writes: the
+    first photo enrolls them (replacing what they had), the others are added as references (each with its
+    photo, sealed, when the reference store is on). Returns (employees saved, references added); failures go
+    to `failures`. Each item is audited."""
+    vectors = iter(embedder.embed(np.stack([crop for _, crops in batch for _, crop in crops])))
+    saved = added = 0
     with sessions() as session:
-        for (job, _), vector in zip(batch, vectors, strict=True):
+        for job, crops in batch:
+            first, *more = [(path, next(vectors)) for path, _ in crops]
             try:
-                photo = cipher.seal(job.path.read_bytes(), job.employee_id) if cipher is not None else None
                 _, _, existed = save_enrollment(session=session, employee_id=job.employee_id, name=job.name,
-                                                vectors={embedder.model_id: vector}, replace=True, photo=photo)
+                                                vectors={embedder.model_id: first[1]}, replace=True,
+                                                photo=_sealed(cipher, first[0], job.employee_id))
                 saved += 1
                 audit.add(OPERATOR, AuditEntry("bulk_enroll", job.employee_id,
                                                decision="replaced" if existed else "enrolled"))
             except DomainError as exc:
                 fail(failures, audit, Failure(job.employee_id, str(job.path), exc.code, exc.message))
-    return saved
+                continue
+            for path, vector in more:
+                try:
+                    save_reference(session=session, employee_id=job.employee_id, max_references=max_references,
+                                   vectors={embedder.model_id: vector}, photo=_sealed(cipher, path, job.employee_id))
+                    added += 1
+                    audit.add(OPERATOR, AuditEntry("bulk_enroll", job.employee_id, decision="reference_added"))
+                except DomainError as exc:
+                    fail(failures, audit, Failure(job.employee_id, str(path), exc.code, exc.message))
+    return saved, added
+
+
+def _sealed(cipher: ReferenceCipher | None, path: Path, employee_id: str) -> Sealed | None:
+    return cipher.seal(path.read_bytes(), employee_id) if cipher is not None else None
 
 
 def bulk_enroll(jobs: list[Job], settings: Settings, *, processes: int, replace: bool = False, batch_size: int = 64,
@@ -182,7 +218,7 @@ def bulk_enroll(jobs: list[Job], settings: Settings, *, processes: int, replace:
         embedder = Embedder.load(settings.model_path, settings.device, settings.augment)
         cipher = settings.reference_cipher() if settings.reference_store else None
         return _run(jobs, workers, sessions, embedder, audit, replace=replace, batch_size=batch_size,
-                    progress=progress, started=started, cipher=cipher)
+                    progress=progress, started=started, cipher=cipher, max_references=settings.max_references)
     finally:
         workers.terminate()
         audit.close()
@@ -191,7 +227,7 @@ def bulk_enroll(jobs: list[Job], settings: Settings, *, processes: int, replace:
 
 def _run(jobs: list[Job], workers, sessions, embedder: Embedder, audit: AuditTrail, *,  # noqa: ANN001
          replace: bool, batch_size: int, progress: bool, started: float,
-         cipher: ReferenceCipher | None = None) -> Summary:
+         cipher: ReferenceCipher | None = None, max_references: int = 1) -> Summary:
     failures, seen = [], set()
     valid = []
     for job in jobs:
@@ -213,20 +249,27 @@ def _run(jobs: list[Job], workers, sessions, embedder: Embedder, audit: AuditTra
             done_already = repository.enrolled_ids(session=session, model_id=embedder.model_id)
     todo = [job for job in valid if job.employee_id not in done_already]
     bar = Progress(len(todo), progress)
-    enrolled, batch = 0, []
-    for done, (job, crop, failure) in enumerate(workers.imap(_crop, todo, chunksize=4), start=1):
-        if failure is not None:
+    enrolled = added = 0
+    batch: list[tuple[Job, list[tuple[Path, np.ndarray]]]] = []
+
+    def flush() -> None:
+        nonlocal enrolled, added
+        saved, more = store(sessions, embedder, batch, failures, audit, cipher, max_references)
+        enrolled, added = enrolled + saved, added + more
+        batch.clear()
+
+    for done, (job, crops, job_failures) in enumerate(workers.imap(_crop, todo, chunksize=4), start=1):
+        for failure in job_failures:
             fail(failures, audit, failure)
-        else:
-            batch.append((job, crop))
-        if len(batch) >= batch_size:
-            enrolled += store(sessions, embedder, batch, failures, audit, cipher)
-            batch = []
+        if crops:
+            batch.append((job, crops))
+        if sum(len(c) for _, c in batch) >= batch_size:
+            flush()
         bar.update(done, enrolled, len(failures))
     if batch:
-        enrolled += store(sessions, embedder, batch, failures, audit, cipher)
+        flush()
     bar.update(len(todo), enrolled, len(failures), final=True)
-    return Summary(enrolled, len(valid) - len(todo), failures, time.perf_counter() - started)
+    return Summary(enrolled, len(valid) - len(todo), failures, time.perf_counter() - started, added)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=multiprocessing.cpu_count(),
                         help="processes that decode, detect and align (default: one per core)")
     parser.add_argument("--replace", action="store_true", help="re-enroll employees who already have a template")
+    parser.add_argument("--references", type=int, default=1, metavar="N",
+                        help="folders: enroll each employee's first N photos by name, the first as the enrollment "
+                             "and the others as more references (at most FACEGATE_MAX_REFERENCES)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--force", action="store_true",
                         help="enroll photos below the quality thresholds too (they fail with poor_quality otherwise)")
@@ -247,10 +293,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.folder} is not a folder")
     settings = Settings()
     ModelCard.read(card_path(settings.model_path))  # fail early, before any work, if the model is missing
-    jobs = list(jobs_from_csv(args.folder, args.csv) if args.csv else jobs_from_folders(args.folder))
+    if not 1 <= args.references <= settings.max_references:
+        parser.error(f"--references must be 1 to FACEGATE_MAX_REFERENCES ({settings.max_references})")
+    if args.csv and args.references > 1:
+        parser.error("--references works on folders; in a CSV an employee has one row")
+    jobs = list(jobs_from_csv(args.folder, args.csv) if args.csv
+                else jobs_from_folders(args.folder, args.references))
     summary = bulk_enroll(jobs, settings, processes=args.processes, replace=args.replace, batch_size=args.batch_size,
                           progress=args.progress, force=args.force)
-    print(f"enrolled {summary.enrolled}, skipped {summary.skipped} already enrolled, failed "
+    added = f" (and {summary.references} more references)" if summary.references else ""
+    print(f"enrolled {summary.enrolled}{added}, skipped {summary.skipped} already enrolled, failed "
           f"{len(summary.failures)}, in {summary.seconds:.1f} s "
           f"({summary.enrolled / max(summary.seconds, 1e-9):.1f} photos/s)")
     for code, count in Counter(f.code for f in summary.failures).most_common():

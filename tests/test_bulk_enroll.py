@@ -68,3 +68,41 @@ def test_the_cli_reports_and_exits_non_zero_on_failures(folder, sqlite_url, monk
     shutil.rmtree(folder / "bad id!")
     assert main([str(folder), "--processes", "1", "--no-progress"]) == 0
     assert "enrolled 0, skipped 4" in capsys.readouterr().out
+
+
+def test_a_folder_s_next_photos_become_more_references(tmp_path, photos, database_url, make_client):
+    """--references 3: the first photo enrolls, the next two are added as references; a bad one among them is
+    reported and the others are kept; a bad first photo enrolls nobody."""
+    from tests.api.test_references import references_of
+    from tests.photos import blank_photo
+
+    root = tmp_path / "people"
+    for employee, files in {"tb": [("Tony_Blair", 1), ("Tony_Blair", 2), ("Tony_Blair", 3)],
+                            "cp": [("Colin_Powell", 1), None, ("Colin_Powell", 3)],
+                            "sw": [None, ("Serena_Williams", 2)]}.items():
+        (root / employee).mkdir(parents=True)
+        for i, photo in enumerate(files):
+            target = root / employee / f"{i}.jpg"
+            target.write_bytes(photos.bytes(*photo) if photo else blank_photo())
+    settings = Settings(database_url=database_url, auto_migrate=True)
+    summary = bulk_enroll(list(jobs_from_folders(root, references=3)), settings, processes=2, batch_size=4)
+    assert (summary.enrolled, summary.references) == (2, 3)
+    assert sorted((f.employee_id, f.path.rsplit("/", 1)[-1], f.code) for f in summary.failures) == [
+        ("cp", "1.jpg", "no_face"), ("sw", "0.jpg", "no_face")]
+
+    client = make_client()
+    assert references_of(client, "tb") == [0, 1, 2] and references_of(client, "cp") == [0, 1]
+    assert client.get("/employees/sw").status_code == 404
+    answer = verify(client, "tb", photos.bytes("Tony_Blair", 3)).json()
+    assert answer["references"] == 3 and answer["distance"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_references_are_refused_beyond_the_limit_and_with_a_csv(tmp_path, photos, sqlite_url, monkeypatch, capsys):
+    monkeypatch.setenv("FACEGATE_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("FACEGATE_MAX_REFERENCES", "2")
+    (tmp_path / "tb").mkdir()
+    for flag in (["--references", "3"], ["--references", "0"], ["--references", "2", "--csv", "map.csv"]):
+        with pytest.raises(SystemExit) as exit_:
+            main([str(tmp_path), *flag])
+        assert exit_.value.code == 2
+    assert "--references" in capsys.readouterr().err
