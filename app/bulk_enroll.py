@@ -211,8 +211,9 @@ def bulk_enroll(jobs: list[Job], settings: Settings, *, processes: int, replace:
     card = ModelCard.read(card_path(settings.model_path))
     config = settings.pipeline_config(card.input_size, card.preprocess)
     views = Views.of(settings.augment or card.augment).to_align
-    # The workers are forked before torch runs anything here: a fork after OpenMP has started can hang.
-    workers = multiprocessing.get_context("fork").Pool(processes, _init_worker, (settings, config, views, force))
+    # Workers come from a fork server, a clean process: one forked from a process whose torch or dlib threads
+    # have run can hang on a lock those threads held (dlib's CNN detector did, once a caller had used it).
+    workers = multiprocessing.get_context("forkserver").Pool(processes, _init_worker, (settings, config, views, force))
     audit = AuditTrail(sessions)
     try:
         embedder = Embedder.load(settings.model_path, settings.device, settings.augment)
