@@ -222,10 +222,12 @@ def test_an_admin_enrolls_from_a_file_lists_verifies_and_deletes(open_page, serv
 
     # the audit log pages through what happened
     page.locator("nav").get_by_role("button", name="Audit log").click()
+    expect(page.locator("#audit-table tbody tr").first.locator("td").nth(1)).to_have_text("delete")
+    screenshot(page, "console-audit")
     page.locator("#audit-form select[name=action]").select_option("delete")
     page.locator("#audit-form").get_by_role("button", name="Filter").click()
     expect(page.locator("#audit-table tbody tr").first.locator("td").nth(3)).to_have_text("deleted")
-    screenshot(page, "console-audit")
+    expect(page.locator("#audit-caption")).to_have_text("Audit records, newest first: 1–1 of 1")
 
 
 def test_employees_are_searched_and_paged(open_page, server, photos):
