@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PIL import Image
 
 from model.faces.config import Quality
 from model.faces.pipeline import FaceBox, key_points, warp_to_template
@@ -46,7 +45,7 @@ def pose(landmarks: tuple[tuple[float, float], ...]) -> tuple[float, float]:
 
 def assess(rgb: np.ndarray, face: FaceBox) -> Quality:
     """The quality of `face` in the decoded photo `rgb`."""
-    crop = warp_to_template(Image.fromarray(rgb), key_points(np.asarray(face.landmarks, dtype=np.float64)), CROP)
+    crop = warp_to_template(rgb, key_points(np.asarray(face.landmarks, dtype=np.float64)), CROP)
     grey = crop.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     yaw, roll = pose(face.landmarks)
     return Quality(face_size=min(face.width, face.height), sharpness=laplacian_variance(grey), yaw=yaw, roll=roll,
