@@ -7,8 +7,9 @@ const SIGNED_IN = "facegate.signed"; // set even for an empty key (a service run
 const PAGE = { employees: 20, audit: 25 };
 const state = {
   scope: null,
-  employees: { offset: 0, q: "", total: 0 },
-  audit: { offset: 0, filters: {}, total: 0 },
+  employees: { offset: 0, q: "" },
+  audit: { offset: 0, filters: {} },
+  employee: null, // the one whose page is open
 };
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -300,7 +301,6 @@ async function loadEmployees() {
   const { offset, q } = state.employees;
   say("Loading employees…");
   const page = await api("GET", "/employees", { params: { offset, limit: PAGE.employees, q } });
-  state.employees.total = page.total;
   const body = $("#employees-table tbody");
   body.replaceChildren(...page.items.map((employee) => el("tr", {},
     el("td", {}, el("a", { href: `#employee/${encodeURIComponent(employee.employee_id)}`,
@@ -313,16 +313,18 @@ async function loadEmployees() {
       onclick: () => deleteEmployee(employee.employee_id),
     })),
   )));
-  const shown = page.items.length ? `${offset + 1}–${offset + page.items.length} of ${page.total}` : "none";
+  const shown = pager("#employees-pager", page);
   $("#employees-caption").textContent = q ? `Employees matching “${q}”: ${shown}` : `Employees: ${shown}`;
-  pager("#employees-pager", state.employees, PAGE.employees);
   say("");
 }
 
-function pager(selector, list, size) {
+// A page as the API answers it (items, total, offset, limit): sets its pager's buttons, and says which rows it
+// shows ("21–25 of 25", or "none").
+function pager(selector, page) {
   const [previous, next] = document.querySelectorAll(`${selector} button`);
-  previous.disabled = list.offset === 0;
-  next.disabled = list.offset + size >= list.total;
+  previous.disabled = page.offset === 0;
+  next.disabled = page.offset + page.limit >= page.total;
+  return page.items.length ? `${page.offset + 1}–${page.offset + page.items.length} of ${page.total}` : "none";
 }
 
 function confirmDialog(text, action = "Delete") {
@@ -518,7 +520,6 @@ async function loadAudit() {
   const { offset, filters } = state.audit;
   say("Loading the audit log…");
   const page = await api("GET", "/audit", { params: { offset, limit: PAGE.audit, ...filters } });
-  state.audit.total = page.total;
   $("#audit-table tbody").replaceChildren(...page.items.map((row) => el("tr", {},
     el("td", { text: when(row.at) }),
     el("td", { text: row.action }),
@@ -528,9 +529,7 @@ async function loadAudit() {
                                                                                    : row.threshold.toFixed(3)}` }),
     el("td", { text: row.key_id || "—" }),
   )));
-  const shown = page.items.length ? `${offset + 1}–${offset + page.items.length} of ${page.total}` : "none";
-  $("#audit-caption").textContent = `Audit records, newest first: ${shown}`;
-  pager("#audit-pager", state.audit, PAGE.audit);
+  $("#audit-caption").textContent = `Audit records, newest first: ${pager("#audit-pager", page)}`;
   say("");
 }
 
@@ -563,12 +562,12 @@ document.addEventListener("DOMContentLoaded", async () => {
   }
   $("#search-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    state.employees = { offset: 0, q: $("#search").value.trim(), total: 0 };
+    state.employees = { offset: 0, q: $("#search").value.trim() };
     route();
   });
   $("#audit-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    state.audit = { offset: 0, filters: auditFilters(event.target), total: 0 };
+    state.audit = { offset: 0, filters: auditFilters(event.target) };
     route();
   });
   for (const [selector, list, size] of [["#employees-pager", "employees", PAGE.employees],
