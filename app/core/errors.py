@@ -55,7 +55,7 @@ class LastReference(DomainError):
 
 
 class ReferenceConflict(DomainError):
-    """Another change to the employee's references came first (rare: both retried once)."""
+    """Another change to the employee's references came first, even after one more try."""
 
     code, status = "reference_conflict", 409
 

@@ -201,8 +201,9 @@ def save_reference(*, session: Session, employee_id: str, vectors: dict[str, np.
     """The one write of an added reference: its templates (model id -> vector) in the employee's next free slot,
     its sealed photo, and the change feed's row. Returns (employee, templates by model id, slot).
 
-    Races: two additions at once may pick the same slot; the one that loses looks again. An employee deleted
-    meanwhile is not found."""
+    Races: the employee is read for update (repository.get_employee), so two additions at once take turns and
+    the second sees the first's slot; should a write still collide, it looks once more, then answers 409
+    reference_conflict. An employee deleted meanwhile is not found."""
     for attempt in (1, 2):
         employee = repository.get_employee(session=session, employee_id=employee_id, for_update=True)
         if employee is None:
