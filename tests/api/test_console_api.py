@@ -111,3 +111,21 @@ def test_docs_pages_may_load_only_the_app_s_own_files(client):
     for path in ("/docs", "/redoc"):
         policy = client.get(path).headers["content-security-policy"]
         assert "default-src 'self'" in policy and "img-src 'self' data:" in policy
+
+
+def test_new_photo_and_query_inputs_refuse_too_big_and_repeated(make_client, photos):
+    """The same gate as /enroll's for the paths added with the console and references: a photo over the limit
+    (413, in the body or past the multipart allowance), and a parameter given twice (422, never "last wins")."""
+    client = make_client(max_upload_bytes=20_000)
+    assert enroll(client, "tb", photos.bytes("Tony_Blair", 1)).status_code == 201  # LFW photos fit
+    for size in (20_001, 200_000):
+        blob = {"image": ("p.jpg", b"\xff" * size, "image/jpeg")}
+        for response in (client.post("/enroll/check", files=blob), client.post("/employees/tb/references", files=blob)):
+            assert (response.status_code, error_code(response)) == (413, "image_too_large"), size
+    photo = {"image": ("p.jpg", photos.bytes("Tony_Blair", 2), "image/jpeg")}
+    repeated = [client.post("/employees/tb/references?force=true&force=false", files=photo),
+                client.get("/employees?q=a&q=b")]
+    for response in repeated:
+        assert (response.status_code, error_code(response)) == (422, "validation_error"), response.text
+    assert client.get("/employees/tb").json()["references"][0]["reference"] == 0
+    assert len(client.get("/employees/tb").json()["references"]) == 1
