@@ -4,10 +4,15 @@
 
 The gallery holds the ten LFW people of ../shared/data/testfaces (enrolled through /enroll) and synthetic
 templates for the rest. Probes are their other 250x250 photos, so verify sees genuine and impostor claims.
-Clients are threads with one keep-alive connection each; every request must succeed (no error is allowed).
-In the same run, face_recognition's dlib pipeline (decode, HOG upsample 1, 5 landmarks, ResNet with
-num_jitters 1) times the same photos: one photo at a time, and as many as 2 processes do per second.
-The load generator shares the machine with the server, as it would on a single host.
+Clients are threads with one keep-alive connection each, spread over `--client-processes` processes (one
+Python process sends about a thousand of these uploads a second at most); every request must succeed (no
+error is allowed). In the same run, face_recognition's dlib pipeline (decode, HOG upsample 1, 5 landmarks,
+ResNet with num_jitters 1) times the same photos: one photo at a time, and as many as 2 processes do per
+second. The load generator shares the machine with the server, as it would on a single host.
+
+Beside the latencies, each cell says where the time went, so that a ceiling can be told from a limit: the
+CPU time per request of the server (all its worker processes) and of the clients, how many of the machine's
+cores that kept busy, and, where nvidia-smi answers, how busy the GPU was.
 """
 
 from __future__ import annotations
@@ -15,13 +20,16 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -65,12 +73,77 @@ def make_keys(database_url: str) -> dict[str, str]:
     return keys
 
 
-def load(base: str, requests: list[tuple[str, dict, bytes]], concurrency: int,
-         key: str) -> tuple[np.ndarray, float, int]:
-    """Latencies (ms), wall seconds and error count for `requests` sent by `concurrency` clients."""
+Request = tuple[str, dict, bytes]  # path, form fields, photo
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One endpoint at one concurrency: what the clients saw, and what it cost."""
+
+    latencies: np.ndarray  # ms
+    wall: float  # seconds, from the first client's start to the last one's end
+    errors: int
+    server_cpu: float  # CPU seconds of the server's processes
+    client_cpu: float  # CPU seconds of the client processes
+    gpu_busy: float | None  # mean GPU utilisation (%), where nvidia-smi answers
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.wall
+
+    def report(self) -> str:
+        n = len(self.latencies)
+        busy = (self.server_cpu + self.client_cpu) / self.wall
+        gpu = "" if self.gpu_busy is None else f", GPU {self.gpu_busy:.0f} % busy"
+        return (f"p50 {np.median(self.latencies):7.1f} ms  p95 {np.percentile(self.latencies, 95):7.1f} ms  "
+                f"p99 {np.percentile(self.latencies, 99):7.1f} ms  {self.rate:6.1f} req/s  errors {self.errors}\n"
+                f"{'':15}CPU per request: server {self.server_cpu / n * 1e3:.1f} ms, clients "
+                f"{self.client_cpu / n * 1e3:.1f} ms; {busy:.1f} of {os.cpu_count()} cores busy{gpu}")
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user and system) used so far by a process and its live descendants, from Linux's /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended meanwhile
+    return total
+
+
+class GpuBusy:
+    """Samples the GPU's utilisation every 100 ms while in the block (nothing where nvidia-smi is missing)."""
+
+    def __enter__(self) -> GpuBusy:
+        self.samples: list[float] = []
+        smi = shutil.which("nvidia-smi")
+        self._process = smi and subprocess.Popen(
+            [smi, "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "100"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process:
+            self._process.terminate()
+            out, _ = self._process.communicate()
+            self.samples = [float(line) for line in out.split() if line.replace(".", "", 1).isdigit()]
+
+    @property
+    def mean(self) -> float | None:
+        return float(np.mean(self.samples)) if self.samples else None
+
+
+def _client(base: str, requests: list[Request], threads: int, key: str, ready: Any, out: Any) -> None:
+    """One client process: warm its connections, wait for the others, send its share, report."""
     local = threading.local()
 
-    def send(request: tuple[str, dict, bytes]) -> tuple[float, bool]:
+    def send(request: Request) -> tuple[float, bool]:
         if not hasattr(local, "client"):
             local.client = httpx.Client(base_url=base, timeout=60, headers={"X-API-Key": key})
         path, form, photo = request
@@ -78,12 +151,38 @@ def load(base: str, requests: list[tuple[str, dict, bytes]], concurrency: int,
         response = local.client.post(path, data=form, files={"image": ("probe.jpg", photo, "image/jpeg")})
         return (time.perf_counter() - start) * 1e3, response.status_code == 200
 
-    with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(send, requests[:4 * concurrency]))  # warm every connection and both sides' threads
-        started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(send, requests[:4 * threads]))  # warm every connection and both sides' threads
+        ready.wait()
+        cpu = time.process_time()
+        started = time.time()
         results = list(pool.map(send, requests))
-        wall = time.perf_counter() - started
-    return np.array([r[0] for r in results]), wall, sum(not r[1] for r in results)
+        out.put(([r[0] for r in results], sum(not r[1] for r in results), started, time.time(),
+                 time.process_time() - cpu))
+
+
+def load(base: str, requests: list[Request], concurrency: int, key: str, server_pid: int,
+         processes: int = 1) -> Cell:
+    """Send `requests` with `concurrency` clients in `processes` processes (at most one per client)."""
+    processes = max(1, min(processes, concurrency))
+    context = multiprocessing.get_context("fork")
+    ready, out = context.Barrier(processes + 1), context.Queue()
+    shares = [requests[i::processes] for i in range(processes)]
+    threads = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
+    clients = [context.Process(target=_client, args=(base, share, n, key, ready, out))
+               for share, n in zip(shares, threads, strict=True)]
+    for client in clients:
+        client.start()
+    ready.wait()
+    server_cpu = process_tree_cpu(server_pid)
+    with GpuBusy() as gpu:
+        reports = [out.get() for _ in clients]
+    server_cpu = process_tree_cpu(server_pid) - server_cpu
+    for client in clients:
+        client.join()
+    latencies = np.concatenate([np.array(r[0]) for r in reports])
+    wall = max(r[3] for r in reports) - min(r[2] for r in reports)
+    return Cell(latencies, wall, sum(r[1] for r in reports), server_cpu, sum(r[4] for r in reports), gpu.mean)
 
 
 _reference: list[Reference] = []  # one per process, made on first use
@@ -106,6 +205,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=120, help="requests per endpoint and concurrency")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--client-processes", type=int, default=1,
+                        help="processes the clients are spread over (one sends at most about 1,000 uploads/s)")
     parser.add_argument("--no-reference", action="store_true", help="skip the dlib pipeline (on a GPU machine)")
     parser.add_argument("--photos", type=Path, default=TESTFACES, help="one folder of photos per person")
     args = parser.parse_args()
@@ -142,13 +243,11 @@ def main() -> None:
                     chosen = rng.integers(0, len(probes), args.requests)
                     requests = [(f"/{endpoint}", {"employee_id": probes[i][0]} if endpoint == "verify" else {},
                                  probes[i][1]) for i in chosen]
-                    times, wall, errors = load(base, requests, concurrency, keys["verify"])
-                    results[endpoint, concurrency] = (times, len(requests) / wall)
-                    print(f"/{endpoint:<8} c={concurrency:<3} p50 {np.median(times):7.1f} ms  p95 "
-                          f"{np.percentile(times, 95):7.1f} ms  p99 {np.percentile(times, 99):7.1f} ms  "
-                          f"{len(requests) / wall:6.1f} req/s  errors {errors}")
-                    if errors:
-                        raise SystemExit(f"{errors} requests failed")
+                    cell = load(base, requests, concurrency, keys["verify"], server.pid, args.client_processes)
+                    results[endpoint, concurrency] = cell
+                    print(f"/{endpoint:<8} c={concurrency:<3} {cell.report()}", flush=True)
+                    if cell.errors:
+                        raise SystemExit(f"{cell.errors} requests failed")
         finally:
             server.terminate()
             server.wait()
@@ -172,9 +271,9 @@ def main() -> None:
     print(f"dlib pipeline, one photo at a time: p50 {dlib_p50:.1f} ms, p95 {np.percentile(single, 95):.1f} ms; "
           f"2 processes: {dlib_rate:.1f} photos/s")
     if (("verify", 1) in results) and (("verify", 4) in results):
-        verify_p50 = float(np.median(results["verify", 1][0]))
+        verify_p50 = float(np.median(results["verify", 1].latencies))
         print(f"/verify p50 at c=1 is {verify_p50 / dlib_p50:.2f} of dlib's per-photo time (target <= 0.33)")
-        print(f"/verify req/s at c=4 is {results['verify', 4][1] / dlib_rate:.2f}x dlib in 2 processes "
+        print(f"/verify req/s at c=4 is {results['verify', 4].rate / dlib_rate:.2f}x dlib in 2 processes "
               f"(target >= 3)")
 
 
