@@ -12,6 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def _unicode_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -25,6 +29,8 @@ def make_engine(url: str) -> Engine:
             # photo (encrypted) and templates leave the file at the next checkpoint.
             cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
+            # SQLite's lower() folds ASCII only: searches by name use Python's (app.gallery.repository).
+            connection.create_function("unicode_lower", 1, _unicode_lower, deterministic=True)
 
         return engine
     return create_engine(url, pool_pre_ping=True)

@@ -34,8 +34,10 @@ def list_employees(*, session: Session, offset: int, limit: int, search: str | N
     conditions = []
     if search:
         pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        # Ids are ASCII; names are not, and SQLite's own lower() folds ASCII only (app.gallery.db adds Python's).
+        name_lower = func.unicode_lower if session.get_bind().dialect.name == "sqlite" else func.lower
         conditions.append(func.lower(Employee.employee_id).like(pattern, escape="\\")
-                          | func.lower(Employee.name).like(pattern, escape="\\"))
+                          | name_lower(Employee.name).like(pattern, escape="\\"))
     total = session.scalar(select(func.count(Employee.id)).where(*conditions)) or 0
     rows = session.scalars(
         select(Employee).where(*conditions).order_by(Employee.employee_id).offset(offset).limit(limit)
