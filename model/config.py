@@ -11,22 +11,27 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from model.augment import AugmentConfig
-from model.faces.config import PipelineConfig
+from model.faces.config import CHIPS, DLIB_CHIP_SIZE, PipelineConfig
 from model.networks.mobilefacenet import NetworkConfig
 
 
 @dataclass(frozen=True)
 class DataConfig:
     root: str = "../shared/data"
-    labelled: tuple[str, ...] = ("celeba-aligned.tar", "celeba-wild.tar", "lfw-deepfunneled.tar")
+    # Not celeba-wild.tar: its identities are the validation set (model.data.VALIDATION_SOURCES), which
+    # training holds out of the CelebA-aligned photos too.
+    labelled: tuple[str, ...] = ("celeba-aligned.tar", "lfw-deepfunneled.tar")
     unlabelled: tuple[str, ...] = ("utkface.tar",)
     pairs: str = "lfw-pairs.txt"  # LFW people named here are held out of training
     cache: str = "~/.cache/facegate"  # detections and chips (model.data); outside the repository
+    # The pool's chips, in pixels; 0: what the network takes, or, with an online teacher, what the teacher
+    # takes (150). Smaller chips make a smaller pool file; each network gets its input resized from them.
+    crop_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -53,8 +58,12 @@ class TrainConfig:
     # "dlib": start from dlib's public-domain weights (DlibResNet only); "": from random weights.
     init: str = ""
     # Distillation targets: "cached", dlib's descriptors of the clean photo, computed once (model.prepare);
-    # "online", a frozen copy of the starting network run on the same augmented batch as the student.
+    # "online", dlib's network in PyTorch, frozen, run on the same augmented faces as the student: the starting
+    # network when fine-tuning it, the shipped default (model/weights/facegate-resnet.pt) for another network.
     teacher: str = "cached"
+    # A MobileFaceNet's input geometry (model.faces.config.CHIPS); DlibResNet always takes dlib's chip. A student
+    # of an online teacher takes dlib's chip too, at its own size: both then see the same augmented face.
+    chip: str = "fg-align-v1"
     device: str = "auto"  # "auto", "cpu", "cuda"
     threads: int = 0  # CPU threads; 0 = all cores
     steps: int = 3000
@@ -82,8 +91,16 @@ class TrainConfig:
     def pipeline(self) -> PipelineConfig:
         """The faces pipeline that makes this network's input (the service's settings, the network's chip)."""
         if self.architecture == "DlibResNet":
-            return PipelineConfig(crop_size=150, chip="dlib-chip-v1")
-        return PipelineConfig(crop_size=self.network.input_size, chip="fg-align-v1")
+            return PipelineConfig(crop_size=DLIB_CHIP_SIZE, chip="dlib-chip-v1")
+        return PipelineConfig(crop_size=self.network.input_size, chip=self.chip)
+
+    @property
+    def pool_pipeline(self) -> PipelineConfig:
+        """The chips the training pool holds: the network's geometry, at the teacher's size with an online one
+        (or at `data.crop_size`)."""
+        own = self.pipeline
+        default = DLIB_CHIP_SIZE if self.teacher == "online" else own.crop_size
+        return replace(own, crop_size=self.data.crop_size or default)
 
     @property
     def network_arguments(self) -> dict[str, Any]:
@@ -95,6 +112,10 @@ class TrainConfig:
             raise ValueError('init = "dlib" goes with architecture = "DlibResNet", and only with it')
         if self.teacher not in ("cached", "online"):
             raise ValueError(f"teacher must be 'cached' or 'online', not {self.teacher!r}")
+        if self.chip not in CHIPS:
+            raise ValueError(f"chip must be one of {', '.join(CHIPS)}, not {self.chip!r}")
+        if self.teacher == "online" and self.pipeline.chip != "dlib-chip-v1":
+            raise ValueError('an online teacher sees dlib\'s chip, and so must its student: chip = "dlib-chip-v1"')
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

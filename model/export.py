@@ -192,8 +192,9 @@ def training_summary(checkpoint: Path, state: dict) -> dict:
         "config": state["config"],
         "data": [{"name": DATA_LICENCES[a][0], "licence": DATA_LICENCES[a][1]}
                  for a in (*state["config"]["data"]["labelled"], *state["config"]["data"]["unlabelled"])]
-                + ([TEACHER] if state["config"]["loss"]["distill_weight"]
-                   and state["config"].get("teacher", "cached") == "cached" else []),
+                # a student's teacher, cached descriptors or online; fine-tuned, dlib's network is in its lineage
+                + ([TEACHER] if state["config"]["loss"]["distill_weight"] and state["config"].get("init") != "dlib"
+                   else []),
     }
 
 

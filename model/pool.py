@@ -50,9 +50,22 @@ class TrainingData:
         missing = set(archives) - set(self.sources)
         if missing:
             raise ValueError(f"the pool holds no faces from {sorted(missing)}")
-        keep = np.isin(self.sources, list(archives))
+        return self.subset(np.isin(self.sources, list(archives)))
+
+    def with_unlabelled(self, limit: int, seed: int = 0) -> TrainingData:
+        """Every labelled face and at most `limit` unlabelled ones, a random choice: a pool that must fit a
+        device's upload beside the repository."""
+        unlabelled = np.flatnonzero([not label for label in self.labels])
+        keep = np.ones(len(self), bool)
+        if len(unlabelled) > limit:
+            keep[np.random.default_rng(seed).choice(unlabelled, len(unlabelled) - limit, replace=False)] = False
+        return self.subset(keep)
+
+    def subset(self, keep: np.ndarray) -> TrainingData:
+        """The faces where `keep` (a boolean mask) is true."""
         return TrainingData(self.crops[keep], [label for label, k in zip(self.labels, keep, strict=True) if k],
-                            None if self.teacher is None else self.teacher[keep], self.sources[keep])
+                            None if self.teacher is None else self.teacher[keep],
+                            None if self.sources is None else self.sources[keep])
 
     def save(self, path: Path, *, quality: int = 90, meta: dict | None = None) -> None:
         """One .npz: WebP bytes end to end with their offsets, labels, float16 descriptors and a JSON header."""
@@ -72,7 +85,7 @@ class TrainingData:
             arrays["teacher"] = self.teacher.astype(np.float16)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
+        np.savez_compressed(tmp, **arrays)  # the WebP bytes stay as they are; labels and sources shrink
         tmp.replace(path)
 
     @classmethod
@@ -94,7 +107,8 @@ class TrainingData:
 
 
 def load_training_data(config: TrainConfig) -> TrainingData:
-    """The protocol's training pool, read through the crop cache (which model.prepare fills)."""
+    """The protocol's training pool, read through the crop cache (which model.prepare fills). dlib's descriptors
+    come with it for a cached teacher; an online teacher makes its own targets."""
     root, cache = Path(config.data.root), Path(config.data.cache).expanduser()
     held_out = lfw_people_in_pairs(read_lfw_pairs(root / config.data.pairs))
     validation = set(detect_source(root / VALIDATION_SOURCES[0], cache=cache, with_teacher=False).labels)
@@ -102,18 +116,19 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     for archive in config.data.labelled + config.data.unlabelled:
         source = root / archive
         labelled = archive in config.data.labelled
-        faces = detect_source(source, cache=cache, labelled=labelled)
+        faces = detect_source(source, cache=cache, labelled=labelled, with_teacher=config.teacher == "cached")
         test_or_validation = held_out if "lfw" in archive else validation if "celeba" in archive else set()
         keep = faces.found & ~np.isin(faces.labels, sorted(test_or_validation))
         # CelebA identity numbers are shared by both CelebA archives, so the prefix is the dataset family.
         family = archive.split("-")[0]
-        crops.append(aligned_crops(source, faces, config.pipeline, cache=cache)[keep])
+        crops.append(aligned_crops(source, faces, config.pool_pipeline, cache=cache)[keep])
         labels += [f"{family}/{label}" if label else "" for label in faces.labels[keep]]
         teacher.append(faces.teacher[keep])
         sources.append(np.full(int(keep.sum()), archive))
         log.info("%s: %d faces used (%d identities)", archive, int(keep.sum()),
                  len(set(faces.labels[keep]) - {""}))
-    return TrainingData(np.concatenate(crops), labels, np.concatenate(teacher), np.concatenate(sources))
+    descriptors = np.concatenate(teacher) if config.teacher == "cached" else None
+    return TrainingData(np.concatenate(crops), labels, descriptors, np.concatenate(sources))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -121,11 +136,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("config", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--quality", type=int, default=90)
+    parser.add_argument("--unlabelled", type=int, help="keep at most this many unlabelled faces (a random choice), "
+                        "so that the file fits a device upload beside the repository")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = load_config(args.config)
     data = load_training_data(config)
-    data.save(args.out, quality=args.quality, meta={"data": config.as_dict()["data"], "chip": config.pipeline.chip})
+    if args.unlabelled is not None:
+        data = data.with_unlabelled(args.unlabelled, seed=config.seed)
+    meta = {"data": config.as_dict()["data"], "chip": config.pool_pipeline.chip, "unlabelled": args.unlabelled}
+    data.save(args.out, quality=args.quality, meta=meta)
     log.info("%d faces (%d labelled) -> %s, %.1f MB", len(data), sum(map(bool, data.labels)), args.out,
              args.out.stat().st_size / 1e6)
 

@@ -7,9 +7,10 @@ Each step draws a P x K batch of labelled identities for the metric loss (triple
 online) plus extra photos of anyone, UTKFace included, for distillation from dlib's CC0 ResNet. One
 shared-weight network embeds them all: that is the siamese part. The teacher's targets are either dlib's
 descriptors of the clean photos, computed once (`teacher = "cached"`, for a student such as the
-MobileFaceNet), or the starting network itself, frozen, run on the same augmented batch
-(`teacher = "online"`, when fine-tuning dlib's network with `init = "dlib"`). AMP on CUDA, plain fp32 on
-the CPU. The run checkpoints into runs/<config name>/ and resumes from there, exactly, when started again.
+MobileFaceNet at 64 px), or dlib's network in PyTorch, frozen, run on the same augmented faces as the student
+(`teacher = "online"`: when fine-tuning dlib's network with `init = "dlib"`, or for a student on dlib's chip,
+which sees the teacher's augmented face resized to its own input). AMP on CUDA, plain fp32 on the CPU. The
+run checkpoints into runs/<config name>/ and resumes from there, exactly, when started again.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from model.augment import FaceAugment
 from model.config import LossConfig, TrainConfig, load_config
 from model.data import has_descriptor
+from model.faces.embedder import DEFAULT_MODEL, Embedder
 from model.faces.pipeline import dlib_model_path
 from model.faces.reference import DLIB_RESNET
 from model.losses import (
@@ -40,6 +43,7 @@ from model.losses import (
     TripletLoss,
 )
 from model.networks import build, crops_to_tensor
+from model.networks.dlib_resnet import INPUT_SIZE as TEACHER_INPUT
 from model.networks.dlib_resnet import read_dat
 from model.pool import TrainingData, load_training_data
 from model.sampler import PKSampler
@@ -67,6 +71,24 @@ def build_model(config: TrainConfig) -> nn.Module:
     return build(config.architecture, config.network_arguments)
 
 
+def load_teacher(student: TrainConfig) -> nn.Module:
+    """The online teacher of another network than dlib's: the shipped default embedder (dlib's network, as
+    model.import_dlib converted it), which must be a DlibResNet on the student's chip geometry."""
+    teacher = Embedder.load(DEFAULT_MODEL, "cpu", augment="none")
+    card = teacher.card
+    if card.architecture != "DlibResNet" or card.preprocess != student.pipeline.chip:
+        raise ValueError(f"{DEFAULT_MODEL.name} is a {card.architecture} on {card.preprocess}; an online teacher "
+                         f"must be dlib's network on the student's chip, {student.pipeline.chip}")
+    return teacher.network
+
+
+def fit_size(x: torch.Tensor, size: int) -> torch.Tensor:
+    """A batch of chips (N, 3, S, S) at `size` px, channels last: resized (bilinear, antialiased) if S differs."""
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 def build_metric_loss(config: LossConfig) -> nn.Module:
     if config.metric == "contrastive":
         return ContrastiveLoss(margin=config.contrastive_margin)
@@ -92,10 +114,14 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
         self.model = build_model(config).to(self.device).to(memory_format=torch.channels_last)
-        # The online teacher: the starting network, frozen, judging the same augmented faces as the student.
+        self.input_size = config.pipeline.crop_size
+        # The online teacher, frozen, judging the same augmented faces as the student: the starting network when
+        # fine-tuning dlib's, the shipped default (dlib's network) for another.
         self.online_teacher = None
         if config.teacher == "online" and config.loss.distill_weight:
-            self.online_teacher = copy.deepcopy(self.model).eval().requires_grad_(False)
+            teacher = copy.deepcopy(self.model) if config.init == "dlib" else load_teacher(config)
+            self.online_teacher = teacher.to(self.device).to(memory_format=torch.channels_last)
+            self.online_teacher.eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr,
                                            weight_decay=config.weight_decay)
         self.steps = config.steps  # a time budget may change it once, early on (fit)
@@ -109,6 +135,11 @@ class Trainer:
         self.label_ids = torch.tensor([ids[label] for label in data.labels], device=self.device)
         # The whole pool lives on the training device as uint8: a GPU step never waits for the host.
         self.crops = torch.from_numpy(data.crops).to(self.device)
+        # Another network than the teacher's learns from centred targets (LossConfig.teacher_centring); dlib's
+        # own network, fine-tuned, starts at its targets as they are.
+        self.teacher_shift = None
+        if self.online_teacher is not None and config.architecture != "DlibResNet":
+            self.teacher_shift = config.loss.teacher_centring * self.teacher_mean()
         if data.teacher is None or config.teacher == "online":
             self.teacher = self.has_teacher = None
         else:
@@ -173,6 +204,16 @@ class Trainer:
         return {"numpy": self.rng.bit_generator.state, "sampler": self.sampler.state_dict(),
                 "augment": self.augment.generator.get_state()}
 
+    @torch.no_grad()
+    def teacher_mean(self, faces: int = 1024, batch_size: int = 128) -> torch.Tensor:
+        """The online teacher's mean descriptor over clean faces of the pool, spread evenly through it."""
+        picked = torch.from_numpy(np.linspace(0, len(self.data) - 1, min(faces, len(self.data))).astype(int))
+        sums = []
+        for chunk in picked.split(batch_size):
+            x = fit_size(crops_to_tensor(self.crops[chunk.to(self.device)]), TEACHER_INPUT)
+            sums.append(self.online_teacher.raw(x).float().sum(0))
+        return torch.stack(sums).sum(0) / len(picked)
+
     def batch(self) -> tuple[np.ndarray, int]:
         metric = next(self.sampler)
         extra = self.rng.integers(0, len(self.data), self.config.distill_batch)
@@ -183,16 +224,19 @@ class Trainer:
         self.model.train()
         indices, n_metric = self.batch()
         indices = torch.from_numpy(indices).to(self.device)
-        x = self.augment(crops_to_tensor(self.crops[indices])).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            embeddings = self.model(x)
+        x = self.augment(crops_to_tensor(self.crops[indices]))
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        with autocast:
+            embeddings = self.model(fit_size(x, self.input_size))
         embeddings = embeddings.float()
         metric = self.metric_loss(embeddings[:n_metric], self.label_ids[indices[:n_metric]])
         loss = config.loss.metric_weight * metric
         parts = {"metric": float(metric.detach())}
         if config.loss.distill_weight and self.online_teacher is not None:
-            with torch.no_grad():
-                targets = self.online_teacher.raw(x).float()
+            with torch.no_grad(), autocast:
+                targets = self.online_teacher.raw(fit_size(x, TEACHER_INPUT)).float()
+            if self.teacher_shift is not None:
+                targets = targets - self.teacher_shift
             distill = self.distill_loss(embeddings, targets)
             loss = loss + config.loss.distill_weight * distill
             parts["distill"] = float(distill.detach())
@@ -273,8 +317,7 @@ class Trainer:
         self.model.train()
         for _ in range(batches):
             indices = torch.from_numpy(rng.integers(0, len(self.data), batch_size)).to(self.device)
-            x = crops_to_tensor(self.crops[indices])
-            self.model(x.contiguous(memory_format=torch.channels_last))
+            self.model(fit_size(crops_to_tensor(self.crops[indices]), self.input_size))
         for norm in norms:
             norm.momentum = 0.1
         self.model.eval()
@@ -302,8 +345,9 @@ def main(argv: list[str] | None = None) -> None:
     log.info("config %s", json.dumps(config.as_dict()))
     if args.pool:
         data = TrainingData.load(args.pool).select(config.data.labelled + config.data.unlabelled)
-        if data.input_size != config.pipeline.crop_size:
-            parser.error(f"the pool holds {data.input_size} px crops, the config wants {config.pipeline.crop_size}")
+        if data.input_size != config.pool_pipeline.crop_size:
+            parser.error(f"the pool holds {data.input_size} px crops, the config wants "
+                         f"{config.pool_pipeline.crop_size}")
     else:
         data = load_training_data(config)
     log.info("training pool: %d faces, %d labelled", len(data), sum(map(bool, data.labels)))

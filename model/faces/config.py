@@ -21,6 +21,9 @@ FAST_MODEL = WEIGHTS_DIR / "facegate-mfn.pt"
 #                 extracted by dlib itself, so that the ported network sees exactly what dlib's did.
 Chip = Literal["fg-align-v1", "dlib-chip-v1"]
 CHIPS: tuple[Chip, ...] = ("fg-align-v1", "dlib-chip-v1")
+# dlib's chip as its face ResNet takes it (dlib's face_recognition.cpp). The same geometry at another size
+# (PipelineConfig.crop_size) is the input of a student distilled from that network.
+DLIB_CHIP_SIZE, DLIB_CHIP_PADDING = 150, 0.25
 
 # Test-time augmentation: "flip" embeds the face and its mirror; "views" adds small shifts, rotations and
 # zooms of the chip (and their mirrors). The embeddings are averaged before they are normalised.
@@ -32,7 +35,7 @@ MultiFace = Literal["reject", "dominant", "centre"]
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    crop_size: int = 112
+    crop_size: int = 112  # the chip's side in pixels, in either geometry (dlib's network takes 150)
     chip: Chip = "fg-align-v1"
     detect_max_side: int = 640  # detection runs on a copy no larger than this
     upsample: int = 1  # HOG pyramid upsampling; 1 finds faces down to about 40 px

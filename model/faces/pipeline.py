@@ -26,15 +26,12 @@ import dlib
 import numpy as np
 from PIL import Image
 
-from model.faces.config import PipelineConfig, Views
+from model.faces.config import DLIB_CHIP_PADDING, PipelineConfig, Views
 
 # Photos whose shorter side is below this hold no face the detectors can find (HOG's window is 80 px, at
 # most twice upsampled); dlib's CNN refuses images smaller than its filters.
 MIN_DETECT_SIDE = 20
 CNN_MIN_SIDE = 48
-
-# dlib's face chip: what its face ResNet was trained on (dlib's face_recognition.cpp).
-DLIB_CHIP_SIZE, DLIB_CHIP_PADDING = 150, 0.25
 
 # Template for a 112x112 crop: the eye centres of the ArcFace template, and the base of the nose (dlib's
 # fifth point) placed between ArcFace's nose tip (y=71.7) and mouth corners (y=92.2).
@@ -255,7 +252,7 @@ class FacePipeline:
         Mirrors are not made here: the embedder flips the chips it is given (`Views.flip`).
         """
         if self.config.chip == "dlib-chip-v1":
-            details = dlib.get_face_chip_details(face.dlib_shape(), DLIB_CHIP_SIZE, DLIB_CHIP_PADDING)
+            details = dlib.get_face_chip_details(face.dlib_shape(), self.config.crop_size, DLIB_CHIP_PADDING)
             if views is None:
                 return np.asarray(dlib.extract_image_chip(rgb, details))
             return np.stack(dlib.extract_image_chips(rgb, [_view(details, *v) for v in _framings(views)]))

@@ -30,3 +30,10 @@ def test_unknown_keys_are_refused(tmp_path):
     path.write_text("[loss]\nmargn = 0.2\n")
     with pytest.raises(ValueError, match="margn"):
         load_config(path)
+
+
+def test_the_112_px_recipe_distils_on_dlibs_chip_from_a_pool_at_the_students_size():
+    config = load_config(CONFIGS / "mfn112-online-gpu.toml")
+    assert config.teacher == "online" and (config.pipeline.chip, config.pipeline.crop_size) == ("dlib-chip-v1", 112)
+    assert config.pool_pipeline == config.pipeline  # data.crop_size = 112: the teacher gets it resized to 150
+    assert config.steps == load_config(CONFIGS / "mfn64-gpu.toml").steps

@@ -79,3 +79,32 @@ def test_calibration_by_hand():
     assert np.allclose(impostors, expected, atol=1e-5) and np.allclose(genuine, [chord(10)], atol=1e-5)
     threshold = threshold_at_far(impostors, far=0.2)  # 1 of 5 impostors may pass
     assert (impostors <= threshold).sum() == 1 and threshold < impostors[1]
+
+
+def test_a_student_on_dlibs_chip_is_served_that_chip_at_its_own_size(tmp_path, testfaces, make_client):
+    """A MobileFaceNet distilled online (model/configs/mfn112-online-gpu.toml) takes dlib's chip at its input size:
+    its card says dlib-chip-v1, evaluation and the service align that chip at 48 px, and the service serves it."""
+    from model.evaluate import pipeline_config
+    from model.faces.config import SERVICE_POLICY
+    from model.faces.pipeline import FacePipeline
+    from model.faces.prepare import prepare
+    from model.networks import crops_to_tensor
+    from tests.client import enroll, verify
+
+    config = NetworkConfig(input_size=48, embedding_dim=16, width=0.25)
+    network = trained_looking_network(config)
+    out = tmp_path / "student.pt"
+    write_model(network.state_dict(), "MobileFaceNet", config.as_dict(), out, preprocess="dlib-chip-v1",
+                thresholds={"default": 0.5})
+    embedder = Embedder.load(out, "cpu")
+    photo = (testfaces / "lfw/Colin_Powell/Colin_Powell_0001.jpg").read_bytes()
+    _, chip = prepare(photo, FacePipeline(pipeline_config(embedder)), SERVICE_POLICY)
+    assert chip.shape == (48, 48, 3)  # dlib's chip, scaled (tests/model/faces/test_pipeline.py)
+    with torch.inference_mode():
+        expected = torch.nn.functional.normalize(network(crops_to_tensor(chip[None])), dim=1).numpy()
+    assert np.allclose(embedder.embed(chip[None]), expected, atol=1e-5)
+    client = make_client(model_path=out)
+    assert client.get("/readyz").json()["model_id"] == embedder.model_id
+    assert enroll(client, "cp", photo).status_code == 201
+    body = verify(client, "cp", photo).json()
+    assert body["match"] is True and body["distance"] < 1e-4

@@ -41,3 +41,14 @@ def test_select_keeps_only_the_named_sources(pool):
     assert np.array_equal(lfw.crops, pool.crops[pool.sources == "lfw"])
     with pytest.raises(ValueError, match="utkface"):
         pool.select(("lfw", "utkface.tar"))
+
+
+def test_a_pool_keeps_every_labelled_face_and_a_chosen_number_of_unlabelled_ones(pool):
+    unlabelled = TrainingData(pool.crops, ["" if source == "celeba-wild" else label
+                                           for label, source in zip(pool.labels, pool.sources, strict=True)],
+                              pool.teacher, pool.sources)
+    labelled = sum(map(bool, unlabelled.labels))
+    trimmed = unlabelled.with_unlabelled(2)
+    assert len(trimmed) == labelled + 2 and sum(map(bool, trimmed.labels)) == labelled
+    assert trimmed.teacher.shape == (len(trimmed), 128) and len(trimmed.sources) == len(trimmed)
+    assert len(unlabelled.with_unlabelled(10**6)) == len(unlabelled)

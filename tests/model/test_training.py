@@ -127,6 +127,38 @@ def test_fine_tuning_starts_from_dlibs_network_with_an_online_teacher(testfaces,
     assert checkpoint["architecture"] == "DlibResNet" and checkpoint["preprocess"] == "dlib-chip-v1"
 
 
+def test_a_student_on_dlibs_chip_learns_from_the_online_teacher(testfaces, cache, tmp_path):
+    """teacher = "online" for a MobileFaceNet: the pool holds dlib's chips at the teacher's 150 px, the student
+    sees the same augmented faces at its own size, its targets are centred, and it learns them."""
+    source = testfaces / "lfw"
+    config = from_dict({
+        "name": "student", "out_root": str(tmp_path), "teacher": "online", "chip": "dlib-chip-v1", "steps": 40,
+        "p": 5, "k": 2, "distill_batch": 10, "lr": 3e-3, "warmup": 2, "threads": 2,
+        "network": {"input_size": 48, "width": 0.5}, "loss": {"metric_weight": 0.0},
+    })
+    assert (config.pipeline.chip, config.pipeline.crop_size, config.pool_pipeline.crop_size) == ("dlib-chip-v1", 48,
+                                                                                                  150)
+    detections = detect_source(source, cache=cache, with_teacher=False, processes=1)
+    crops = aligned_crops(source, detections, config.pool_pipeline, cache=cache, processes=1)
+    data = TrainingData(crops[detections.found], list(detections.labels[detections.found]), None)
+    trainer = Trainer(config, data)
+    # The shift is most of the teacher's mean: dlib's descriptors of unrelated faces point the same way.
+    with torch.no_grad():
+        raw = trainer.online_teacher.raw(crops_to_tensor(trainer.crops[:8])).mean(0)
+    assert torch.nn.functional.cosine_similarity(trainer.teacher_shift, raw, dim=0) > 0.95
+    losses = [trainer.train_step()["distill"] for _ in range(config.steps)]
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
+    checkpoint = torch.load(trainer.save(final=True), weights_only=True)
+    assert checkpoint["preprocess"] == "dlib-chip-v1" and checkpoint["network"]["input_size"] == 48
+
+
+def test_an_online_teachers_student_must_take_dlibs_chip():
+    with pytest.raises(ValueError, match="dlib-chip-v1"):
+        from_dict({"teacher": "online"})
+    with pytest.raises(ValueError, match="chip must be one of"):
+        from_dict({"chip": "fg-align-v9"})
+
+
 def test_init_dlib_needs_the_dlib_architecture():
     with pytest.raises(ValueError, match="DlibResNet"):
         from_dict({"init": "dlib"})

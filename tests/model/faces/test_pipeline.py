@@ -65,6 +65,20 @@ def test_aligned_eyes_land_on_the_template(testfaces):
     assert np.abs(eyes[:2] - _TEMPLATE_112[:2]).max() < 4
 
 
+def test_dlibs_chip_at_another_size_is_the_same_face_scaled(testfaces):
+    """A student distilled from dlib's network takes dlib's chip at its own size: the 150 px chip, resized."""
+    rgb = decode_image((testfaces / "lfw/Hugo_Chavez/Hugo_Chavez_0001.jpg").read_bytes(), max_pixels=10**7)
+    full, small = (FacePipeline(PipelineConfig(crop_size=size, chip="dlib-chip-v1")) for size in (150, 112))
+    [face] = full.detect(rgb)
+    chip = small.align(rgb, face)
+    assert chip.shape == (112, 112, 3)
+    resized = np.asarray(Image.fromarray(full.align(rgb, face)).resize((112, 112), Image.Resampling.BILINEAR))
+    difference = np.abs(chip.astype(int) - resized.astype(int))
+    assert difference.mean() < 2  # 0.7 grey levels: only the resampling differs
+    shifted = np.abs(chip[:, 4:].astype(int) - resized[:, :-4].astype(int)).mean()
+    assert shifted > 5 * difference.mean()  # the same face 4 px aside differs by 14
+
+
 def test_a_big_photo_is_detected_on_a_bounded_copy_and_boxed_in_its_own_pixels(testfaces):
     pipeline = FacePipeline(PipelineConfig(detect_max_side=320))
     small = Image.open(testfaces / "lfw/Colin_Powell/Colin_Powell_0001.jpg")
