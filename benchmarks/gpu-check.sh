@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU figures of issue #10 as one command, for a lent GPU machine (about 6 minutes once it is up):
+# The GPU figures of issue #10 as one command, for a lent GPU machine (a few minutes once it is up):
 #   here:            scripts/device-kit.sh
 #   device tool run: carry [".device"], command "benchmarks/gpu-check.sh", timeout_s 600
 # It prints, and writes to $OUT/gpu-check.log where $OUT is set:
