@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.keys import create_key
-from tests.client import error_code
+from tests.client import enroll, error_code
 
 
 @pytest.fixture
@@ -70,3 +70,14 @@ def test_bad_filters_are_refused(audited, params):
 def test_only_an_admin_reads_the_audit_trail(audited):
     assert error_code(audited.get("/audit")) == "unauthorized"
     assert error_code(audited.get("/audit", headers={"X-API-Key": audited.keys["verify"]})) == "forbidden"
+
+
+def test_the_trail_answers_with_what_this_replica_has_just_done(make_client, photos):
+    """Rows are written in batches: GET /audit writes this process's queued ones first, so an operator who has
+    just deleted someone finds it at the top (the browser test caught a page read before the row was written)."""
+    client = make_client()
+    assert enroll(client, "tb", photos.bytes("Tony_Blair", 1)).status_code == 201
+    assert client.delete("/employees/tb").status_code == 204
+    rows = client.get("/audit").json()["items"]
+    assert [(r["action"], r["employee_id"], r["decision"]) for r in rows] == [("delete", "tb", "deleted"),
+                                                                              ("enroll", "tb", "enrolled")]
