@@ -113,8 +113,8 @@ def reembed(settings: Settings, model_path: Path, *, batch: int = 32, allow_stal
             _embed_missing(sessions, cipher, settings=settings, embedder=embedder, pipeline=pipeline, batch=batch,
                            report=report, progress=progress)
             with sessions() as session:
-                report.without_photo = repository.without_template(session=session, model_id=embedder.model_id,
-                                                                   with_photo=False)
+                report.without_photo = repository.without_template_or_photo(session=session,
+                                                                            model_id=embedder.model_id)
                 if (report.without_photo or report.failed) and not allow_stale:
                     break
                 if repository.switch_model(session=session, model_id=embedder.model_id,

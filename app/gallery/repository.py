@@ -240,13 +240,10 @@ def switch_model(*, session: Session, model_id: str, require_complete: bool) -> 
     return True
 
 
-def without_template(*, session: Session, model_id: str, with_photo: bool | None = None) -> list[str]:
-    """The employees with no template of `model_id`; `with_photo` False: only those without a stored photo,
-    True: only those with one."""
-    query = select(Employee.employee_id).where(~_has_template(model_id))
-    if with_photo is not None:
-        has_photo = exists().where(ReferencePhoto.employee_pk == Employee.id)
-        query = query.where(has_photo if with_photo else ~has_photo)
+def without_template_or_photo(*, session: Session, model_id: str) -> list[str]:
+    """The employees with no template of `model_id` and no stored photo to make one from."""
+    has_photo = exists().where(ReferencePhoto.employee_pk == Employee.id)
+    query = select(Employee.employee_id).where(~_has_template(model_id), ~has_photo)
     return list(session.scalars(query.order_by(Employee.employee_id)))
 
 
