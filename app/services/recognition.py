@@ -341,10 +341,11 @@ class RecognitionService:
             vector = serving.batcher.embed(chips) if serving.batcher else serving.embedder.embed(chips[None])[0]
         return Probe(face, vector, quality)
 
-    def _reference_vectors(self, data: bytes, serving: Serving, *, employee_id: str, force: bool
-                           ) -> tuple[Probe, dict[str, np.ndarray]]:
-        """A reference photo's probe, and its vectors by model id: the serving model's, and the next one's while
-        app.reembed rolls it out. `force`: even below the quality thresholds."""
+    def _reference(self, data: bytes, serving: Serving, *, employee_id: str, force: bool
+                   ) -> tuple[Probe, dict[str, np.ndarray], Sealed | None]:
+        """A reference photo's probe, its vectors by model id (the serving model's, and the next one's while
+        app.reembed rolls it out) and the photo sealed for the reference store (None with the store off).
+        `force`: even below the quality thresholds."""
         probe = self.probe(data, serving, reference=not force)
         vectors = {serving.model_id: probe.vector}
         if self.upcoming is not None:
@@ -352,7 +353,8 @@ class RecognitionService:
                 vectors[self.upcoming.model_id] = self.probe(data, self.upcoming).vector
             except FaceError as exc:  # app.reembed lists the employee for re-enrollment
                 log.warning("the next model's pipeline refused %s's photo (%s)", employee_id, exc.code)
-        return probe, vectors
+        photo = self.cipher.seal(data, employee_id) if self.cipher is not None else None
+        return probe, vectors, photo
 
     def check_reference(self, data: bytes) -> tuple[FaceBox, Quality, list[QualityCheck]]:
         """What enrollment would say of this photo (its face, quality and checks), with nothing embedded or
@@ -366,8 +368,7 @@ class RecognitionService:
         """Enroll one reference photo; a replace makes it the employee's only one. `force`: enroll even a photo
         below the quality thresholds."""
         serving = self._serving()
-        probe, vectors = self._reference_vectors(data, serving, employee_id=employee_id, force=force)
-        photo = self.cipher.seal(data, employee_id) if self.cipher is not None else None
+        probe, vectors, photo = self._reference(data, serving, employee_id=employee_id, force=force)
         employee, templates, existed = save_enrollment(session=session, employee_id=employee_id, name=name,
                                                        vectors=vectors, replace=replace, photo=photo)
         serving.index.upsert(employee.employee_id, employee.name, probe.vector)
@@ -378,8 +379,7 @@ class RecognitionService:
     def add_reference(self, *, session: Session, employee_id: str, data: bytes, force: bool = False) -> Enrollment:
         """Add one more reference photo to an enrolled employee (up to FACEGATE_MAX_REFERENCES in all)."""
         serving = self._serving()
-        probe, vectors = self._reference_vectors(data, serving, employee_id=employee_id, force=force)
-        photo = self.cipher.seal(data, employee_id) if self.cipher is not None else None
+        probe, vectors, photo = self._reference(data, serving, employee_id=employee_id, force=force)
         employee, templates, slot = save_reference(session=session, employee_id=employee_id, vectors=vectors,
                                                    max_references=self.settings.max_references, photo=photo)
         references = self._refresh(employee, serving)
