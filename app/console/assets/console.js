@@ -132,12 +132,14 @@ function show(name) {
   }
 }
 
+// Where a key starts: an admin's at the employees, a door's at verify & identify (the only view it has).
+const home = () => (state.scope === "admin" ? "employees" : "try");
+
 async function route() {
   clearError();
   if (!sessionStorage.getItem(SIGNED_IN)) return show("signin");
   const [name, ...rest] = location.hash.slice(1).split("/");
-  const home = state.scope === "admin" ? "employees" : "try";
-  let view = VIEWS.includes(name) && name !== "signin" ? name : home;
+  let view = VIEWS.includes(name) && name !== "signin" ? name : home();
   if (ADMIN_VIEWS.includes(view) && state.scope !== "admin") view = "try";
   show(view);
   try {
@@ -222,10 +224,8 @@ function picker(container, { check = false } = {}) {
     checks.replaceChildren();
     if (!check) return;
     caption.textContent = "Looking for the face…";
-    const form = new FormData();
-    form.append("image", blob, "photo.jpg");
     try {
-      const result = await api("POST", "/enroll/check", { form });
+      const result = await api("POST", "/enroll/check", { form: photoForm(blob) });
       draw(result.face, result.passes);
       caption.textContent = result.passes ? "Face found; the photo passes every check."
                                           : "Face found, but the photo fails a check:";
@@ -549,9 +549,8 @@ document.addEventListener("DOMContentLoaded", async () => {
     clearError();
     try {
       await signIn($("#key").value.trim());
-      const home = state.scope === "admin" ? "employees" : "try";
-      go(home);
-      $(`nav button[data-view="${home}"]`).focus(); // the sign-in form is gone: keyboard users start at the sections
+      go(home());
+      $(`nav button[data-view="${home()}"]`).focus(); // the sign-in form is gone: keyboard users start at the sections
     } catch (error) {
       showError(error);
     }
