@@ -32,6 +32,7 @@ from torch import nn
 from model.augment import FaceAugment
 from model.config import LossConfig, TrainConfig, load_config
 from model.data import has_descriptor
+from model.faces.config import DLIB_CHIP_SIZE
 from model.faces.embedder import DEFAULT_MODEL, Embedder
 from model.faces.pipeline import dlib_model_path
 from model.faces.reference import DLIB_RESNET
@@ -43,7 +44,6 @@ from model.losses import (
     TripletLoss,
 )
 from model.networks import build, crops_to_tensor
-from model.networks.dlib_resnet import INPUT_SIZE as TEACHER_INPUT
 from model.networks.dlib_resnet import read_dat
 from model.pool import TrainingData, load_training_data
 from model.sampler import PKSampler
@@ -210,7 +210,7 @@ class Trainer:
         picked = torch.from_numpy(np.linspace(0, len(self.data) - 1, min(faces, len(self.data))).astype(int))
         sums = []
         for chunk in picked.split(batch_size):
-            x = fit_size(crops_to_tensor(self.crops[chunk.to(self.device)]), TEACHER_INPUT)
+            x = fit_size(crops_to_tensor(self.crops[chunk.to(self.device)]), DLIB_CHIP_SIZE)
             sums.append(self.online_teacher.raw(x).float().sum(0))
         return torch.stack(sums).sum(0) / len(picked)
 
@@ -234,7 +234,7 @@ class Trainer:
         parts = {"metric": float(metric.detach())}
         if config.loss.distill_weight and self.online_teacher is not None:
             with torch.no_grad(), autocast:
-                targets = self.online_teacher.raw(fit_size(x, TEACHER_INPUT)).float()
+                targets = self.online_teacher.raw(fit_size(x, DLIB_CHIP_SIZE)).float()
             if self.teacher_shift is not None:
                 targets = targets - self.teacher_shift
             distill = self.distill_loss(embeddings, targets)
