@@ -114,6 +114,9 @@ class TrainConfig:
             raise ValueError(f"teacher must be 'cached' or 'online', not {self.teacher!r}")
         if self.chip not in CHIPS:
             raise ValueError(f"chip must be one of {', '.join(CHIPS)}, not {self.chip!r}")
+        if self.data.crop_size < 0:
+            raise ValueError(f"data.crop_size must be 0 (the network's or the teacher's size) or more, "
+                             f"not {self.data.crop_size}")
         if self.teacher == "online" and self.pipeline.chip != "dlib-chip-v1":
             raise ValueError('an online teacher sees dlib\'s chip, and so must its student: chip = "dlib-chip-v1"')
 

@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--unlabelled", type=int, help="keep at most this many unlabelled faces (a random choice), "
                         "so that the file fits a device upload beside the repository")
     args = parser.parse_args(argv)
+    if args.unlabelled is not None and args.unlabelled < 0:
+        parser.error("--unlabelled must be 0 or more")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = load_config(args.config)
     data = load_training_data(config)

@@ -52,3 +52,12 @@ def test_a_pool_keeps_every_labelled_face_and_a_chosen_number_of_unlabelled_ones
     assert len(trimmed) == labelled + 2 and sum(map(bool, trimmed.labels)) == labelled
     assert trimmed.teacher.shape == (len(trimmed), 128) and len(trimmed.sources) == len(trimmed)
     assert len(unlabelled.with_unlabelled(10**6)) == len(unlabelled)
+
+
+def test_a_negative_cap_on_unlabelled_faces_is_refused_before_any_work(tmp_path, capsys):
+    from model.pool import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["model/configs/mfn112-online-gpu.toml", "--out", str(tmp_path / "p.npz"), "--unlabelled", "-1"])
+    assert exit_.value.code == 2 and "--unlabelled must be 0 or more" in capsys.readouterr().err
+    assert not (tmp_path / "p.npz").exists()

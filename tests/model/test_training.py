@@ -157,6 +157,8 @@ def test_an_online_teachers_student_must_take_dlibs_chip():
         from_dict({"teacher": "online"})
     with pytest.raises(ValueError, match="chip must be one of"):
         from_dict({"chip": "fg-align-v9"})
+    with pytest.raises(ValueError, match="crop_size"):
+        from_dict({"data": {"crop_size": -112}})
 
 
 def test_init_dlib_needs_the_dlib_architecture():
