@@ -38,8 +38,9 @@ from app.keys import Caller
 from app.services.audit import AuditEntry, AuditTrail
 from app.services.recognition import check_quality, face_chips, save_enrollment, save_reference
 from app.services.references import ReferenceCipher, Sealed
+from model.card.schema import ModelCard, card_path
 from model.faces.config import PipelineConfig, Views
-from model.faces.embedder import Embedder, ModelCard, card_path
+from model.faces.embedder import Embedder
 from model.faces.errors import FaceError
 from model.faces.pipeline import FacePipeline
 

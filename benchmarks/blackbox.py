@@ -5,11 +5,11 @@
 1. LFW View 2 through the API: the first per-fold/2 same and per-fold/2 different pairs of each of the
    ten folds (600 pairs by default). For each pair, photo A is enrolled as a new employee and photo B is
    verified against it. Nothing may answer 5xx; a photo refused with a coded 4xx (multiple_faces, say)
-   counts as a non-match, as a photo without a face does in model.evaluate. The distances' 10-fold
+   counts as a non-match, as a photo without a face does in model.evaluation. The distances' 10-fold
    accuracy (threshold chosen on the other nine folds) is printed beside the same pairs embedded
-   in-process by model.evaluate (the shipped model, the crop cache's detections). It runs twice: with the
+   in-process by model.evaluation (the shipped model, the crop cache's detections). It runs twice: with the
    service's default multi-face policy, which refuses photos where a second face is more than half the
-   size of the first, and with the largest face taken, as model.evaluate does; that like-for-like run must
+   size of the first, and with the largest face taken, as model.evaluation does; that like-for-like run must
    agree with in-process within 0.5 points.
 2. A storm of malformed requests from several clients at once, mixed with genuine verifies: corrupt,
    truncated, empty and oversized uploads, a decompression bomb, photos with no face or two faces, unknown
@@ -39,10 +39,10 @@ from app.core.config import Settings
 from app.gallery import db
 from benchmarks.common import DATA, machine
 from benchmarks.http import make_keys, start_server
-from model.data import DEFAULT_CACHE, Pair, iter_images, read_lfw_pairs, without_root
-from model.evaluate import evaluate
+from model.datasets.sources import DEFAULT_CACHE, Pair, iter_images, read_lfw_pairs, without_root
+from model.evaluation.evaluate import evaluate
+from model.evaluation.metrics import verification_report
 from model.faces.embedder import DEFAULT_MODEL, Embedder
-from model.metrics import verification_report
 
 TOLERANCE = 0.005  # accuracy over HTTP vs in-process, as a fraction
 
@@ -245,12 +245,13 @@ def main() -> None:
     print(f"model: {embedder.model_id}; {len(pairs)} LFW View 2 pairs ({args.per_fold} per fold), "
           f"{len(photos)} photos; {args.concurrency} clients")
 
-    in_process = timed("in-process (model.evaluate)", lambda: evaluate(archive, pairs, embedder, cache=args.cache)).ours
+    in_process = timed("in-process (model.evaluation)",
+                       lambda: evaluate(archive, pairs, embedder, cache=args.cache)).ours
     print(f"in-process: accuracy {in_process.accuracy:.2%} ± {in_process.accuracy_std:.2%}, TAR@FAR1e-2 "
           f"{in_process.tar_at_far['0.01']:.2%}, photos without a face {in_process.no_face}")
     failures: list[str] = []
     # The service's default multi-face policy refuses a photo whose largest face is not twice the next one's
-    # area; model.evaluate takes the largest face. Ratio 1 makes the server do the same: like for like.
+    # area; model.evaluation takes the largest face. Ratio 1 makes the server do the same: like for like.
     runs = (("default policy", {}, True), ("largest face (ratio 1)", {"FACEGATE_DOMINANT_FACE_RATIO": "1"}, False))
     for label, env, with_storm in runs:
         with serving(args.port, env) as api:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import DATA, machine, summary, timed
-from model.evaluate import pipeline_config
+from model.evaluation.evaluate import pipeline_config
 from model.faces.config import DEFAULT_MODEL, FAST_MODEL
 from model.faces.decode import decode_image
 from model.faces.embedder import Embedder

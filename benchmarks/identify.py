@@ -23,8 +23,8 @@ import numpy as np
 from app.gallery.index import EmbeddingIndex
 from app.services.recognition import identify_threshold
 from benchmarks.common import DATA, machine
-from model.data import DEFAULT_CACHE, VALIDATION_SOURCES, detect_source
-from model.evaluate import embed_source, pipeline_config
+from model.datasets.sources import DEFAULT_CACHE, VALIDATION_SOURCES, detect_source
+from model.evaluation.evaluate import embed_source, pipeline_config
 from model.faces.embedder import DEFAULT_MODEL, Embedder
 
 

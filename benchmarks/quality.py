@@ -3,7 +3,7 @@
     python -m benchmarks.quality [--cache DIR]
 
 Every photo goes through the service's pipeline and face policy (the detections and embeddings are the ones
-model.export caches). For each check and threshold: the share of LFW and of CelebA photos it refuses as
+model.release.export caches). For each check and threshold: the share of LFW and of CelebA photos it refuses as
 references, and the TAR and FAR at the shipped default threshold on the pairs whose reference passes,
 beside those of every pair (no check):
 - LFW View 2: the first photo of each pair plays the reference (the enrollment), the second the camera's;
@@ -23,8 +23,8 @@ import numpy as np
 
 from app.core.config import Settings
 from benchmarks.common import DATA, machine
-from model.data import DEFAULT_CACHE, FaceSet, detect_source, iter_images, read_lfw_pairs
-from model.evaluate import embed_source, index_pairs, pipeline_config
+from model.datasets.sources import DEFAULT_CACHE, FaceSet, detect_source, iter_images, read_lfw_pairs
+from model.evaluation.evaluate import embed_source, index_pairs, pipeline_config
 from model.faces.config import DEFAULT_MODEL, SERVICE_POLICY, Quality
 from model.faces.decode import decode_image
 from model.faces.embedder import Embedder

@@ -13,7 +13,7 @@ For 1, 2 and 3 references it prints:
 - TAR and FAR at the service's thresholds: the card's calibrated one used as it is (naive: an impostor gets R
   tries), and the one the service uses for R references (app.services.recognition.references_threshold,
   the same card's impostor tail at FAR / R per comparison), which should keep the FAR of one reference.
-The photos, detections and embeddings are the ones model.export caches (the service's face policy).
+The photos, detections and embeddings are the ones model.release.export caches (the service's face policy).
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ import numpy as np
 
 from app.services.recognition import references_threshold
 from benchmarks.common import DATA, machine
-from model.data import DEFAULT_CACHE, detect_source
-from model.evaluate import embed_source, pipeline_config
+from model.datasets.sources import DEFAULT_CACHE, detect_source
+from model.evaluation.evaluate import embed_source, pipeline_config
+from model.evaluation.metrics import tar_at_far
 from model.faces.config import DEFAULT_MODEL, SERVICE_POLICY
 from model.faces.embedder import Embedder
-from model.metrics import tar_at_far
 
 MIN_PHOTOS = 4
 MAX_REFERENCES = 3

@@ -20,7 +20,8 @@ import torch
 
 from app.gallery.index import EmbeddingIndex
 from benchmarks.common import machine, timed, unit_vectors
-from model.faces.embedder import DEFAULT_MODEL, ModelCard, card_path
+from model.card.schema import ModelCard, card_path
+from model.faces.embedder import DEFAULT_MODEL
 
 
 def rss_bytes() -> int:

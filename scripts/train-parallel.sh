@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train several configs side by side on one GPU from one saved pool (model.pool), each sized to MINUTES of
+# Train several configs side by side on one GPU from one saved pool (model.training.pool), each sized to MINUTES of
 # wall time. A 64 px MobileFaceNet leaves most of an H100 idle, so parallel runs cost little more than one.
 #   scripts/train-parallel.sh OUT_DIR MINUTES POOL CONFIG...
 # Each run writes OUT_DIR/<config name>/{checkpoint.pt,log.jsonl}, and its console log to
@@ -14,7 +14,7 @@ mkdir -p "$out" "$logs"
 pids=()
 for config in "$@"; do
     name="$(basename "$config" .toml)"
-    PYTHONUNBUFFERED=1 "$python" -m model.train "$config" --pool "$pool" --minutes "$minutes" \
+    PYTHONUNBUFFERED=1 "$python" -m model.training "$config" --pool "$pool" --minutes "$minutes" \
         --device cuda --out-root "$out" > "$logs/$name.log" 2>&1 &
     pids+=($!)
 done

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import model.export as export
+import model.evaluation.calibrate as calibrate
 from app.core.config import Settings
-from model.evaluate import parse_args, pipeline_config
+from model.evaluation.evaluate import parse_args, pipeline_config
 from model.faces.config import DEFAULT_MODEL, SERVICE_POLICY
 from model.faces.embedder import Embedder
 
@@ -25,20 +25,20 @@ def test_evaluation_and_calibration_use_the_services_pipeline_and_policy(tmp_pat
     assert settings.face_policy == SERVICE_POLICY
     assert settings.pipeline_config(embedder.input_size, embedder.card.preprocess) == pipeline_config(embedder)
 
-    # model.evaluate's default
+    # model.evaluation's default
     data, pairs = tmp_path / "lfw.tar", tmp_path / "pairs.txt"
     data.touch()
     pairs.touch()
     assert parse_args(["lfw", "--data", str(data), "--pairs", str(pairs)]).policy == "dominant"
 
-    # model.export's calibration
+    # model.evaluation.calibrate (what model.release.export calibrates with)
     seen = {}
 
     def detect_source(source: Path, **kwargs):  # noqa: ANN003, ANN202
         seen.update(kwargs)
         raise Called
 
-    monkeypatch.setattr(export, "detect_source", detect_source)
+    monkeypatch.setattr(calibrate, "detect_source", detect_source)
     with pytest.raises(Called):
-        export.celeba_photos(embedder, tmp_path, tmp_path)
+        calibrate.celeba_photos(embedder, tmp_path, tmp_path)
     assert seen["policy"] == SERVICE_POLICY and seen["config"] == pipeline_config(embedder)

@@ -7,7 +7,6 @@ commits before the index changes. A bad photo or a failed commit therefore leave
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -38,6 +37,7 @@ from app.gallery.models import AuditRecord, Employee, Template
 from app.services.attempts import FailedAttempts
 from app.services.batcher import MicroBatcher
 from app.services.references import ReferenceCipher, Sealed
+from model.card.curves import identify_threshold, references_threshold
 from model.faces.config import Quality, QualityCheck, Views
 from model.faces.embedder import Embedder
 from model.faces.errors import FaceError, ImageTooLarge
@@ -88,57 +88,6 @@ class Identification:
     model_id: str
     face: FaceBox
     quality: Quality
-
-
-def interpolated_threshold(levels: dict[float, float], far: float) -> float:
-    """The distance threshold that gives a false accept rate of `far` per comparison.
-
-    `levels` are measured {FAR: threshold} points of the impostor distances (the model card's). Between two
-    of them the threshold is interpolated in log FAR; below the lowest it is extrapolated along the last two,
-    which is stricter than the true tail (a Gaussian-like tail falls faster than that line), never looser.
-    """
-    points = sorted((math.log10(f), t) for f, t in levels.items())
-    if len(points) < 2:
-        raise ValueError("at least two FAR levels are needed")
-    x = math.log10(far)
-    # the segment around x, or the end segment nearest to it
-    i = next((i for i in range(len(points) - 1) if x <= points[i + 1][0]), len(points) - 2)
-    (x0, t0), (x1, t1) = points[i], points[i + 1]
-    return max(0.0, t0 + (t1 - t0) * (x - x0) / (x1 - x0))
-
-
-def far_at(levels: dict[float, float], threshold: float) -> float:
-    """The FAR per comparison that `threshold` gives on the curve of `levels`: interpolated_threshold's
-    inverse, along the same segments."""
-    points = sorted((t, math.log10(f)) for f, t in levels.items())
-    i = next((i for i in range(len(points) - 1) if threshold <= points[i + 1][0]), len(points) - 2)
-    (t0, x0), (t1, x1) = points[i], points[i + 1]
-    return 10 ** (x0 + (x1 - x0) * (threshold - t0) / (t1 - t0))
-
-
-def references_threshold(levels: dict[float, float], threshold: float, references: int) -> float:
-    """The 1:1 threshold for an employee with several references, of which the nearest decides.
-
-    An impostor passes when any of the R references is close enough: a 1:R search. To keep their chance at
-    what `threshold` gives against one reference (FAR f), each comparison must pass at most 1 - (1 - f)^(1/R),
-    about f / R: the threshold tightens with R, as identify_threshold does with the gallery's size. The
-    genuine side still gains, as long as the best of R of the employee's own photos gains more than the
-    threshold loses (benchmarks/references.py measures both).
-    """
-    if references <= 1:
-        return threshold
-    return identify_threshold(levels, fpir=far_at(levels, threshold), gallery_size=references, ceiling=threshold)
-
-
-def identify_threshold(levels: dict[float, float], *, fpir: float, gallery_size: int, ceiling: float) -> float:
-    """The open-set (1:N) threshold for a false-positive identification rate `fpir` on strangers.
-
-    A stranger is compared with all N templates (every reference of every employee), and is named when any one
-    of them is close enough: with a per-comparison FAR f, FPIR = 1 - (1 - f)^N, about N f. So f = fpir / N, and
-    the threshold tightens as the gallery grows. It is never looser than the 1:1 threshold (`ceiling`).
-    """
-    per_comparison = 1 - (1 - fpir) ** (1 / max(gallery_size, 1))
-    return min(ceiling, interpolated_threshold(levels, per_comparison))
 
 
 def face_chips(data: bytes, *, settings: Settings, pipeline: FacePipeline,

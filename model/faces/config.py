@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-# The default embedder: dlib's face ResNet, ported to PyTorch (model.import_dlib).
+# The default embedder: dlib's face ResNet, ported to PyTorch (model.release.import_dlib).
 DEFAULT_MODEL = WEIGHTS_DIR / "facegate-resnet.pt"
 # The fast option: the distilled MobileFaceNet.
 FAST_MODEL = WEIGHTS_DIR / "facegate-mfn.pt"
@@ -77,7 +77,7 @@ class FacePolicy:
 # The service's: app.core.config's defaults build exactly this one. Evaluation and calibration use it too, so
 # that their figures are the service's, refusals included.
 SERVICE_POLICY = FacePolicy()
-# Training, and `model.evaluate --policy centre` (figures comparable with published ones): the labelled person
+# Training, and `model.evaluation --policy centre` (figures comparable with published ones): the labelled person
 # is the centred face of a research photo; small faces are still faces.
 DATASET_POLICY = FacePolicy(multi_face="centre", min_face_size=1, max_pixels=50_000_000)
 

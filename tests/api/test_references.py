@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import func, select
 
 from app.gallery.models import Template
-from app.services.recognition import far_at, interpolated_threshold, references_threshold
 from tests.api.test_replicas import PROPAGATION_S, within
 from tests.client import enroll, error_code, identify, verify
 from tests.photos import blank_photo
@@ -201,28 +200,6 @@ def test_reference_changes_are_audited(make_client, photos):
     expected = [("enroll", "enrolled"), ("add_reference", "added"), ("remove_reference", "removed"),
                 ("remove_reference", "last_reference")]
     within(2.0, lambda: trail() == expected)
-
-
-# --- the threshold's arithmetic (no photos) -------------------------------------------------------------------
-
-LEVELS = {1e-1: 0.47, 1e-2: 0.41, 1e-3: 0.37, 1e-4: 0.33, 1e-5: 0.30}
-
-
-def test_far_at_inverts_the_interpolated_threshold():
-    for far in (3e-1, 1e-1, 2e-3, 1e-3, 5e-4, 1e-5, 1e-7):
-        assert far_at(LEVELS, interpolated_threshold(LEVELS, far)) == pytest.approx(far, rel=1e-9)
-
-
-def test_the_threshold_tightens_with_references_so_that_an_impostor_s_chance_stays_the_same():
-    base = interpolated_threshold(LEVELS, 1e-3)
-    assert references_threshold(LEVELS, base, 1) == base
-    thresholds = [references_threshold(LEVELS, base, r) for r in range(1, 6)]
-    assert all(a > b for a, b in zip(thresholds, thresholds[1:], strict=False))
-    # R comparisons at the per-comparison FAR of the R-reference threshold give the calibrated per-claim FAR
-    for r, threshold in enumerate(thresholds, start=1):
-        assert 1 - (1 - far_at(LEVELS, threshold)) ** r == pytest.approx(1e-3, rel=1e-6)
-    # an operator's own threshold (FACEGATE_THRESHOLD) tightens the same way, never loosens
-    assert references_threshold(LEVELS, 0.5, 3) < 0.5
 
 
 def test_nearest_reference_distance_matches_numpy():

@@ -30,7 +30,8 @@ def test_another_person_is_rejected(gallery, photos, claimed, actual):
 
 
 def test_verify_reports_the_calibrated_threshold_and_model(gallery, photos):
-    from model.faces.embedder import DEFAULT_MODEL, ModelCard, card_path
+    from model.card.schema import ModelCard, card_path
+    from model.faces.embedder import DEFAULT_MODEL
 
     card = ModelCard.read(card_path(DEFAULT_MODEL))
     body = verify(gallery, "Tony_Blair", photos.bytes("Tony_Blair", 3)).json()
@@ -44,7 +45,8 @@ def test_each_augmentation_serves_the_threshold_calibrated_with_it(make_client, 
     from pydantic import ValidationError
 
     from app.core.config import Settings
-    from model.faces.embedder import DEFAULT_MODEL, ModelCard, card_path
+    from model.card.schema import ModelCard, card_path
+    from model.faces.embedder import DEFAULT_MODEL
 
     card = ModelCard.read(card_path(DEFAULT_MODEL))
     assert card.threshold_for("none") != card.threshold_for(card.augment)

@@ -11,8 +11,8 @@ from model.faces.decode import decode_image
 from model.faces.embedder import DEFAULT_MODEL, Embedder
 from model.faces.pipeline import FacePipeline, dlib_model_path
 from model.faces.reference import DLIB_RESNET, DlibEmbedder
-from model.import_dlib import import_dlib
 from model.networks.dlib_resnet import _padded_add, read_dat
+from model.release.import_dlib import import_dlib
 
 
 def test_padded_add_pads_the_smaller_tensor_at_the_end_of_channels_and_bottom_right():
@@ -45,7 +45,7 @@ def test_the_shipped_default_is_exactly_dlibs_network_and_its_card_says_so():
 
 
 def test_our_descriptors_match_dlibs_compute_face_descriptor_on_its_chip(testfaces, tmp_path):
-    """model.import_dlib's network, on dlib's chip (150 px, padding 0.25, 5-point alignment), gives dlib's
+    """model.release.import_dlib's network, on dlib's chip (150 px, padding 0.25, 5-point alignment), gives dlib's
     own descriptors: cosine >= 0.99999 on every test face."""
     card = import_dlib(tmp_path / "dlib.pt")
     assert card["preprocess"] == "dlib-chip-v1" and "3 million" in card["lineage"]["trained_by"]

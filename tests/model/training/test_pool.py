@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from model.data import aligned_crops, detect_source
+from model.datasets.sources import aligned_crops, detect_source
 from model.faces.config import PipelineConfig
-from model.pool import TrainingData
+from model.training.pool import TrainingData
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_a_pool_keeps_every_labelled_face_and_a_chosen_number_of_unlabelled_ones
 
 
 def test_a_negative_cap_on_unlabelled_faces_is_refused_before_any_work(tmp_path, capsys):
-    from model.pool import main
+    from model.training.pool import main
 
     with pytest.raises(SystemExit) as exit_:
         main(["model/configs/mfn112-online-gpu.toml", "--out", str(tmp_path / "p.npz"), "--unlabelled", "-1"])

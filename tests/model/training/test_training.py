@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from model.config import from_dict
-from model.data import aligned_crops, detect_source
+from model.datasets.sources import aligned_crops, detect_source
 from model.faces.config import PipelineConfig
 from model.networks import crops_to_tensor
-from model.pool import TrainingData
-from model.train import Trainer
+from model.training.config import from_dict
+from model.training.pool import TrainingData
+from model.training.train import Trainer
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Import dlib's public-domain face ResNet as a facegate model: weights and model card.
 
-    python -m model.import_dlib [--out runs/dlib-resnet.pt] [--data ../shared/data]
+    python -m model.release.import_dlib [--out runs/dlib-resnet.pt] [--data ../shared/data]
 
 This is the starting point of the shipped default, which fine-tunes it (model/configs/resnet-finetune.toml),
 and a model in its own right: its weights are CC0, where the fine-tuned ones inherit the research-only terms
@@ -8,7 +8,7 @@ of the data they were tuned on. FACEGATE_MODEL_PATH=runs/dlib-resnet.pt serves i
 
 Reads `dlib_face_recognition_resnet_model_v1.dat` from the installed `face-recognition-models` package
 (nothing is downloaded), converts it to a PyTorch state dict (model.networks.dlib_resnet.read_dat) and
-writes it with a card. With --data, the card is completed as `model.export` completes a trained model's:
+writes it with a card. With --data, the card is completed as `model.release.export` completes a trained model's:
 thresholds calibrated on CelebA impostors, and the LFW View 2 figures.
 """
 
@@ -18,39 +18,22 @@ import argparse
 import logging
 from pathlib import Path
 
-from model.data import DEFAULT_CACHE
+from model.card.schema import write_model
+from model.datasets.sources import DEFAULT_CACHE
 from model.faces.pipeline import dlib_model_path
 from model.faces.reference import DLIB_RESNET
-from model.networks.dlib_resnet import EMBEDDING_DIM, INPUT_SIZE, read_dat
+from model.networks.dlib_resnet import read_dat
+from model.release.export import DLIB_CARD_FIELDS, complete_card
 
 log = logging.getLogger(__name__)
 
-LINEAGE = {
-    "source": f"{DLIB_RESNET} from the face-recognition-models package (dlib's public-domain models)",
-    "licence": "CC0 1.0 (public domain)",
-    "trained_by": "Davis King (dlib), on about 3 million faces; facegate did not train these weights, and "
-                  "cannot check that training set's overlap with LFW",
-    "converted_by": "python -m model.import_dlib --data ../shared/data (affine layers folded into the "
-                    "convolutions; no training)",
-}
-
-
-# What a card says of any DlibResNet: its chip, the augmentation it serves with, its shape, where it came from.
-CARD_FIELDS = {"preprocess": "dlib-chip-v1", "augment": "flip", "input_size": INPUT_SIZE,
-               "embedding_dim": EMBEDDING_DIM, "lineage": LINEAGE}
-
-
 def import_dlib(out: Path) -> dict:
     """Write the converted weights and a card without thresholds or metrics yet; returns the card."""
-    from model.export import write_model
-
     network = read_dat(Path(dlib_model_path(DLIB_RESNET)))
-    return write_model(network.state_dict(), "DlibResNet", {}, out, **CARD_FIELDS, thresholds={"default": 0.6})
+    return write_model(network.state_dict(), "DlibResNet", {}, out, **DLIB_CARD_FIELDS, thresholds={"default": 0.6})
 
 
 def main(argv: list[str] | None = None) -> None:
-    from model.export import complete_card
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/dlib-resnet.pt"))
     parser.add_argument("--data", type=Path, help="../shared/data: calibrate and evaluate the imported model")

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from model.config import load_config
+from model.training.config import load_config
 
-CONFIGS = Path(__file__).resolve().parents[2] / "model" / "configs"
+CONFIGS = Path(__file__).resolve().parents[3] / "model" / "configs"
 
 
 def test_the_shipped_recipe_loads_with_its_file_name():

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from model.data import read_generic_pairs, read_lfw_pairs
-from model.evaluate import main
+from model.datasets.sources import read_generic_pairs, read_lfw_pairs
+from model.evaluation.evaluate import main
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_the_lfw_pairs_file_is_read_per_the_view2_layout(tmp_path):
 
 def test_bad_arguments_fail_before_any_work(testfaces, pairs_file, tmp_path, capsys, monkeypatch):
     """A plot that cannot be written, or a missing input, is refused when the arguments are parsed."""
-    import model.evaluate as evaluate
+    import model.evaluation.evaluate as evaluate
 
     def never(*args, **kwargs):  # noqa: ANN002, ANN003
         raise AssertionError("the evaluation started")

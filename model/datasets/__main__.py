@@ -1,8 +1,8 @@
 """Fill the crop cache for the training pool and the LFW evaluation set.
 
-    python -m model.prepare --data ../shared/data
+    python -m model.datasets --data ../shared/data
 
-Each archive becomes one cache file of detections, landmarks and dlib teacher descriptors (see model.data).
+Each archive becomes one cache file of detections, landmarks and dlib teacher descriptors (see model.datasets.sources).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from model.data import DEFAULT_CACHE, detect_source
+from model.datasets.sources import DEFAULT_CACHE, detect_source
 
 # (archive, labelled): LFW first, because evaluation needs it; UTKFace has no identities.
 SOURCES = (

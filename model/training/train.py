@@ -1,7 +1,7 @@
 """Siamese training of the face embedder.
 
-    python -m model.train model/configs/resnet-finetune.toml [--steps N] [--minutes M] [--device cpu|cuda]
-    python -m model.train model/configs/mfn64-distill.toml
+    python -m model.training model/configs/resnet-finetune.toml [--steps N] [--minutes M] [--device cpu|cuda]
+    python -m model.training model/configs/mfn64-distill.toml
 
 Each step draws a P x K batch of labelled identities for the metric loss (triplet or contrastive, mined
 online) plus extra photos of anyone, UTKFace included, for distillation from dlib's CC0 ResNet. One
@@ -29,24 +29,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.augment import FaceAugment
-from model.config import LossConfig, TrainConfig, load_config
-from model.data import has_descriptor
+from model.datasets.sources import has_descriptor
 from model.faces.config import DLIB_CHIP_SIZE
 from model.faces.embedder import DEFAULT_MODEL, Embedder
 from model.faces.pipeline import dlib_model_path
 from model.faces.reference import DLIB_RESNET
-from model.losses import (
+from model.networks import build, crops_to_tensor
+from model.networks.dlib_resnet import read_dat
+from model.training.augment import FaceAugment
+from model.training.config import LossConfig, TrainConfig, load_config
+from model.training.losses import (
     BatchHardMiner,
     ContrastiveLoss,
     DistillationLoss,
     SemiHardMiner,
     TripletLoss,
 )
-from model.networks import build, crops_to_tensor
-from model.networks.dlib_resnet import read_dat
-from model.pool import TrainingData, load_training_data
-from model.sampler import PKSampler
+from model.training.pool import TrainingData, load_training_data
+from model.training.sampler import PKSampler
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def build_model(config: TrainConfig) -> nn.Module:
 
 def load_teacher(student: TrainConfig) -> nn.Module:
     """The online teacher of another network than dlib's: the shipped default embedder (dlib's network, as
-    model.import_dlib converted it), which must be a DlibResNet on the student's chip geometry."""
+    model.release.import_dlib converted it), which must be a DlibResNet on the student's chip geometry."""
     teacher = Embedder.load(DEFAULT_MODEL, "cpu", augment="none")
     card = teacher.card
     if card.architecture != "DlibResNet" or card.preprocess != student.pipeline.chip:
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device")
     parser.add_argument("--data-root", dest="root")
     parser.add_argument("--cache", help="the detection and chip cache (default: the config's)")
-    parser.add_argument("--pool", type=Path, help="a saved training pool (model.pool) instead of the archives")
+    parser.add_argument("--pool", type=Path, help="a saved training pool (model.training.pool) instead of the archives")
     parser.add_argument("--minutes", type=float, help="size the schedule to this much wall time")
     parser.add_argument("--out-root", help="folder for the run's folder (default: the config's, runs/)")
     args = parser.parse_args(argv)
@@ -356,6 +356,3 @@ def main(argv: list[str] | None = None) -> None:
     path = trainer.fit(args.minutes)
     log.info("checkpoint written to %s", path)
 
-
-if __name__ == "__main__":
-    main()

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.export import write_model
-from model.faces.embedder import Embedder, ModelError, card_path
+from model.card.schema import ModelError, card_path, write_model
+from model.faces.embedder import Embedder
 from model.networks.mobilefacenet import MobileFaceNet, NetworkConfig
 
 
@@ -66,7 +66,7 @@ def test_the_shipped_model_loads_with_a_calibrated_threshold():
 
 
 def test_calibration_by_hand():
-    from model.export import pair_distances, threshold_at_far
+    from model.card.curves import pair_distances, threshold_at_far
 
     # Four unit vectors at 0, 10, 90 and 180 degrees; the first two are the same person.
     angles = np.radians([0, 10, 90, 180])
@@ -84,7 +84,7 @@ def test_calibration_by_hand():
 def test_a_student_on_dlibs_chip_is_served_that_chip_at_its_own_size(tmp_path, testfaces, make_client):
     """A MobileFaceNet distilled online (model/configs/mfn112-online-gpu.toml) takes dlib's chip at its input size:
     its card says dlib-chip-v1, evaluation and the service align that chip at 48 px, and the service serves it."""
-    from model.evaluate import pipeline_config
+    from model.evaluation.evaluate import pipeline_config
     from model.faces.config import SERVICE_POLICY
     from model.faces.pipeline import FacePipeline
     from model.faces.prepare import prepare

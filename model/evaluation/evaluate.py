@@ -1,9 +1,9 @@
 """Evaluate an embedder on face pairs, through the service's own pipeline.
 
-    python -m model.evaluate lfw --data ../shared/data/lfw-deepfunneled.tar \
+    python -m model.evaluation lfw --data ../shared/data/lfw-deepfunneled.tar \
         --pairs ../shared/data/lfw-pairs.txt [--model model/weights/facegate-resnet.pt] \
         [--augment none|flip|views] [--policy centre|dominant|reject] [--json] [--reference dlib] [--plot roc.png]
-    python -m model.evaluate pairs --data ROOT --pairs FILE     # lines: pathA<TAB>pathB<TAB>same
+    python -m model.evaluation pairs --data ROOT --pairs FILE     # lines: pathA<TAB>pathB<TAB>same
 
 The protocol is LFW View 2's: 10-fold accuracy with the threshold chosen on the other nine folds, EER, TAR
 at FAR 1e-2 and 1e-3, and ROC AUC. Detection, alignment and embedding are the service's (one PipelineConfig,
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.data import (
+from model.datasets.sources import (
     DEFAULT_CACHE,
     FaceSet,
     Pair,
@@ -43,9 +43,9 @@ from model.data import (
     source_id,
     without_root,
 )
+from model.evaluation.metrics import VerificationReport, roc, verification_report
 from model.faces.config import AUGMENTS, DATASET_POLICY, DEFAULT_MODEL, SERVICE_POLICY, FacePolicy, PipelineConfig
 from model.faces.embedder import Embedder
-from model.metrics import VerificationReport, roc, verification_report
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +240,3 @@ def main(argv: list[str] | None = None) -> None:
     if args.plot:
         plot_curves(result.distances, args.plot)
 
-
-if __name__ == "__main__":
-    main()

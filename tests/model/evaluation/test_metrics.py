@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from model.metrics import (
+from model.evaluation.metrics import (
     best_threshold,
     equal_error_rate,
     kfold_accuracy,

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from model.losses import (
+from model.training.losses import (
     BatchHardMiner,
     ContrastiveLoss,
     DistillationLoss,

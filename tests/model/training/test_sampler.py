@@ -3,7 +3,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from model.sampler import PKSampler
+from model.training.sampler import PKSampler
 
 LABELS = ["a"] * 5 + ["b"] * 2 + ["c"] * 3 + ["d"] * 1 + [""] * 4 + ["e"] * 6 + ["f"] * 2
 

@@ -1,7 +1,7 @@
 import numpy as np
 
-from model.data import detect_source, detections_path
-from model.train import centre_teacher
+from model.datasets.sources import detect_source, detections_path
+from model.training.train import centre_teacher
 
 
 def test_unlabelled_is_a_view_of_the_same_cached_detections(testfaces, cache):

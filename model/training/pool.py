@@ -1,9 +1,9 @@
 """The training pool: aligned crops, identities and dlib teacher descriptors, in memory or in one file.
 
-    python -m model.pool model/configs/mfn64-gpu.toml --out .pool/pool.npz
+    python -m model.training.pool model/configs/mfn64-gpu.toml --out .pool/pool.npz
 
 The protocol's pool is CelebA, the LFW people in no View 2 pair, and (unlabelled) UTKFace. Building it
-needs the archives, dlib and the crop cache (model.prepare); a saved pool needs none of them. That is how a
+needs the archives, dlib and the crop cache (model.datasets); a saved pool needs none of them. That is how a
 run goes to a lent GPU machine, whose upload is limited: the crops travel as WebP (quality 90: 1.4 kB per
 64 px face, a mean error of about 2 grey levels, far below what augmentation adds) and the descriptors as
 float16. Pool files hold research data: they live outside the repository, like the cache.
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from model.config import TrainConfig, load_config
-from model.data import VALIDATION_SOURCES, aligned_crops, detect_source, lfw_people_in_pairs, read_lfw_pairs
+from model.datasets.sources import VALIDATION_SOURCES, aligned_crops, detect_source, lfw_people_in_pairs, read_lfw_pairs
+from model.training.config import TrainConfig, load_config
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class TrainingData:
             header = json.loads(str(data["header"]))
             if header["format"] != POOL_FORMAT:
                 raise ValueError(f"{path}: pool format {header['format']}, this code reads {POOL_FORMAT}: "
-                                 "rebuild it with model.pool")
+                                 "rebuild it with model.training.pool")
             images, offsets = data["images"], data["offsets"]
             size = header["input_size"]
             crops = np.empty((len(offsets) - 1, size, size, 3), np.uint8)
@@ -107,7 +107,7 @@ class TrainingData:
 
 
 def load_training_data(config: TrainConfig) -> TrainingData:
-    """The protocol's training pool, read through the crop cache (which model.prepare fills). dlib's descriptors
+    """The protocol's training pool, read through the crop cache (which model.datasets fills). dlib's descriptors
     come with it for a cached teacher; an online teacher makes its own targets."""
     root, cache = Path(config.data.root), Path(config.data.cache).expanduser()
     held_out = lfw_people_in_pairs(read_lfw_pairs(root / config.data.pairs))

@@ -15,20 +15,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from model.augment import AugmentConfig
 from model.faces.config import CHIPS, DLIB_CHIP_SIZE, PipelineConfig
 from model.networks.mobilefacenet import NetworkConfig
+from model.training.augment import AugmentConfig
 
 
 @dataclass(frozen=True)
 class DataConfig:
     root: str = "../shared/data"
-    # Not celeba-wild.tar: its identities are the validation set (model.data.VALIDATION_SOURCES), which
+    # Not celeba-wild.tar: its identities are the validation set (model.datasets.sources.VALIDATION_SOURCES), which
     # training holds out of the CelebA-aligned photos too.
     labelled: tuple[str, ...] = ("celeba-aligned.tar", "lfw-deepfunneled.tar")
     unlabelled: tuple[str, ...] = ("utkface.tar",)
     pairs: str = "lfw-pairs.txt"  # LFW people named here are held out of training
-    cache: str = "~/.cache/facegate"  # detections and chips (model.data); outside the repository
+    cache: str = "~/.cache/facegate"  # detections and chips (model.datasets.sources); outside the repository
     # The pool's chips, in pixels; 0: what the network takes, or, with an online teacher, what the teacher
     # takes (150). Smaller chips make a smaller pool file; each network gets its input resized from them.
     crop_size: int = 0
@@ -57,7 +57,7 @@ class TrainConfig:
     architecture: str = "MobileFaceNet"
     # "dlib": start from dlib's public-domain weights (DlibResNet only); "": from random weights.
     init: str = ""
-    # Distillation targets: "cached", dlib's descriptors of the clean photo, computed once (model.prepare);
+    # Distillation targets: "cached", dlib's descriptors of the clean photo, computed once (model.datasets);
     # "online", dlib's network in PyTorch, frozen, run on the same augmented faces as the student: the starting
     # network when fine-tuning it, the shipped default (model/weights/facegate-resnet.pt) for another network.
     teacher: str = "cached"
