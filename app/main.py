@@ -10,13 +10,13 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from app import runtime
+from app.api.errors import install_error_handlers
 from app.api.guard import DOCS_ASSETS, PUBLIC_PATHS, RequestGuard, audit_refusal
 from app.api.observe import Observe, RouteTemplates
 from app.api.pages import COMMON, CONSOLE_POLICY, DOCS_POLICY, PageHeaders
 from app.api.routes import audit, console, employees, faces, health, metrics
 from app.core import logs
 from app.core.config import Settings, get_settings
-from app.core.errors import install_error_handlers
 
 DESCRIPTION = """
 Face verification for an organisation: enroll **one reference photo per employee** (more are optional:

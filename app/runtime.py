@@ -18,10 +18,11 @@ from app.core.config import Settings
 from app.gallery import db, repository
 from app.gallery.feed import ChangeFollower, bootstrap
 from app.gallery.index import EmbeddingIndex
-from app.keys import KeyStore
 from app.services.audit import AuditTrail
 from app.services.batcher import MicroBatcher
+from app.services.keys import KeyStore
 from app.services.recognition import RecognitionService, Serving
+from app.services.references import load_cipher
 from model.faces.embedder import Embedder
 from model.faces.pipeline import FacePipeline
 
@@ -145,11 +146,10 @@ def load_models(settings: Settings) -> dict[str, Embedder]:
 
 
 def start(settings: Settings) -> Runtime:
-    if settings.migrate_on_start:
-        db.migrate(settings.database_url)
-    engine = db.make_engine(settings.database_url)
+    # a malformed reference key fails here, at start-up, not at the first enrollment
+    cipher = load_cipher(settings.reference_keys, settings.reference_keys_file) if settings.reference_store else None
+    engine, sessions = db.open_gallery(settings.database_url, migrate_first=settings.migrate_on_start)
     db.ping(engine)
-    sessions = db.make_sessionmaker(engine)
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     models = load_models(settings)
@@ -159,7 +159,7 @@ def start(settings: Settings) -> Runtime:
         engine.dispose()
         raise RuntimeError(f"the gallery serves model {active}, which this replica does not have: set "
                            "FACEGATE_MODEL_PATH (or FACEGATE_NEXT_MODEL_PATH) to it. A new model is rolled out "
-                           "with python -m app.reembed (README: upgrading the model)")
+                           "with python -m app.cli.reembed (README: upgrading the model)")
     serving = make_serving(models[active], settings)
     upcoming = next((make_serving(m, settings, serves=False) for i, m in models.items() if i != active), None)
     started = time.perf_counter()
@@ -173,8 +173,7 @@ def start(settings: Settings) -> Runtime:
     log.info("request threads: %d; micro-batching: %s", settings.worker_threads,
              f"up to {settings.micro_batch_size} faces within {settings.micro_batch_delay_ms:g} ms"
              if serving.batcher else "off")
-    service = RecognitionService(settings=settings, serving=serving, upcoming=upcoming,
-                                 cipher=settings.reference_cipher() if settings.reference_store else None)
+    service = RecognitionService(settings=settings, serving=serving, upcoming=upcoming, cipher=cipher)
     runtime = Runtime(settings, engine, sessions, service, follower, KeyStore(sessions, ttl=settings.key_cache_seconds),
                       AuditTrail(sessions), models)
     follower.on_model_change = runtime.follow_model

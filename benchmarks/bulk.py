@@ -3,7 +3,7 @@
     python -m benchmarks.bulk [--photos 2000] [--http-sample 200]
 
 The photos are the first photo of each of 2,000 LFW people, unpacked from ../shared/data into a temporary
-folder (one sub-folder per employee, the layout app.bulk_enroll reads) and deleted afterwards. The
+folder (one sub-folder per employee, the layout app.cli.bulk_enroll reads) and deleted afterwards. The
 sequential figure is one client calling /enroll on a real uvicorn server for a sample of the same photos.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from app.bulk_enroll import bulk_enroll, jobs_from_folders
+from app.cli.bulk_enroll import bulk_enroll, jobs_from_folders
 from app.core.config import Settings
 from app.gallery import db
 from benchmarks.common import DATA, machine

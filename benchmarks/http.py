@@ -64,7 +64,7 @@ def start_server(database_url: str, port: int, env: dict[str, str]) -> subproces
 def make_keys(database_url: str) -> dict[str, str]:
     """An admin and a verify key: the benchmark runs with authentication on, as a deployment does."""
     from app.gallery import db
-    from app.keys import create_key
+    from app.services.keys import create_key
 
     engine = db.make_engine(database_url)
     with db.make_sessionmaker(engine)() as session:

@@ -1,10 +1,10 @@
-"""app.reembed of 2,000 stored reference photos: photos per second on this machine.
+"""app.cli.reembed of 2,000 stored reference photos: photos per second on this machine.
 
     python -m benchmarks.reembed [--photos 2000] [--model model/weights/facegate-resnet.pt] [--batch 32]
 
 The gallery (SQLite, in a temporary folder) holds the first photo of each of 2,000 LFW people from
 ../shared/data, sealed in the reference store, and names another model as the active one: the state just
-before an upgrade. The figure is app.reembed's own, from the first photo read to the switch: decrypt, decode,
+before an upgrade. The figure is app.cli.reembed's own, from the first photo read to the switch: decrypt, decode,
 detect, align, embed (batched) and commit a template per employee.
 """
 
@@ -16,10 +16,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from app.cli.reembed import reembed
 from app.core.config import Settings
 from app.gallery import db, repository
-from app.reembed import reembed
-from app.services.references import ReferenceCipher
+from app.services.references import ReferenceCipher, load_cipher
 from benchmarks.bulk import unpack_people
 from benchmarks.common import machine
 from model.faces.config import DEFAULT_MODEL
@@ -50,7 +50,7 @@ def main() -> None:
         photos = unpack_people(Path(tmp) / "people", args.photos)
         url = f"sqlite:///{tmp}/gallery.db"
         settings = Settings(database_url=url, reference_store=True, reference_keys=key)
-        seed(url, photos, settings.reference_cipher())
+        seed(url, photos, load_cipher(settings.reference_keys, settings.reference_keys_file))
         print(f"machine: {machine()}")
         print(f"settings: {len(photos)} LFW photos (250x250) in the reference store, SQLite, to {args.model.name}, "
               f"batch {args.batch}")

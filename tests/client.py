@@ -22,3 +22,12 @@ def identify(client: TestClient, photo: bytes, **fields):
 
 def error_code(response) -> str:
     return response.json()["error"]["code"]
+
+
+def add_reference(client: TestClient, employee_id: str, photo: bytes, **params):
+    return client.post(f"/employees/{employee_id}/references", params=params or None,
+                       files={"image": ("photo.jpg", photo, "image/jpeg")})
+
+
+def references_of(client: TestClient, employee_id: str) -> list[int]:
+    return [r["reference"] for r in client.get(f"/employees/{employee_id}").json()["references"]]

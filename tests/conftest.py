@@ -109,7 +109,7 @@ def make_client(database_url: str) -> Iterator[ClientFactory]:
 
     def start(**overrides) -> TestClient:
         overrides.setdefault("auth", False)  # tests/api/test_auth.py turns it on
-        # Tests verify many impostors against one employee; tests/api/test_abuse.py turns the lockout on.
+        # Tests verify many impostors against one employee; tests/api/test_lockout.py turns the lockout on.
         overrides.setdefault("verify_max_failures", 0)
         settings = Settings(database_url=database_url, auto_migrate=True, **overrides)
         client = TestClient(create_app(settings))

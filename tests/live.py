@@ -44,7 +44,7 @@ def live_server(database_url: str, *, workers: int = 1, env: dict[str, str] | No
     `settings` become FACEGATE_ variables, `env` is passed as it is; `log` receives the server's output (its
     log lines) instead of the test's stderr."""
     from app.gallery import db
-    from app.keys import SCOPES, create_key
+    from app.services.keys import SCOPES, create_key
 
     db.migrate(database_url)
     engine = db.make_engine(database_url)

@@ -2,12 +2,16 @@
 and a second run resumes instead of starting over."""
 
 import shutil
+import signal
 
 import pytest
+from sqlalchemy import create_engine, func, select
 
-from app.bulk_enroll import bulk_enroll, jobs_from_csv, jobs_from_folders, main
+from app.cli.bulk_enroll import bulk_enroll, jobs_from_csv, jobs_from_folders, main
 from app.core.config import Settings
+from app.gallery.models import Employee
 from tests.client import verify
+from tests.commands import start_in_background, stop, wait_for
 
 
 @pytest.fixture
@@ -78,10 +82,9 @@ def test_a_folder_s_next_photos_become_more_references(tmp_path, photos, databas
     from such a process hung in it, so the bulk run gets a deadline."""
     import threading
 
-    from tests.api.test_references import references_of
-    from tests.api.test_replicas import PROPAGATION_S, within
-    from tests.client import enroll
+    from tests.client import enroll, references_of
     from tests.photos import blank_photo
+    from tests.waiting import PROPAGATION_S, within
 
     client = make_client()
     assert enroll(client, "nobody", blank_photo()).status_code == 422  # the CNN detector ran here
@@ -123,3 +126,33 @@ def test_references_are_refused_beyond_the_limit_and_with_a_csv(tmp_path, photos
             main([str(tmp_path), *flag])
         assert exit_.value.code == 2
     assert "--references" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_the_cli_cleanly_and_the_next_run_carries_on(tmp_path, photos, sqlite_url, signum,
+                                                                    monkeypatch, capsys):
+    """Started as a background job starts it (SIGINT ignored), Ctrl-C or a supervisor's SIGTERM still stops it:
+    what is embedded is committed, the last line says so, the exit status is 128 + the signal, and a second
+    run enrolls only the rest."""
+    people = ("Tony_Blair", "Colin_Powell", "Laura_Bush", "Serena_Williams", "Hugo_Chavez", "Ariel_Sharon",
+              "Vladimir_Putin", "Junichiro_Koizumi")
+    for person in people:
+        (tmp_path / "people" / person).mkdir(parents=True)
+        shutil.copy(photos.path(person, 1), tmp_path / "people" / person / "a.jpg")
+    args = (str(tmp_path / "people"), "--processes", "1", "--batch-size", "1")
+    process = start_in_background("app.cli.bulk_enroll", *args, "--progress",
+                                  env={"FACEGATE_DATABASE_URL": sqlite_url})
+    wait_for(process, b" 1/")  # the progress bar: the first employee is committed
+    lines = stop(process, signum)
+    assert lines[-1].startswith(f"stopped by {signal.Signals(signum).name}: the ") and "run the same" in lines[-1]
+    engine = create_engine(sqlite_url)
+    with engine.connect() as connection:
+        enrolled = connection.scalar(select(func.count(Employee.id)))
+    assert 0 < enrolled < len(people), f"{enrolled} of {len(people)}: the signal came too late to test resuming"
+
+    monkeypatch.setenv("FACEGATE_DATABASE_URL", sqlite_url)
+    assert main([*args, "--no-progress"]) == 0
+    assert f"enrolled {len(people) - enrolled}, skipped {enrolled} already enrolled" in capsys.readouterr().out
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count(Employee.id))) == len(people)
+    engine.dispose()

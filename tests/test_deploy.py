@@ -35,7 +35,7 @@ def test_the_image_runs_the_readme_commands():
     readme = (ROOT / "README.md").read_text()
     assert "scripts/setup.sh" in runs and cmd == ["scripts/serve.sh"]
     for command in ("scripts/setup.sh", "scripts/serve.sh", "alembic upgrade head", "docker compose up -d",
-                    "--scale api=", "python -m app.keys create --scope"):
+                    "--scale api=", "python -m app.cli.keys create --scope"):
         assert command in readme, command
 
 

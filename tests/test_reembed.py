@@ -1,4 +1,4 @@
-"""A model upgrade without re-enrollment (app.reembed), on SQLite and PostgreSQL: with the encrypted reference
+"""A model upgrade without re-enrollment (app.cli.reembed), on SQLite and PostgreSQL: with the encrypted reference
 store, interrupted once and resumed while a replica keeps answering; without it, the employees to re-enroll
 are listed. The second model is the shipped MobileFaceNet."""
 
@@ -7,19 +7,17 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 from sqlalchemy import func, select, text
 
+from app.cli.reembed import main as reembed
 from app.gallery.models import ReferencePhoto, Template
-from app.reembed import main as reembed
 from model.faces.config import DEFAULT_MODEL
 from tests.client import enroll, error_code, identify, verify
-from tests.conftest import REPO
+from tests.commands import start_in_background, stop, wait_for
 
 NEXT_MODEL = DEFAULT_MODEL.parent / "facegate-mfn.pt"
 KEY = base64.b64encode(bytes(range(32))).decode()  # a test key; production keys come from new-key
@@ -42,19 +40,14 @@ def wait_for_model(client, model_id: str, seconds: float = 15.0) -> None:
         time.sleep(0.1)
 
 
-def run_interrupted(database_url: str) -> None:
-    """app.reembed in its own process, stopped with SIGINT (Ctrl-C) once its first photo is committed."""
-    env = {**os.environ, "FACEGATE_DATABASE_URL": database_url, "FACEGATE_REFERENCE_STORE": "true",
-           "FACEGATE_REFERENCE_KEYS": KEY}
-    process = subprocess.Popen([sys.executable, "-m", "app.reembed", "--model", str(NEXT_MODEL), "--batch", "1"],
-                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    seen = b""
-    while b" 1/" not in seen:  # the progress bar: "[###...] 1/7 photos"
-        chunk = os.read(process.stderr.fileno(), 4096)
-        assert chunk, f"app.reembed ended before its first photo: {seen[-2000:]!r}"
-        seen += chunk
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) != 0
+def run_interrupted(database_url: str, signum: int) -> None:
+    """app.cli.reembed in its own process, started with SIGINT ignored (as a background job is), stopped with
+    `signum` once its first photo is committed: it says so last and exits with 128 + signum."""
+    env = {"FACEGATE_DATABASE_URL": database_url, "FACEGATE_REFERENCE_STORE": "true", "FACEGATE_REFERENCE_KEYS": KEY}
+    process = start_in_background("app.cli.reembed", "--model", str(NEXT_MODEL), "--batch", "1", env=env)
+    wait_for(process, b" 1/")  # the progress bar: "[###...] 1/7 photos"
+    lines = stop(process, signum)
+    assert lines[-1].startswith(f"stopped by {signal.Signals(signum).name}: the ") and "run the same" in lines[-1]
 
 
 def test_a_new_model_is_rolled_out_from_the_stored_photos(make_client, photos, database_url, monkeypatch, capsys):
@@ -74,9 +67,12 @@ def test_a_new_model_is_rolled_out_from_the_stored_photos(make_client, photos, d
     shown = replica.get("/employees/lb").json()  # of its two templates, the serving model's is shown
     assert (shown["model_id"], shown["current_model"]) == (old, True)
 
-    run_interrupted(database_url)
+    run_interrupted(database_url, signal.SIGINT)
+    first = count(replica, new) - 1
+    assert 0 < first < len(PEOPLE), f"{first} of {len(PEOPLE)}: the interruption came too late to test resuming"
+    run_interrupted(database_url, signal.SIGTERM)  # resumed, and stopped again: what a supervisor sends
     done = count(replica, new) - 1
-    assert 0 < done < len(PEOPLE), f"{done} of {len(PEOPLE)}: the interruption came too late to test resuming"
+    assert first < done < len(PEOPLE), f"{done} of {len(PEOPLE)}: the interruption came too late to test resuming"
     assert replica.get("/readyz").json()["model_id"] == old  # no switch yet
 
     # Resume, while a door keeps verifying: every answer is a match, by one model or the other, never a mix
@@ -214,7 +210,7 @@ def test_a_replica_away_during_the_switch_follows_it_when_it_returns(make_client
 
 
 def test_a_template_from_a_replaced_photo_is_not_kept(make_client, photos):
-    """app.reembed embeds a stored photo while a replace may swap it: the template is only written if the photo
+    """app.cli.reembed embeds a stored photo while a replace may swap it: the template is only written if the photo
     it was made from is still the employee's (and the employee still exists)."""
     from app.gallery import repository
 
@@ -248,7 +244,7 @@ def test_every_stored_reference_is_re_embedded_and_the_limits_follow_the_slots(m
                                                                               monkeypatch, capsys):
     """An employee with several references (each with its stored photo) gets a template of the new model for
     each; a reference added while the next model is rolled out gets both; a removed one is not re-embedded."""
-    from tests.api.test_references import add_reference, references_of
+    from tests.client import add_reference, references_of
 
     client = make_client(**STORE)
     enroll(client, "tb", photos.bytes("Tony_Blair", 1))

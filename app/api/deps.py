@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 
 from app.api.guard import action_of
 from app.core.errors import Forbidden, NotReady, Unauthorized
-from app.keys import Caller
 from app.runtime import Runtime
 from app.services.audit import AuditTrail
+from app.services.keys import Caller
 from app.services.recognition import RecognitionService
 
 
@@ -51,7 +51,7 @@ async def get_audit(runtime: RuntimeDep) -> AuditTrail:
 AuditDep = Annotated[AuditTrail, Depends(get_audit)]
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key made with "
-                              "`python -m app.keys create --scope admin|verify|metrics`")
+                              "`python -m app.cli.keys create --scope admin|verify|metrics`")
 
 
 def caller_with(*scopes: str):  # noqa: ANN201 - a FastAPI dependency

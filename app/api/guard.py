@@ -21,8 +21,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import Unauthorized, error_response
-from app.keys import Caller
+from app.api.errors import error_response
+from app.core.errors import Unauthorized
+from app.services.keys import Caller
 from model.faces.errors import ImageTooLarge
 
 # Room for the multipart envelope and the form fields around the photo itself.

@@ -6,11 +6,6 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-# A letter or digit first (so never "." or ".."), then up to 63 of letters, digits and . _ @ -. Ids are compared
-# exactly and are unique regardless of case: "E-1" and "e-1" cannot both exist.
-EMPLOYEE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
-# Display names: any printable text, no control characters (NUL included).
-NAME_PATTERN = r"^[^\x00-\x1f\x7f]{1,200}$"
 MAX_OFFSET = 1_000_000_000
 
 

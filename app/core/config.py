@@ -1,6 +1,6 @@
 """One settings object, read from the environment with the prefix FACEGATE_ (or a .env file).
 
-It imports neither torch nor dlib: `python -m app.keys` and `alembic` start without them.
+It imports neither torch nor dlib: `python -m app.cli.keys` and `alembic` start without them.
 """
 
 from __future__ import annotations
@@ -8,16 +8,13 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.core.logs import LogFormat
 from model.faces.config import DEFAULT_MODEL, Augment, Chip, FacePolicy, PipelineConfig, QualityPolicy
-
-if TYPE_CHECKING:
-    from app.services.references import ReferenceCipher
 
 DEFAULT_DATABASE_URL = "sqlite:///./facegate.db"
 
@@ -32,17 +29,17 @@ class Settings(BaseSettings):
     # None: migrate at start-up on SQLite (the embedded default), leave it to `alembic upgrade head` elsewhere.
     auto_migrate: bool | None = None
 
-    # API keys (X-API-Key, see app.keys). Off is for a developer's machine only, and the log says so.
+    # API keys (X-API-Key, see app.cli.keys). Off is for a developer's machine only, and the log says so.
     auth: bool = True
     # How long a replica trusts what it read about a key: a revocation takes effect within this time.
     key_cache_seconds: float = Field(default=5.0, ge=0.0, le=300.0)
 
     model_path: Path = DEFAULT_MODEL
-    # The model being rolled out (app.reembed): loaded beside the serving one; enrollments make templates of
+    # The model being rolled out (app.cli.reembed): loaded beside the serving one; enrollments make templates of
     # both, and the replica switches to it when the gallery does.
     next_model_path: Path | None = None
     # Keep each enrollment photo, encrypted (AES-256-GCM), so that a new model can re-embed it: off by default.
-    # The keys: base64 of 32 random bytes each (python -m app.services.references new-key), comma-separated,
+    # The keys: base64 of 32 random bytes each (python -m app.cli.references new-key), comma-separated,
     # the first seals and all open; in the setting or in a file (a Docker secret, say).
     reference_store: bool = False
     reference_keys: SecretStr | None = None
@@ -132,16 +129,6 @@ class Settings(BaseSettings):
                           min_face_size=self.min_face_size, max_pixels=self.max_image_pixels,
                           max_decode_bytes=self.max_decode_mib * 2**20)
 
-    def reference_cipher(self) -> ReferenceCipher | None:
-        """The cipher of the reference store's keys, or None when none are configured."""
-        if self.reference_keys is None and self.reference_keys_file is None:
-            return None
-        from app.services.references import ReferenceCipher, parse_keys  # cryptography: only when it is used
-
-        text = (self.reference_keys.get_secret_value() if self.reference_keys is not None
-                else self.reference_keys_file.read_text())
-        return ReferenceCipher(parse_keys(text))
-
     @property
     def worker_threads(self) -> int:
         return self.request_threads or 2 * (os.cpu_count() or 1)
@@ -159,8 +146,6 @@ class Settings(BaseSettings):
         if self.reference_store and self.reference_keys is None and self.reference_keys_file is None:
             raise ValueError("FACEGATE_REFERENCE_STORE=true needs FACEGATE_REFERENCE_KEYS or "
                              "FACEGATE_REFERENCE_KEYS_FILE")
-        if self.reference_store:
-            self.reference_cipher()  # a malformed key fails at start-up, not at the first enrollment
         if self.quality_min_brightness >= self.quality_max_brightness:
             raise ValueError("FACEGATE_QUALITY_MIN_BRIGHTNESS must be below FACEGATE_QUALITY_MAX_BRIGHTNESS")
         return self

@@ -54,3 +54,12 @@ def migrate(url: str, revision: str = "head") -> None:
 def ping(engine: Engine) -> None:
     with engine.connect() as connection:
         connection.execute(text("SELECT 1"))
+
+
+def open_gallery(url: str, *, migrate_first: bool) -> tuple[Engine, sessionmaker[Session]]:
+    """The one way to open the gallery, for the service and the command-line tools alike: the schema migrated
+    first when asked (the SQLite default), then an engine and its sessions. The caller disposes the engine."""
+    if migrate_first:
+        migrate(url)
+    engine = make_engine(url)
+    return engine, make_sessionmaker(engine)

@@ -119,7 +119,7 @@ class ReferencePhoto(Base):
 
 class GalleryState(Base):
     """One row: the model whose templates every replica serves, and the one being rolled out beside it
-    (app.reembed). Enrollments make templates of both; the switch happens when every employee has one of the
+    (app.cli.reembed). Enrollments make templates of both; the switch happens when every employee has one of the
     next model."""
 
     __tablename__ = "gallery_state"

@@ -18,7 +18,7 @@ CHANNEL = "facegate_gallery"
 
 def get_employee(*, session: Session, employee_id: str, for_update: bool = False) -> Employee | None:
     """`for_update` locks the employee until the transaction ends, so that a read-check-write (a replace, a
-    reference added or removed) is not interleaved with another on the same employee, or with app.reembed:
+    reference added or removed) is not interleaved with another on the same employee, or with app.cli.reembed:
     their row on PostgreSQL; on SQLite, which has no row locks, the database's write lock, taken first."""
     query = select(Employee).where(Employee.employee_id == employee_id).options(selectinload(Employee.templates))
     if for_update:
@@ -189,14 +189,14 @@ def count_stale_templates(*, session: Session, model_id: str) -> int:
     return session.scalar(select(func.count(Template.id)).where(Template.model_id.not_in(others))) or 0
 
 
-# --- the gallery's model: the active one, and the next one being rolled out (app.reembed) ---------------------
+# --- the gallery's model: the active one, and the next one being rolled out (app.cli.reembed) ---------------------
 
 MODEL_CHANGE = "model"  # the change feed's action when the active model changes (its employee_id is "")
 
 
 def adopt_model(*, session: Session, model_id: str) -> str:
     """The gallery's active model. The first replica to start on a gallery makes its own model the active one;
-    after that only app.reembed changes it. Commits."""
+    after that only app.cli.reembed changes it. Commits."""
     state = session.get(GalleryState, 1)
     if state is None:
         session.add(GalleryState(id=1, active_model=model_id))

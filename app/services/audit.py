@@ -31,7 +31,7 @@ from app.core import metrics
 from app.core.errors import DomainError
 from app.core.logs import REQUEST_ID
 from app.gallery.models import AuditRecord, utcnow
-from app.keys import Caller
+from app.services.keys import Caller
 from model.faces.errors import FaceError
 
 log = logging.getLogger(__name__)

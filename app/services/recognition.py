@@ -32,7 +32,7 @@ from app.core.errors import (
     TooManyReferences,
 )
 from app.gallery import repository
-from app.gallery.index import EmbeddingIndex, Match
+from app.gallery.index import EmbeddingIndex, Match  # Match: the candidates identify answers with
 from app.gallery.models import AuditRecord, Employee, Template
 from app.services.attempts import FailedAttempts
 from app.services.batcher import MicroBatcher
@@ -58,7 +58,8 @@ class Probe:
 
 @dataclass(frozen=True)
 class Enrollment:
-    employee: Employee
+    employee_id: str
+    name: str | None
     face: FaceBox
     model_id: str
     enrolled_at: datetime
@@ -66,6 +67,37 @@ class Enrollment:
     quality: Quality
     slot: int = 0  # the reference's slot: 0 for an enrollment's photo, 1 and up for those added to it
     references: int = 1  # how many the employee now has
+
+
+@dataclass(frozen=True)
+class Reference:
+    slot: int
+    enrolled_at: datetime
+
+
+@dataclass(frozen=True)
+class EmployeeView:
+    """An employee as the API shows them: with the references of the serving model when they have templates of
+    it (during a model upgrade an employee has templates of two models), or else of the model they have."""
+
+    employee_id: str
+    name: str | None
+    updated_at: datetime
+    model_id: str | None
+    current_model: bool
+    references: list[Reference]
+
+    @property
+    def enrolled_at(self) -> datetime | None:
+        return self.references[0].enrolled_at if self.references else None
+
+    @classmethod
+    def of(cls, employee: Employee, serving_model: str) -> EmployeeView:
+        templates = sorted(employee.templates, key=lambda t: (t.model_id != serving_model, t.slot))
+        model_id = templates[0].model_id if templates else None
+        return cls(employee.employee_id, employee.name, employee.updated_at, model_id,
+                   model_id == serving_model,
+                   [Reference(t.slot, t.created_at) for t in templates if t.model_id == model_id])
 
 
 @dataclass(frozen=True)
@@ -115,7 +147,7 @@ def check_quality(quality: Quality, settings: Settings) -> None:
 def save_enrollment(*, session: Session, employee_id: str, name: str | None, vectors: dict[str, np.ndarray],
                     replace: bool, photo: Sealed | None = None) -> tuple[Employee, dict[str, Template], bool]:
     """The one write of an enrollment (API enroll and replace, bulk enrollment): the employee, their templates
-    (model id -> vector: the serving model's, and the next one's while app.reembed rolls it out), the sealed
+    (model id -> vector: the serving model's, and the next one's while app.cli.reembed rolls it out), the sealed
     photo when the reference store is on (an older photo is deleted either way), and the change feed's row,
     committed together. Returns (employee, templates by model id, whether they existed).
 
@@ -293,14 +325,14 @@ class RecognitionService:
     def _reference(self, data: bytes, serving: Serving, *, employee_id: str, force: bool
                    ) -> tuple[Probe, dict[str, np.ndarray], Sealed | None]:
         """A reference photo's probe, its vectors by model id (the serving model's, and the next one's while
-        app.reembed rolls it out) and the photo sealed for the reference store (None with the store off).
+        app.cli.reembed rolls it out) and the photo sealed for the reference store (None with the store off).
         `force`: even below the quality thresholds."""
         probe = self.probe(data, serving, reference=not force)
         vectors = {serving.model_id: probe.vector}
         if self.upcoming is not None:
             try:
                 vectors[self.upcoming.model_id] = self.probe(data, self.upcoming).vector
-            except FaceError as exc:  # app.reembed lists the employee for re-enrollment
+            except FaceError as exc:  # app.cli.reembed lists the employee for re-enrollment
                 log.warning("the next model's pipeline refused %s's photo (%s)", employee_id, exc.code)
         photo = self.cipher.seal(data, employee_id) if self.cipher is not None else None
         return probe, vectors, photo
@@ -322,8 +354,8 @@ class RecognitionService:
                                                        vectors=vectors, replace=replace, photo=photo)
         serving.index.upsert(employee.employee_id, employee.name, probe.vector)
         log.info("enrolled %s (replace=%s)", employee_id, replace)
-        return Enrollment(employee, probe.face, serving.model_id, templates[serving.model_id].created_at,
-                          replaced=existed, quality=probe.quality)
+        return Enrollment(employee.employee_id, employee.name, probe.face, serving.model_id,
+                          templates[serving.model_id].created_at, replaced=existed, quality=probe.quality)
 
     def add_reference(self, *, session: Session, employee_id: str, data: bytes, force: bool = False) -> Enrollment:
         """Add one more reference photo to an enrolled employee (up to FACEGATE_MAX_REFERENCES in all)."""
@@ -333,8 +365,9 @@ class RecognitionService:
                                                    max_references=self.settings.max_references, photo=photo)
         references = self._refresh(employee, serving)
         log.info("added reference %d of %s", slot, employee_id)
-        return Enrollment(employee, probe.face, serving.model_id, templates[serving.model_id].created_at,
-                          replaced=False, quality=probe.quality, slot=slot, references=references)
+        return Enrollment(employee.employee_id, employee.name, probe.face, serving.model_id,
+                          templates[serving.model_id].created_at, replaced=False, quality=probe.quality, slot=slot,
+                          references=references)
 
     def remove_reference(self, *, session: Session, employee_id: str, slot: int) -> None:
         """Remove one of an employee's references; the last one goes only with the employee (DELETE)."""
@@ -364,14 +397,15 @@ class RecognitionService:
         return len(vectors)
 
     def employees(self, *, session: Session, offset: int, limit: int, search: str | None = None
-                  ) -> tuple[list[Employee], int]:
-        return repository.list_employees(session=session, offset=offset, limit=limit, search=search)
+                  ) -> tuple[list[EmployeeView], int]:
+        employees, total = repository.list_employees(session=session, offset=offset, limit=limit, search=search)
+        return [EmployeeView.of(e, self.model_id) for e in employees], total
 
-    def employee(self, *, session: Session, employee_id: str) -> Employee:
+    def employee(self, *, session: Session, employee_id: str) -> EmployeeView:
         employee = repository.get_employee(session=session, employee_id=employee_id)
         if employee is None:
             raise EmployeeNotFound(f"no employee {employee_id!r}")
-        return employee
+        return EmployeeView.of(employee, self.model_id)
 
     def audit_records(self, *, session: Session, **filters: object) -> tuple[list[AuditRecord], int]:
         """The audit trail, filtered and paged (repository.audit_records)."""

@@ -1,8 +1,8 @@
 """The encrypted reference store: each employee's enrollment photo, kept so that a new model can embed it again
-(app.reembed) without asking the employee for a new one. Off by default: privacy stays the default.
+(app.cli.reembed) without asking the employee for a new one. Off by default: privacy stays the default.
 
-    python -m app.services.references new-key        # prints a new key (base64, 32 bytes)
-    python -m app.services.references rotate         # re-encrypts every photo with the first key
+    python -m app.cli.references new-key        # prints a new key (base64, 32 bytes)
+    python -m app.cli.references rotate         # re-encrypts every photo with the first key
 
 Photos are sealed with AES-256-GCM (cryptography's AESGCM): a random 96-bit nonce per photo, and the employee
 id as associated data, so a sealed photo moved to another employee's row no longer opens. The keys come from
@@ -16,16 +16,16 @@ freed pages are overwritten too (secure_delete, app.gallery.db).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import hashlib
 import os
-import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -92,6 +92,18 @@ class ReferenceCipher:
                                     "employee") from exc
 
 
+def new_key() -> str:
+    """A new random key, base64, for FACEGATE_REFERENCE_KEYS."""
+    return base64.b64encode(os.urandom(KEY_BYTES)).decode()
+
+
+def load_cipher(keys: SecretStr | None, keys_file: Path | None) -> ReferenceCipher | None:
+    """The cipher of the configured keys (the setting, else the file), or None when none are configured."""
+    if keys is None and keys_file is None:
+        return None
+    return ReferenceCipher(parse_keys(keys.get_secret_value() if keys is not None else keys_file.read_text()))
+
+
 def rotate(session: Session, cipher: ReferenceCipher, batch: int = 100) -> int:
     """Seal again, with the first key, every photo sealed with another; returns how many."""
     rotated = 0
@@ -106,34 +118,3 @@ def rotate(session: Session, cipher: ReferenceCipher, batch: int = 100) -> int:
             row.key_id, row.nonce, row.ciphertext = sealed.key_id, sealed.nonce, sealed.ciphertext
         session.commit()
         rotated += len(rows)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from app.core.config import Settings
-    from app.gallery import db
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("new-key", help="print a new random key, base64")
-    commands.add_parser("rotate", help="re-encrypt every stored photo with the first configured key")
-    args = parser.parse_args(argv)
-    if args.command == "new-key":
-        print(base64.b64encode(os.urandom(KEY_BYTES)).decode())  # noqa: T201 - the command's output
-        return 0
-    settings = Settings()
-    cipher = settings.reference_cipher()
-    if cipher is None:
-        print("no reference keys are configured (FACEGATE_REFERENCE_KEYS or _FILE)", file=sys.stderr)  # noqa: T201
-        return 2
-    engine = db.make_engine(settings.database_url)
-    try:
-        with db.make_sessionmaker(engine)() as session:
-            count = rotate(session, cipher)
-    finally:
-        engine.dispose()
-    print(f"{count} photos sealed again with key {cipher.primary}", file=sys.stderr)  # noqa: T201
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

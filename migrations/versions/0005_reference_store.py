@@ -27,7 +27,7 @@ def upgrade() -> None:
         sa.Column("nonce", sa.LargeBinary(), nullable=False),
         sa.Column("ciphertext", sa.LargeBinary(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sqlite_autoincrement=True,  # ids never reused: app.reembed tells a replaced photo by its id
+        sqlite_autoincrement=True,  # ids never reused: app.cli.reembed tells a replaced photo by its id
     )
     op.create_table(
         "gallery_state",

@@ -27,6 +27,7 @@ from model.release.export import DLIB_CARD_FIELDS, complete_card
 
 log = logging.getLogger(__name__)
 
+
 def import_dlib(out: Path) -> dict:
     """Write the converted weights and a card without thresholds or metrics yet; returns the card."""
     network = read_dat(Path(dlib_model_path(DLIB_RESNET)))

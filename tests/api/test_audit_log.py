@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.keys import create_key
+from app.services.keys import create_key
 from tests.client import enroll, error_code
 
 

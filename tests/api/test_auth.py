@@ -3,8 +3,9 @@
 import pytest
 from sqlalchemy import inspect, select
 
+from app.cli.keys import main
 from app.gallery.models import AuditRecord
-from app.keys import create_key, main, revoke_key
+from app.services.keys import create_key, revoke_key
 from tests.client import error_code
 
 
@@ -135,8 +136,8 @@ def test_the_audit_trail_records_every_action_and_no_biometrics(secured, photos)
 
 def test_the_audit_writer_survives_a_burst_and_writes_every_row(sqlite_url):
     from app.gallery import db
-    from app.keys import Caller
     from app.services.audit import AuditTrail
+    from app.services.keys import Caller
 
     db.migrate(sqlite_url)
     engine = db.make_engine(sqlite_url)

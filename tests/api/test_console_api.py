@@ -7,7 +7,7 @@ import re
 
 from PIL import ImageFilter
 
-from app.keys import create_key
+from app.services.keys import create_key
 from tests.client import enroll, error_code
 from tests.photos import blank_photo, encode
 

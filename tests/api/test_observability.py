@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from app.core.logs import REQUEST_ID, JsonFormatter, request_id_from
 from app.gallery.models import AuditRecord
-from app.keys import create_key
+from app.services.keys import create_key
 from tests.client import error_code
 from tests.live import live_server
 from tests.photos import blank_photo

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from app.bulk_enroll import Job, bulk_enroll
+from app.cli.bulk_enroll import Job, bulk_enroll
 from app.core.config import Settings
 from model.faces.config import Quality, QualityPolicy
 from model.faces.quality import pose

@@ -9,18 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 from app.gallery.models import Template
-from tests.api.test_replicas import PROPAGATION_S, within
-from tests.client import enroll, error_code, identify, verify
+from tests.client import add_reference, enroll, error_code, identify, references_of, verify
 from tests.photos import blank_photo
-
-
-def add_reference(client, employee_id: str, photo: bytes, **params):
-    return client.post(f"/employees/{employee_id}/references", params=params or None,
-                       files={"image": ("photo.jpg", photo, "image/jpeg")})
-
-
-def references_of(client, employee_id: str) -> list[int]:
-    return [r["reference"] for r in client.get(f"/employees/{employee_id}").json()["references"]]
+from tests.waiting import PROPAGATION_S, within
 
 
 def templates(client) -> int:

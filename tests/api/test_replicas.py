@@ -1,23 +1,11 @@
 """Two API processes on one database: what one replica writes, the other serves within a second."""
 
-import time
 
 import numpy as np
 import pytest
 
 from tests.client import enroll, error_code, identify, verify
-
-PROPAGATION_S = 1.0
-
-
-def within(seconds: float, check) -> float:  # noqa: ANN001
-    """Seconds until check() is true; fails the test after `seconds`."""
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > seconds:
-            pytest.fail(f"not seen within {seconds} s")
-        time.sleep(0.01)
-    return time.monotonic() - started
+from tests.waiting import PROPAGATION_S, within
 
 
 def test_enroll_replace_and_delete_reach_the_other_replica_within_a_second(make_client, photos):

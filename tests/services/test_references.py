@@ -9,10 +9,11 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from app.cli.references import main
 from app.core.config import Settings
 from app.gallery import db, repository
 from app.gallery.models import ReferencePhoto
-from app.services.references import ReferenceCipher, ReferenceKeyError, key_id, main, parse_keys, rotate
+from app.services.references import ReferenceCipher, ReferenceKeyError, key_id, load_cipher, parse_keys, rotate
 
 OLD, NEW = os.urandom(32), os.urandom(32)
 
@@ -77,14 +78,17 @@ def test_the_cli_rotates_with_the_configured_keys(sqlite_url, monkeypatch, capsy
 
 
 @pytest.mark.parametrize("keys", ["", "not base64!", b64(b"short"), b64(os.urandom(32)) + ",@@"])
-def test_unusable_keys_are_refused_at_start_up(keys):
+def test_unusable_keys_are_refused_at_start_up(keys, sqlite_url):
+    from app.runtime import start
+
     with pytest.raises((ValidationError, ReferenceKeyError)):
-        Settings(reference_store=True, reference_keys=keys or None)
+        start(Settings(database_url=sqlite_url, reference_store=True, reference_keys=keys or None))
 
 
 def test_keys_may_come_from_a_file(tmp_path):
     path = tmp_path / "keys"
     path.write_text(f"{b64(NEW)}\n{b64(OLD)}\n")
-    cipher = Settings(reference_store=True, reference_keys_file=path).reference_cipher()
+    settings = Settings(reference_store=True, reference_keys_file=path)
+    cipher = load_cipher(settings.reference_keys, settings.reference_keys_file)
     assert cipher.primary == key_id(NEW)
-    assert Settings().reference_cipher() is None
+    assert load_cipher(None, None) is None

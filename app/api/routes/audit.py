@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Query
 
 from app.api.deps import AdminCaller, AuditDep, ServiceDep, SessionDep, single_valued_fields
 from app.api.routes.faces import AUTH_ERRORS
-from app.api.schemas import EMPLOYEE_ID_PATTERN, MAX_OFFSET, AuditOut, AuditPage
+from app.api.schemas import MAX_OFFSET, AuditOut, AuditPage
+from app.core.identifiers import EMPLOYEE_ID_PATTERN
 
 router = APIRouter(tags=["audit"], responses=AUTH_ERRORS, dependencies=[Depends(single_valued_fields)])
 

@@ -9,16 +9,15 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from app.api.deps import AdminCaller, AuditDep, ServiceDep, SessionDep, single_valued_fields
 from app.api.routes.faces import AUTH_ERRORS, PHOTO_ERRORS, ImageFile, face_out, quality_out, read_photo
 from app.api.schemas import (
-    EMPLOYEE_ID_PATTERN,
     MAX_OFFSET,
-    NAME_PATTERN,
     EmployeeOut,
     EmployeePage,
     ErrorOut,
     ReferenceAddedOut,
     ReferenceOut,
 )
-from app.gallery.models import Employee
+from app.core.identifiers import EMPLOYEE_ID_PATTERN, NAME_PATTERN
+from app.services.recognition import EmployeeView
 
 router = APIRouter(prefix="/employees", tags=["employees"], responses=AUTH_ERRORS,
                    dependencies=[Depends(single_valued_fields)])
@@ -26,17 +25,11 @@ EmployeeIdPath = Annotated[str, Path(pattern=EMPLOYEE_ID_PATTERN)]
 NOT_FOUND = {404: {"model": ErrorOut, "description": "employee_not_found"}}
 
 
-def employee_out(employee: Employee, model_id: str) -> EmployeeOut:
-    """The employee, with the template of the serving model when there is one (during a model upgrade an
-    employee has templates of two models), or else the one they have."""
-    templates = sorted(employee.templates, key=lambda t: (t.model_id != model_id, t.slot))
-    template = templates[0] if templates else None
+def employee_out(employee: EmployeeView) -> EmployeeOut:
     return EmployeeOut(
         employee_id=employee.employee_id, name=employee.name, updated_at=employee.updated_at,
-        enrolled_at=template.created_at if template else None, model_id=template.model_id if template else None,
-        current_model=template is not None and template.model_id == model_id,
-        references=[ReferenceOut(reference=t.slot, enrolled_at=t.created_at) for t in templates
-                    if t.model_id == template.model_id],
+        enrolled_at=employee.enrolled_at, model_id=employee.model_id, current_model=employee.current_model,
+        references=[ReferenceOut(reference=r.slot, enrolled_at=r.enrolled_at) for r in employee.references],
     )
 
 
@@ -48,13 +41,13 @@ def list_employees(service: ServiceDep, session: SessionDep, _: AdminCaller,
                                                   "name contains this, in any case")] = None) -> EmployeePage:
     """The employees in id order, a page at a time. Scope: admin."""
     employees, total = service.employees(session=session, offset=offset, limit=limit, search=q)
-    return EmployeePage(items=[employee_out(e, service.model_id) for e in employees], total=total,
+    return EmployeePage(items=[employee_out(e) for e in employees], total=total,
                         offset=offset, limit=limit)
 
 
 @router.get("/{employee_id}", response_model=EmployeeOut, responses=NOT_FOUND)
 def get_employee(service: ServiceDep, session: SessionDep, _: AdminCaller, employee_id: EmployeeIdPath) -> EmployeeOut:
-    return employee_out(service.employee(session=session, employee_id=employee_id), service.model_id)
+    return employee_out(service.employee(session=session, employee_id=employee_id))
 
 
 @router.delete("/{employee_id}", status_code=204, response_class=Response, responses=NOT_FOUND)
@@ -87,7 +80,7 @@ def add_reference(service: ServiceDep, session: SessionDep, audit: AuditDep, cal
         result = service.add_reference(session=session, employee_id=employee_id, data=read_photo(image, service),
                                        force=force)
         entry.decision = "added"
-    return ReferenceAddedOut(employee_id=result.employee.employee_id, reference=result.slot,
+    return ReferenceAddedOut(employee_id=result.employee_id, reference=result.slot,
                              references=result.references, enrolled_at=result.enrolled_at,
                              model_id=result.model_id, face=face_out(result.face), quality=quality_out(result.quality))
 

@@ -8,8 +8,6 @@ from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 
 from app.api.deps import AdminCaller, AuditDep, ServiceDep, SessionDep, VerifyCaller, single_valued_fields
 from app.api.schemas import (
-    EMPLOYEE_ID_PATTERN,
-    NAME_PATTERN,
     CandidateOut,
     EnrollCheckOut,
     EnrollOut,
@@ -20,8 +18,8 @@ from app.api.schemas import (
     QualityOut,
     VerifyOut,
 )
-from app.gallery.index import Match
-from app.services.recognition import RecognitionService
+from app.core.identifiers import EMPLOYEE_ID_PATTERN, NAME_PATTERN
+from app.services.recognition import Match, RecognitionService
 from model.faces.config import Quality
 from model.faces.pipeline import FaceBox
 
@@ -76,7 +74,7 @@ def enroll(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: Ad
         result = service.enroll(session=session, employee_id=employee_id, name=name,
                                 data=read_photo(image, service), replace=replace, force=force)
         entry.decision = "replaced" if result.replaced else "enrolled"
-    return EnrollOut(employee_id=result.employee.employee_id, name=result.employee.name,
+    return EnrollOut(employee_id=result.employee_id, name=result.name,
                      replaced=result.replaced, enrolled_at=result.enrolled_at, model_id=result.model_id,
                      face=face_out(result.face), quality=quality_out(result.quality))
 

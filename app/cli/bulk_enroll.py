@@ -1,8 +1,8 @@
 """Enroll a whole folder of reference photos straight into the gallery database.
 
-    python -m app.bulk_enroll DIR                  # DIR/<employee_id>/<photo>: the first photo, by name
-    python -m app.bulk_enroll DIR --references 3   # and the next two as more references (folders only)
-    python -m app.bulk_enroll DIR --csv map.csv    # columns employee_id,path[,name]; paths relative to DIR
+    python -m app.cli.bulk_enroll DIR                  # DIR/<employee_id>/<photo>: the first photo, by name
+    python -m app.cli.bulk_enroll DIR --references 3   # and the next two as more references (folders only)
+    python -m app.cli.bulk_enroll DIR --csv map.csv    # columns employee_id,path[,name]; paths relative to DIR
 
 Worker processes decode, detect and align the photos in parallel, under the service's own limits and face
 policy and quality thresholds (a photo below them fails with poor_quality, unless --force); the main process
@@ -12,6 +12,9 @@ employee who already has a template of the current model is skipped, so running 
 interruption picks up where it stopped (`--replace` re-enrolls everyone instead). Every photo that fails
 is listed at the end with its reason, the same error codes the API uses (`--failures FILE` writes them as
 CSV). Running servers pick the new templates up from the gallery's change feed (app.gallery.feed).
+
+SIGINT (Ctrl-C) or SIGTERM stops it cleanly: the photos already embedded are committed, the rest are left for
+the next run, and it exits with 130 or 143.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import argparse
 import csv
 import logging
 import multiprocessing
-import re
+import signal
 import sys
 import time
 from collections import Counter
@@ -30,14 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
-from app.api.schemas import EMPLOYEE_ID_PATTERN
+from app.cli.common import Progress, Stop, gallery, graceful_stop
 from app.core.config import Settings
 from app.core.errors import DomainError
-from app.gallery import db, repository
-from app.keys import Caller
+from app.core.identifiers import EMPLOYEE_ID_RULE, is_employee_id
+from app.gallery import repository
 from app.services.audit import AuditEntry, AuditTrail
+from app.services.keys import Caller
 from app.services.recognition import check_quality, face_chips, save_enrollment, save_reference
-from app.services.references import ReferenceCipher, Sealed
+from app.services.references import ReferenceCipher, Sealed, load_cipher
 from model.card.schema import ModelCard, card_path
 from model.faces.config import PipelineConfig, Views
 from model.faces.embedder import Embedder
@@ -86,6 +90,7 @@ _worker: dict = {}
 
 
 def _init_worker(settings: Settings, config: PipelineConfig, views: Views | None, force: bool) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the whole process group: the main process decides
     _worker["settings"], _worker["pipeline"], _worker["views"] = settings, FacePipeline(config), views
     _worker["force"] = force
 
@@ -123,29 +128,6 @@ def _crop(job: Job) -> tuple[Job, list[tuple[Path, np.ndarray]], list[Failure]]:
 
 # --- the main process: batches of crops -> embeddings -> the database ----------------------------------
 
-class Progress:
-    """A one-line progress bar on stderr (only when it is a terminal, or when asked); app.reembed's too, where
-    what is `made` is templates rather than enrollments."""
-
-    def __init__(self, total: int, enabled: bool, made: str = "enrolled") -> None:
-        self.total, self.enabled, self.made, self.started, self.shown = total, enabled, made, time.perf_counter(), 0.0
-
-    def update(self, done: int, made: int, failed: int, final: bool = False) -> None:
-        now = time.perf_counter()
-        if not self.enabled or (not final and now - self.shown < 0.2):
-            return
-        self.shown = now
-        rate = done / max(now - self.started, 1e-9)
-        width = 30
-        filled = int(width * done / max(self.total, 1))
-        eta = (self.total - done) / rate if rate else 0
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total}  {self.made} {made}  "
-                         f"failed {failed}  {rate:5.1f} photos/s  eta {eta:4.0f} s ")
-        if final:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-
 @dataclass
 class Summary:
     enrolled: int
@@ -153,6 +135,7 @@ class Summary:
     failures: list[Failure]
     seconds: float
     references: int = 0  # references added beyond the enrolled photos
+    stopped_by: str | None = None  # the signal that stopped the run before every job was done
 
 
 # The audit trail's caller for bulk enrollment: an operator with the database's credentials, not an API key.
@@ -202,13 +185,17 @@ def _sealed(cipher: ReferenceCipher | None, path: Path, employee_id: str) -> Sea
 
 
 def bulk_enroll(jobs: list[Job], settings: Settings, *, processes: int, replace: bool = False, batch_size: int = 64,
-                progress: bool = False, force: bool = False) -> Summary:
-    """`force`: enroll photos below the quality thresholds too (otherwise they fail with poor_quality)."""
+                progress: bool = False, force: bool = False, stop: Stop | None = None) -> Summary:
+    """`force`: enroll photos below the quality thresholds too (otherwise they fail with poor_quality). A `stop`
+    that is set ends the run after committing what is embedded."""
+    with gallery(settings) as sessions:
+        return _bulk_enroll(jobs, settings, sessions, processes=processes, replace=replace, batch_size=batch_size,
+                            progress=progress, force=force, stop=Stop() if stop is None else stop)
+
+
+def _bulk_enroll(jobs: list[Job], settings: Settings, sessions, *, processes: int, replace: bool,  # noqa: ANN001
+                 batch_size: int, progress: bool, force: bool, stop: Stop) -> Summary:
     started = time.perf_counter()
-    if settings.migrate_on_start:
-        db.migrate(settings.database_url)
-    engine = db.make_engine(settings.database_url)
-    sessions = db.make_sessionmaker(engine)
     card = ModelCard.read(card_path(settings.model_path))
     config = settings.pipeline_config(card.input_size, card.preprocess)
     views = Views.of(settings.augment or card.augment).to_align
@@ -218,25 +205,24 @@ def bulk_enroll(jobs: list[Job], settings: Settings, *, processes: int, replace:
     audit = AuditTrail(sessions)
     try:
         embedder = Embedder.load(settings.model_path, settings.device, settings.augment)
-        cipher = settings.reference_cipher() if settings.reference_store else None
+        cipher = (load_cipher(settings.reference_keys, settings.reference_keys_file) if settings.reference_store
+                  else None)
         return _run(jobs, workers, sessions, embedder, audit, replace=replace, batch_size=batch_size,
-                    progress=progress, started=started, cipher=cipher, max_references=settings.max_references)
+                    progress=progress, started=started, cipher=cipher, max_references=settings.max_references,
+                    stop=stop)
     finally:
         workers.terminate()
         audit.close()
-        engine.dispose()
 
 
 def _run(jobs: list[Job], workers, sessions, embedder: Embedder, audit: AuditTrail, *,  # noqa: ANN001
          replace: bool, batch_size: int, progress: bool, started: float,
-         cipher: ReferenceCipher | None = None, max_references: int = 1) -> Summary:
+         cipher: ReferenceCipher | None = None, max_references: int = 1, stop: Stop) -> Summary:
     failures, seen = [], set()
     valid = []
     for job in jobs:
-        if not re.fullmatch(EMPLOYEE_ID_PATTERN, job.employee_id):
-            fail(failures, audit, Failure(job.employee_id[:64], str(job.path), "validation_error",
-                                          "employee ids are 1-64 of A-Z a-z 0-9 . _ @ -, starting with a letter "
-                                          "or digit"))
+        if not is_employee_id(job.employee_id):
+            fail(failures, audit, Failure(job.employee_id[:64], str(job.path), "validation_error", EMPLOYEE_ID_RULE))
         elif job.employee_id.lower() in seen:
             fail(failures, audit, Failure(job.employee_id, str(job.path), "duplicate_employee_id",
                                           "the employee appears more than once in the input (ids are unique "
@@ -260,6 +246,7 @@ def _run(jobs: list[Job], workers, sessions, embedder: Embedder, audit: AuditTra
         enrolled, added = enrolled + saved, added + more
         batch.clear()
 
+    done = 0
     for done, (job, crops, job_failures) in enumerate(workers.imap(_crop, todo, chunksize=4), start=1):
         for failure in job_failures:
             fail(failures, audit, failure)
@@ -268,10 +255,13 @@ def _run(jobs: list[Job], workers, sessions, embedder: Embedder, audit: AuditTra
         if sum(len(c) for _, c in batch) >= batch_size:
             flush()
         bar.update(done, enrolled, len(failures))
+        if stop:
+            break
     if batch:
         flush()
-    bar.update(len(todo), enrolled, len(failures), final=True)
-    return Summary(enrolled, len(valid) - len(todo), failures, time.perf_counter() - started, added)
+    bar.update(done if stop else len(todo), enrolled, len(failures), final=True)
+    return Summary(enrolled, len(valid) - len(todo), failures, time.perf_counter() - started, added,
+                   stop.name or None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,8 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--references works on folders; in a CSV an employee has one row")
     jobs = list(jobs_from_csv(args.folder, args.csv) if args.csv
                 else jobs_from_folders(args.folder, args.references))
-    summary = bulk_enroll(jobs, settings, processes=args.processes, replace=args.replace, batch_size=args.batch_size,
-                          progress=args.progress, force=args.force)
+    with graceful_stop() as stop:
+        summary = bulk_enroll(jobs, settings, processes=args.processes, replace=args.replace,
+                              batch_size=args.batch_size, progress=args.progress, force=args.force, stop=stop)
     added = f" (and {summary.references} more references)" if summary.references else ""
     print(f"enrolled {summary.enrolled}{added}, skipped {summary.skipped} already enrolled, failed "
           f"{len(summary.failures)}, in {summary.seconds:.1f} s "
@@ -316,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
             writer = csv.writer(handle)
             writer.writerow(["employee_id", "path", "code", "message"])
             writer.writerows((f.employee_id, f.path, f.code, f.message) for f in summary.failures)
+    if summary.stopped_by:
+        print(f"stopped by {summary.stopped_by}: the {summary.enrolled} employees enrolled are committed; run the "
+              "same command again to carry on (those enrolled are skipped)")
+        return stop.exit_status
     return 1 if summary.failures else 0
 
 

@@ -1,7 +1,7 @@
 """Move the gallery to a new model without re-enrollment: embed every stored reference photo with it, beside
 the old templates, then switch every replica to it at once.
 
-    python -m app.reembed --model model/weights/facegate-mfn.pt [--batch 32] [--allow-stale]
+    python -m app.cli.reembed --model model/weights/facegate-mfn.pt [--batch 32] [--allow-stale]
 
 1. The gallery records the new model as the next one. Replicas that have it loaded
    (FACEGATE_NEXT_MODEL_PATH) make templates of both models for every enrollment from then on.
@@ -18,7 +18,8 @@ Employees without a stored photo (enrolled with the store off, or before it was 
 they are listed, and block the switch unless --allow-stale, after which they must enroll again (/verify
 answers 409 stale_template for them until then). An added reference (POST /employees/{id}/references) without a
 stored photo is not carried over: after the switch its employee is decided on the references that were.
-Exit status: 0 switched (or already active), 3 not switched.
+SIGINT (Ctrl-C) or SIGTERM stops it after the photo in hand: what is embedded is committed, and the next run
+carries on. Exit status: 0 switched (or already active), 3 not switched, 130 or 143 stopped by SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -34,11 +35,11 @@ import numpy as np
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.bulk_enroll import Progress
+from app.cli.common import Progress, Stop, gallery, graceful_stop
 from app.core.config import Settings
-from app.gallery import db, repository
+from app.gallery import repository
 from app.services.recognition import face_chips
-from app.services.references import ReferenceCipher, ReferenceKeyError
+from app.services.references import ReferenceCipher, ReferenceKeyError, load_cipher
 from model.faces.embedder import Embedder
 from model.faces.errors import FaceError
 from model.faces.pipeline import FacePipeline
@@ -55,6 +56,7 @@ class Report:
     switched: bool = False
     already_active: bool = False
     seconds: float = 0.0
+    stopped_by: str | None = None  # the signal that stopped the run before it finished
 
 
 @dataclass(frozen=True)
@@ -89,15 +91,15 @@ def _named(employee_id: str, slot: int) -> str:
 
 
 def reembed(settings: Settings, model_path: Path, *, batch: int = 32, allow_stale: bool = False,
-            progress: bool = False) -> Report:
+            progress: bool = False, stop: Stop | None = None) -> Report:
     """Embed every stored photo that has no template of the model at `model_path`, then switch the gallery to
-    it if every employee has one (or `allow_stale`)."""
+    it if every employee has one (or `allow_stale`). A `stop` that is set ends the run after the photo in hand,
+    without switching."""
     started = time.perf_counter()
+    stop = Stop() if stop is None else stop
     embedder = Embedder.load(model_path, settings.device, settings.augment)
     report = Report(embedder.model_id)
-    engine = db.make_engine(settings.database_url)
-    sessions = db.make_sessionmaker(engine)
-    try:
+    with gallery(settings) as sessions:
         with sessions() as session:
             active = repository.active_model(session=session)
             if active is None:
@@ -107,11 +109,14 @@ def reembed(settings: Settings, model_path: Path, *, batch: int = 32, allow_stal
                 return report
             repository.set_next_model(session=session, model_id=embedder.model_id)
             session.commit()
-        cipher = settings.reference_cipher()
+        cipher = load_cipher(settings.reference_keys, settings.reference_keys_file)
         pipeline = FacePipeline(settings.pipeline_config(embedder.input_size, embedder.card.preprocess))
         for _ in range(3):  # enrollments during a pass can leave employees to embed: look again before switching
             _embed_missing(sessions, cipher, settings=settings, embedder=embedder, pipeline=pipeline, batch=batch,
-                           report=report, progress=progress)
+                           report=report, progress=progress, stop=stop)
+            if stop:
+                report.stopped_by = stop.name
+                break
             with sessions() as session:
                 report.without_photo = repository.without_template_or_photo(session=session,
                                                                             model_id=embedder.model_id)
@@ -123,21 +128,20 @@ def reembed(settings: Settings, model_path: Path, *, batch: int = 32, allow_stal
                     report.switched = True
                     break
                 session.rollback()
-        return report
-    finally:
-        engine.dispose()
-        report.seconds = time.perf_counter() - started
+    report.seconds = time.perf_counter() - started
+    return report
 
 
 def _embed_missing(sessions: sessionmaker[Session], cipher: ReferenceCipher | None, *, settings: Settings,
-                   embedder: Embedder, pipeline: FacePipeline, batch: int, report: Report, progress: bool) -> None:
+                   embedder: Embedder, pipeline: FacePipeline, batch: int, report: Report, progress: bool,
+                   stop: Stop) -> None:
     if cipher is None:
         return  # no store: nothing can be re-embedded
     with sessions() as session:
         total = repository.count_references_to_embed(session=session, model_id=embedder.model_id)
     bar = Progress(total, progress, made="embedded")
     after, done = 0, 0
-    while True:
+    while not stop:
         with sessions() as session:
             rows = repository.references_to_embed(session=session, model_id=embedder.model_id, after=after,
                                                   limit=batch)
@@ -166,6 +170,8 @@ def _embed_missing(sessions: sessionmaker[Session], cipher: ReferenceCipher | No
                     session.rollback()
             done += 1
             bar.update(done, report.embedded, len(report.failed))
+            if stop:
+                break
         log.info("re-embedded %d of %d", done, total)
     bar.update(done, report.embedded, len(report.failed), final=True)
 
@@ -179,9 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = Settings()
-    report = reembed(settings, args.model, batch=args.batch, allow_stale=args.allow_stale,
-                     progress=not args.no_progress)
+    with graceful_stop() as stop:
+        report = reembed(Settings(), args.model, batch=args.batch, allow_stale=args.allow_stale,
+                         progress=not args.no_progress, stop=stop)
     out = sys.stdout
     if report.already_active:
         out.write(f"{report.model_id} is already the active model: nothing to do\n")
@@ -193,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         out.write(f"failed\t{employee_id}\t{why}\n")
     for employee_id in report.without_photo:
         out.write(f"re-enroll\t{employee_id}\tno stored photo\n")
+    if report.stopped_by:
+        out.write(f"stopped by {report.stopped_by}: the {report.embedded} templates made are committed and the "
+                  "gallery still serves the old model; run the same command again to carry on\n")
+        return stop.exit_status
     if report.switched:
         out.write(f"switched: every replica now serves {report.model_id}"
                   + (f"; {len(report.without_photo)} employees must enroll again\n" if report.without_photo

@@ -1,8 +1,4 @@
-"""API keys: create, list and revoke them; look one up for a request.
-
-    python -m app.keys create --scope verify [--name "door camera 3"]   # prints the key, once
-    python -m app.keys list
-    python -m app.keys revoke KEY_ID
+"""API keys: create, list and revoke them; look one up for a request. The commands are app.cli.keys.
 
 A key reads `fg_<key id>_<secret>`. The key id is public (logs and the audit trail name it); only the
 SHA-256 of the secret is stored, so a database dump holds no usable key. The secret is 256 random bits,
@@ -16,12 +12,10 @@ A request sends its key in X-API-Key, or as `Authorization: Bearer <key>` (what 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
 import re
 import secrets
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -57,6 +51,10 @@ def create_key(session: Session, scope: str, name: str | None = None) -> tuple[s
     session.add(row)
     session.commit()
     return f"{PREFIX}_{key_id}_{secret}", row
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at)))
 
 
 def revoke_key(session: Session, key_id: str) -> bool:
@@ -120,46 +118,3 @@ class KeyStore:
         if secret_hash is None or not hmac.compare_digest(secret_hash, _hash(secret)):
             return None
         return Caller(key_id, scope)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from app.core.config import Settings
-    from app.gallery import db
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    create = commands.add_parser("create", help="create a key and print it (once)")
-    create.add_argument("--scope", choices=SCOPES, required=True)
-    create.add_argument("--name", help="what the key is for")
-    commands.add_parser("list", help="list the keys (never their secrets)")
-    revoke = commands.add_parser("revoke", help="revoke a key by its id")
-    revoke.add_argument("key_id")
-    args = parser.parse_args(argv)
-
-    settings = Settings()
-    if settings.migrate_on_start:
-        db.migrate(settings.database_url)
-    engine = db.make_engine(settings.database_url)
-    try:
-        with db.make_sessionmaker(engine)() as session:
-            if args.command == "create":
-                key, row = create_key(session, args.scope, args.name)
-                print(key)
-                print(f"key id {row.key_id}, scope {row.scope}: store it now, it is not shown again",
-                      file=sys.stderr)
-            elif args.command == "list":
-                for row in session.scalars(select(ApiKey).order_by(ApiKey.created_at)):
-                    state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
-                    print(f"{row.key_id}\t{row.scope}\t{state}\t{row.created_at:%Y-%m-%d %H:%M}\t{row.name or ''}")
-            elif not revoke_key(session, args.key_id):
-                print(f"no active key {args.key_id}", file=sys.stderr)
-                return 1
-            else:
-                print(f"revoked {args.key_id}", file=sys.stderr)
-    finally:
-        engine.dispose()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The one place that turns errors into HTTP responses: domain errors (app.core.errors), the photo's errors
+(model.faces.errors), validation and routing errors, and a database that is away.
+
+Every error body is {"error": {"code": "...", "message": "..."}}; the codes are stable API.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.core.errors import DomainError, TooManyAttempts
+from model.faces.errors import FaceError, FaceTooSmall, ImageTooLarge, InvalidImage, MultipleFaces, NoFaceDetected
+
+log = logging.getLogger(__name__)
+
+
+# The photo's errors come from model/ (which knows nothing of HTTP); their statuses are set here.
+FACE_ERROR_STATUS: dict[type[FaceError], int] = {
+    ImageTooLarge: 413, InvalidImage: 422, NoFaceDetected: 422, MultipleFaces: 422, FaceTooSmall: 422,
+}
+
+
+def status_of(exc: DomainError | FaceError) -> int:
+    return exc.status if isinstance(exc, DomainError) else FACE_ERROR_STATUS.get(type(exc), 422)
+
+
+def error_body(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(exc: DomainError | FaceError) -> JSONResponse:
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyAttempts) else None
+    return JSONResponse(error_body(exc.code, exc.message), status_code=status_of(exc), headers=headers)
+
+
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+def install_error_handlers(app: FastAPI, audit_refusal: Callable[[Request, str], None]) -> None:
+    """`audit_refusal(request, code)` audits a request refused before its route ran (a validation error)."""
+
+    @app.exception_handler(DomainError)
+    @app.exception_handler(FaceError)
+    async def _refused(_: Request, exc: DomainError | FaceError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}"[:300] for e in exc.errors()
+        )
+        audit_refusal(request, "validation_error")
+        return JSONResponse(error_body("validation_error", problems or "invalid request"), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        if exc.status_code == 413:  # a streamed body cut off at the limit (app.api.guard), audited there
+            code = ImageTooLarge.code
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(_: Request, exc: OperationalError) -> JSONResponse:
+        log.error("database unavailable: %s", exc.orig)
+        return JSONResponse(error_body("not_ready", "the database is unavailable; try again"), status_code=503)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)

@@ -1,0 +1,19 @@
+"""What an employee id and a display name may be: one definition for the HTTP schemas, the command-line tools
+and the gallery (no FastAPI here)."""
+
+from __future__ import annotations
+
+import re
+
+# A letter or digit first (so never "." or ".."), then up to 63 of letters, digits and . _ @ -. Ids are compared
+# exactly and are unique regardless of case: "E-1" and "e-1" cannot both exist.
+EMPLOYEE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+EMPLOYEE_ID_RULE = "employee ids are 1-64 of A-Z a-z 0-9 . _ @ -, starting with a letter or digit"
+# Display names: any printable text, no control characters (NUL included).
+NAME_PATTERN = r"^[^\x00-\x1f\x7f]{1,200}$"
+
+_EMPLOYEE_ID = re.compile(EMPLOYEE_ID_PATTERN)
+
+
+def is_employee_id(text: str) -> bool:
+    return _EMPLOYEE_ID.fullmatch(text) is not None

@@ -1,0 +1,44 @@
+"""Brute force: repeated failed verifications get 429, on every replica, per employee and per key."""
+
+from __future__ import annotations
+
+from app.services.keys import create_key
+from tests.client import enroll, error_code, verify
+from tests.gallery_rows import audit_rows
+from tests.waiting import PROPAGATION_S, within
+
+
+def test_repeated_failed_verifications_of_one_employee_get_429_on_every_replica(make_client, photos):
+    a = make_client(verify_max_failures=3)
+    b = make_client(verify_max_failures=3)
+    assert enroll(a, "tb", photos.bytes("Tony_Blair", 1)).status_code == 201
+    assert enroll(a, "cp", photos.bytes("Colin_Powell", 1)).status_code == 201
+    for _ in range(3):
+        assert verify(a, "tb", photos.bytes("Colin_Powell", 2)).json()["match"] is False
+    for replica in (a, b):
+        for photo in (photos.bytes("Colin_Powell", 2), photos.bytes("Tony_Blair", 2)):  # even the right face
+            response = verify(replica, "tb", photo)
+            assert (response.status_code, error_code(response)) == (429, "too_many_attempts")
+            assert 0 < int(response.headers["Retry-After"]) <= 900
+    assert verify(a, "TB", photos.bytes("Tony_Blair", 2)).status_code == 429, "ids are one regardless of case"
+    within(PROPAGATION_S, lambda: "cp" in b.app.state.runtime.service.index)  # b follows a's enrollment
+    assert verify(b, "cp", photos.bytes("Colin_Powell", 2)).json()["match"] is True, "others are not locked"
+    assert [r.decision for r in audit_rows(a) if r.employee_id in ("tb", "TB")][-1] == "too_many_attempts"
+
+
+def test_one_key_failing_across_employees_gets_429(make_client, photos):
+    client = make_client(auth=True, verify_max_failures=0, verify_max_failures_per_key=2)
+    with client.app.state.runtime.sessions() as session:
+        admin, door = create_key(session, "admin")[0], create_key(session, "verify")[0]
+    for employee_id, person in (("tb", "Tony_Blair"), ("cp", "Colin_Powell"), ("sw", "Serena_Williams")):
+        client.post("/enroll", data={"employee_id": employee_id}, headers={"X-API-Key": admin},
+                    files={"image": ("a.jpg", photos.bytes(person, 1), "image/jpeg")})
+
+    def attempt(employee_id: str, person: str):
+        return client.post("/verify", data={"employee_id": employee_id}, headers={"X-API-Key": door},
+                           files={"image": ("a.jpg", photos.bytes(person, 2), "image/jpeg")})
+
+    assert attempt("tb", "Laura_Bush").json()["match"] is False
+    assert attempt("cp", "Laura_Bush").json()["match"] is False
+    response = attempt("sw", "Serena_Williams")
+    assert (response.status_code, error_code(response)) == (429, "too_many_attempts")

@@ -1,0 +1,119 @@
+"""Uploads as an attacker sends them: the key is checked before a byte of the body is read, a streamed body is
+cut off at the limit, and one photo's decode stays within its memory budget."""
+
+from __future__ import annotations
+
+import io
+import select
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.client import enroll, error_code
+from tests.live import live_server
+
+MiB = 2**20
+
+
+def stream_chunked(host: str, port: int, path: str, headers: dict[str, str], budget: int) -> tuple[int, bytes]:
+    """Send a chunked body of up to `budget` bytes until the server answers or hangs up; (bytes sent, answer)."""
+    head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": host, "Transfer-Encoding": "chunked",
+                                                  "Content-Type": "multipart/form-data; boundary=x", **headers}.items())
+    piece = b"\0" * MiB
+    chunk = b"%x\r\n" % len(piece) + piece + b"\r\n"
+    part = b'--x\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+    sent, answer = 0, b""
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\n{head}\r\n".encode() + b"%x\r\n" % len(part) + part + b"\r\n")
+        while sent < budget:
+            readable, writable, _ = select.select([sock], [sock], [], 10)
+            if readable:
+                break
+            try:
+                sent += sock.send(chunk[sent % len(chunk):] if sent % len(chunk) else chunk)
+            except OSError:  # the server hung up
+                break
+        try:
+            while len(answer) < 4096 and (data := sock.recv(4096)):
+                answer += data
+        except OSError:
+            pass
+    return sent, answer
+
+
+@pytest.fixture
+def server(sqlite_url):
+    with live_server(sqlite_url) as running:
+        yield running
+
+
+def test_an_unauthenticated_chunked_upload_is_refused_before_its_body_is_read(server):
+    """A 1 GiB upload with no key was once spooled to disk (982 MiB) before the 401."""
+    sent, answer = stream_chunked(server.host, server.port, "/enroll", {}, budget=300 * MiB)
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    assert sent < 20 * MiB, f"{sent / MiB:.0f} MiB went out before the refusal"
+
+
+def test_a_chunked_upload_with_a_key_is_cut_off_at_the_limit(server):
+    sent, answer = stream_chunked(server.host, server.port, "/enroll", {"X-API-Key": server.keys["admin"]},
+                                  budget=300 * MiB)
+    assert answer.startswith(b"HTTP/1.1 413") and b"image_too_large" in answer, answer[:300]
+    assert sent < 10 * MiB + 20 * MiB, f"{sent / MiB:.0f} MiB went out before the refusal"
+
+
+def sixteen_bit_png(side: int = 6320) -> bytes:
+    pixels = np.zeros((side, side), np.uint16)
+    pixels[side // 3: side // 2, side // 3: side // 2] = 60000
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+MEASURE_DECODE = """
+import resource, sys
+from app.core.config import Settings
+from model.faces.errors import FaceError
+from model.faces.pipeline import FacePipeline
+from model.faces.prepare import prepare
+data = open(sys.argv[1], "rb").read()
+settings = Settings()
+pipeline = FacePipeline()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    prepare(data, pipeline, settings.face_policy)
+    code = "ok"
+except FaceError as exc:
+    code = exc.code
+print(code, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+
+
+def test_a_small_16_bit_png_of_40_megapixels_costs_little_memory_and_is_refused(client, tmp_path):
+    """A 76 KiB 16-bit PNG of 6320x6320 once cost +724 MiB and 5 s."""
+    data = sixteen_bit_png()
+    assert len(data) < 200 * 1024
+    path = tmp_path / "bomb.png"
+    path.write_bytes(data)
+    out = subprocess.run([sys.executable, "-c", MEASURE_DECODE, str(path)], capture_output=True, text=True,
+                         check=True).stdout.split()
+    code, grown_mib = out[0], float(out[1])
+    assert code == "image_too_large" and grown_mib < 300, out
+    response = enroll(client, "e-1", data)
+    assert (response.status_code, error_code(response)) == (413, "image_too_large")
+
+
+def test_a_big_jpeg_is_decoded_at_a_reduced_scale_within_the_budget():
+    from model.faces.decode import decode_cost, decode_image
+
+    image = Image.new("RGB", (7000, 5000), (120, 90, 60))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=50)
+    budget = 64 * MiB
+    assert decode_cost("RGB", 7000, 5000) > budget
+    rgb = decode_image(buffer.getvalue(), max_pixels=40_000_000, max_bytes=budget)
+    assert rgb.shape[1] < 7000 and decode_cost("RGB", rgb.shape[1], rgb.shape[0]) <= budget
+    assert rgb.shape[1] * 5000 == pytest.approx(rgb.shape[0] * 7000, rel=0.01), "the aspect ratio is kept"
