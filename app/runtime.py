@@ -159,7 +159,7 @@ def start(settings: Settings) -> Runtime:
         engine.dispose()
         raise RuntimeError(f"the gallery serves model {active}, which this replica does not have: set "
                            "FACEGATE_MODEL_PATH (or FACEGATE_NEXT_MODEL_PATH) to it. A new model is rolled out "
-                           "with python -m app.cli.reembed (README: upgrading the model)")
+                           "with python -m app.cli.reembed (docs/deployment.md: upgrading the model)")
     serving = make_serving(models[active], settings)
     upcoming = next((make_serving(m, settings, serves=False) for i, m in models.items() if i != active), None)
     started = time.perf_counter()

@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --dev
 venv="${FACEGATE_VENV:-.venv}"
-"$venv/bin/ruff" check app model tests benchmarks
+"$venv/bin/ruff" check app model tests benchmarks scripts
 "$venv/bin/python" -m pytest "$@"

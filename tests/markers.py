@@ -2,7 +2,7 @@
 
 import pytest
 
-# The shipped model (dlib's ResNet in PyTorch, flip; LFW 99.02 % on the research protocol, see README) still
+# The shipped model (dlib's ResNet in PyTorch, flip; LFW 99.02 % on the research protocol, see docs/model.md) still
 # rejects one genuine pair of the test faces at its default threshold (0.3747, FAR 1e-3 calibrated on
 # CelebA): Laura Bush's second photo sits at 0.396 from her first (her third at 0.317; with ten views, 0.384
 # against that mode's 0.3670). /identify's 1:N threshold is stricter still (0.339 for the six-person gallery of

@@ -1,4 +1,10 @@
-"""The keys of a card's "thresholds" object that more than one writer or reader names."""
+"""The card's vocabulary: the test-time augmentations a card calibrates, and the keys of its "thresholds" object
+that more than one writer or reader names. Plain names, no imports: Settings read them too."""
+
+from typing import Literal, get_args
+
+Augment = Literal["none", "flip", "views"]
+AUGMENTS: tuple[Augment, ...] = get_args(Augment)
 
 THRESHOLDS = "thresholds"
 FAR_LEVELS = "far_levels"  # {FAR: threshold} of the 1:1 calibration (the validation identities' pairs)

@@ -20,9 +20,8 @@ from typing import Any
 import torch
 
 from model.card.curves import Curve
-from model.card.keys import BY_AUGMENT, FAR_LEVELS, IMPOSTOR_TAIL, THRESHOLDS
+from model.card.keys import BY_AUGMENT, FAR_LEVELS, IMPOSTOR_TAIL, THRESHOLDS, Augment
 from model.card.markdown import render_markdown
-from model.faces.config import Augment
 
 
 class ModelError(RuntimeError):

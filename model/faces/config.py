@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal
+
+from model.card.keys import AUGMENTS, Augment  # noqa: F401 - the augmentations, named where the views are
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 # The default embedder: dlib's face ResNet, ported to PyTorch (model.release.import_dlib).
@@ -26,9 +28,8 @@ CHIPS: tuple[Chip, ...] = ("fg-align-v1", "dlib-chip-v1")
 DLIB_CHIP_SIZE, DLIB_CHIP_PADDING = 150, 0.25
 
 # Test-time augmentation: "flip" embeds the face and its mirror; "views" adds small shifts, rotations and
-# zooms of the chip (and their mirrors). The embeddings are averaged before they are normalised.
-Augment = Literal["none", "flip", "views"]
-AUGMENTS: tuple[Augment, ...] = get_args(Augment)
+# zooms of the chip (and their mirrors). The embeddings are averaged before they are normalised. The card
+# calibrates each (model.card.keys.AUGMENTS).
 
 MultiFace = Literal["reject", "dominant", "centre"]
 
