@@ -39,7 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         logs.configure(chosen.log_format)
         app.state.runtime = runtime.start(chosen)
         # The sync views run on this bounded pool of threads, never on the event loop.
-        anyio.to_thread.current_default_thread_limiter().total_tokens = app.state.runtime.settings.worker_threads
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = app.state.runtime.settings.compute.worker_threads
         try:
             yield
         finally:

@@ -132,26 +132,27 @@ def make_serving(embedder: Embedder, settings: Settings, serves: bool = True) ->
     pipeline = FacePipeline(settings.pipeline_config(embedder.input_size, embedder.card.preprocess))
     if not serves:
         return Serving(embedder, pipeline)
-    batching = settings.micro_batch == "on" or (settings.micro_batch == "auto" and embedder.device.type == "cuda")
-    batcher = MicroBatcher(embedder, max_batch=settings.micro_batch_size,
-                           max_delay_ms=settings.micro_batch_delay_ms) if batching else None
+    compute = settings.compute
+    batching = compute.micro_batch == "on" or (compute.micro_batch == "auto" and embedder.device.type == "cuda")
+    batcher = MicroBatcher(embedder, max_batch=compute.micro_batch_size,
+                           max_delay_ms=compute.micro_batch_delay_ms) if batching else None
     return Serving(embedder, pipeline, EmbeddingIndex(embedder.dim, embedder.device), batcher)
 
 
 def load_models(settings: Settings) -> dict[str, Embedder]:
     """The serving model, and the next one when one is being rolled out, by id."""
-    paths = [settings.model_path] + ([settings.next_model_path] if settings.next_model_path else [])
+    paths = [settings.model.path] + ([settings.model.next_path] if settings.model.next_path else [])
     return {model.model_id: model for model in
-            (Embedder.load(path, settings.device, settings.augment) for path in paths)}
+            (Embedder.load(path, settings.model.device, settings.model.augment) for path in paths)}
 
 
 def start(settings: Settings) -> Runtime:
     # a malformed reference key fails here, at start-up, not at the first enrollment
-    cipher = load_cipher(settings.reference_keys, settings.reference_keys_file) if settings.reference_store else None
+    cipher = load_cipher(settings.references.keys, settings.references.keys_file) if settings.references.store else None
     engine, sessions = db.open_gallery(settings.database_url, migrate_first=settings.migrate_on_start)
     db.ping(engine)
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
+    if settings.compute.torch_threads:
+        torch.set_num_threads(settings.compute.torch_threads)
     models = load_models(settings)
     with sessions() as session:
         active = repository.adopt_model(session=session, model_id=next(iter(models)))
@@ -169,19 +170,19 @@ def start(settings: Settings) -> Runtime:
              time.perf_counter() - started,
              f"; enrollments also make templates of the next model, {upcoming.model_id}" if upcoming else "")
     follower = ChangeFollower(engine=engine, sessions=sessions, index=serving.index, model_id=active, since=since,
-                              poll_interval=settings.feed_poll_interval, retention=settings.feed_retention_seconds)
-    log.info("request threads: %d; micro-batching: %s", settings.worker_threads,
-             f"up to {settings.micro_batch_size} faces within {settings.micro_batch_delay_ms:g} ms"
+                              poll_interval=settings.feed.poll_interval, retention=settings.feed.retention_seconds)
+    log.info("request threads: %d; micro-batching: %s", settings.compute.worker_threads,
+             f"up to {settings.compute.micro_batch_size} faces within {settings.compute.micro_batch_delay_ms:g} ms"
              if serving.batcher else "off")
     service = RecognitionService(settings=settings, serving=serving, upcoming=upcoming, cipher=cipher)
-    runtime = Runtime(settings, engine, sessions, service, follower, KeyStore(sessions, ttl=settings.key_cache_seconds),
-                      AuditTrail(sessions), models)
+    runtime = Runtime(settings, engine, sessions, service, follower,
+                      KeyStore(sessions, ttl=settings.keys.cache_seconds), AuditTrail(sessions), models)
     follower.on_model_change = runtime.follow_model
     follower.start()
-    if not settings.auth:
+    if not settings.keys.required:
         log.warning("AUTHENTICATION IS OFF (FACEGATE_AUTH=false): anyone who can reach this port can enroll, "
                     "delete and identify. Turn it on anywhere but a developer's machine.")
-    if settings.reference_store:
+    if settings.references.store:
         log.info("reference store on: enrollment photos are kept, encrypted (key %s)",
                  runtime.service.cipher.primary)
     runtime.start_gauges()

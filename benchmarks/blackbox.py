@@ -264,7 +264,7 @@ def main() -> None:
             if with_storm:
                 storm_photos = [photos[pairs[0].a], photos[pairs[0].b], photos[pairs[-1].b]]
                 failures += storm(api, storm_photos, args.storm, 2 * args.concurrency,
-                                  Settings().max_upload_bytes)
+                                  Settings().photos.max_upload_bytes)
                 if httpx.get(f"{api.base}/readyz").status_code != 200:
                     failures.append("the server was not ready after the storm")
             else:

@@ -114,7 +114,7 @@ def main() -> None:
     for name, unit, thresholds, passes in CHECKS:
         for t in thresholds:
             print(row(f"{name} {unit} {t:g}", lambda q, t=t, passes=passes: passes(q, t)))
-    policy = Settings().quality_policy
+    policy = Settings().quality.policy
     print(row("the service's defaults, all together", lambda q: not policy.failures(q)))
 
 

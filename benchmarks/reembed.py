@@ -50,7 +50,7 @@ def main() -> None:
         photos = unpack_people(Path(tmp) / "people", args.photos)
         url = f"sqlite:///{tmp}/gallery.db"
         settings = Settings(database_url=url, reference_store=True, reference_keys=key)
-        seed(url, photos, load_cipher(settings.reference_keys, settings.reference_keys_file))
+        seed(url, photos, load_cipher(settings.references.keys, settings.references.keys_file))
         print(f"machine: {machine()}")
         print(f"settings: {len(photos)} LFW photos (250x250) in the reference store, SQLite, to {args.model.name}, "
               f"batch {args.batch}")

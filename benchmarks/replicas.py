@@ -99,7 +99,7 @@ def main() -> None:
     embedder = Embedder.load(DEFAULT_MODEL, "cpu")
     print(f"machine: {machine()}")
     print(f"settings: {args.templates} templates of {embedder.model_id} (D={embedder.dim}); feed poll interval "
-          f"{Settings().feed_poll_interval} s; PostgreSQL via {make_url(args.postgres).host}")
+          f"{Settings().feed.poll_interval} s; PostgreSQL via {make_url(args.postgres).host}")
 
     with tempfile.TemporaryDirectory() as tmp:
         sqlite = f"sqlite:///{tmp}/replicas.db"

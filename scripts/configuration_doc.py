@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.core.config import Settings  # noqa: E402 - after the path is set
+from app.core.config import PREFIX, Settings  # noqa: E402 - after the path is set
 
 PAGE = ROOT / "docs" / "configuration.md"
 CONFIG_SOURCE = ROOT / "app" / "core" / "config.py"
@@ -50,20 +50,35 @@ OUTSIDE_SETTINGS = [
 ]
 
 
-def field_comments() -> dict[str, str]:
-    """The comment lines written right above each Settings field, joined: the field's documentation."""
+def field_comments() -> dict[tuple[str, str], str]:
+    """{(class, field): the comment lines written right above the field, joined}: the field's documentation."""
     lines = CONFIG_SOURCE.read_text().splitlines()
-    tree = ast.parse(CONFIG_SOURCE.read_text())
-    settings = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Settings")
     comments = {}
-    for node in settings.body:
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            above, row = [], node.lineno - 2
-            while row >= 0 and lines[row].strip().startswith("#"):
-                above.insert(0, lines[row].strip().lstrip("#").strip())
-                row -= 1
-            comments[node.target.id] = " ".join(above)
+    for cls in (n for n in ast.parse(CONFIG_SOURCE.read_text()).body if isinstance(n, ast.ClassDef)):
+        for node in cls.body:
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                above, row = [], node.lineno - 2
+                while row >= 0 and lines[row].strip().startswith("#"):
+                    above.insert(0, lines[row].strip().lstrip("#").strip())
+                    row -= 1
+                comments[cls.name, node.target.id] = " ".join(above)
     return comments
+
+
+def settings_rows() -> list[tuple[str, str, str, str]]:
+    """(variable, where in Settings, default, what it does) of every setting, group by group."""
+    comments = field_comments()
+    rows = []
+    for name, field in Settings.model_fields.items():
+        if name not in Settings.groups():
+            rows.append((PREFIX + name.upper(), name, default_of(field),
+                         field.description or comments.get(("Settings", name), "")))
+    for group_name, group in Settings.groups().items():
+        for name, variable_name in group.variables().items():
+            field = group.model_fields[name]
+            rows.append((PREFIX + variable_name, f"{group_name}.{name}", default_of(field),
+                         field.description or comments.get((group.__name__, name), "")))
+    return rows
 
 
 def default_of(field) -> str:  # noqa: ANN001 - a pydantic FieldInfo
@@ -82,12 +97,8 @@ def cell(text: str) -> str:
 
 
 def render() -> str:
-    prefix = Settings.model_config["env_prefix"]
-    comments = field_comments()
-    rows = []
-    for name, field in Settings.model_fields.items():
-        what = field.description or comments.get(name, "")
-        rows.append(f"| `{prefix}{name.upper()}` | `{cell(default_of(field))}` | {cell(what)} |")
+    rows = [f"| `{variable_name}` | `{where}` | `{cell(default)}` | {cell(what)} |"
+            for variable_name, where, default, what in settings_rows()]
     outside = [f"| `{name}` | `{cell(default)}` | {cell(where)} | {cell(what)} |"
                for name, default, where, what in OUTSIDE_SETTINGS]
     return "\n".join([
@@ -97,10 +108,14 @@ def render() -> str:
         "How the decision settings act is in [decisions.md](decisions.md), the quality thresholds' measurements in",
         "[enrollment.md](enrollment.md).",
         "",
-        f"## The service's settings (`Settings`: environment variables with the prefix `{prefix}`, or a `.env` file)",
+        "## The service's settings (`app.core.config.Settings`: environment variables, or a `.env` file)",
         "",
-        "| variable | default | what it does |",
-        "|---|---|---|",
+        "Each variable is also accepted as a keyword argument, lower case without the prefix",
+        "(`Settings(quality_max_yaw=25)`); the code reads it where the second column says",
+        "(`settings.quality.max_yaw`).",
+        "",
+        "| variable | in Settings | default | what it does |",
+        "|---|---|---|---|",
         *rows,
         "",
         "## Read outside Settings",

@@ -22,7 +22,7 @@ def test_evaluation_and_calibration_use_the_services_pipeline_and_policy(tmp_pat
     settings = Settings()
     embedder = Embedder.load(DEFAULT_MODEL, "cpu")
     # the service's and bulk enrollment's (both build them from Settings)
-    assert settings.face_policy == SERVICE_POLICY
+    assert settings.photos.face_policy == SERVICE_POLICY
     assert settings.pipeline_config(embedder.input_size, embedder.card.preprocess) == pipeline_config(embedder)
 
     # model.evaluation's default

@@ -63,7 +63,7 @@ def caller_with(*scopes: str):  # noqa: ANN201 - a FastAPI dependency
 
     async def dependency(request: Request, runtime: RuntimeDep,
                          _: Annotated[str | None, Security(api_key_header)]) -> Caller:
-        if not runtime.settings.auth:
+        if not runtime.settings.keys.required:
             return Caller(None, None)
         caller = getattr(request.state, "caller", None)
         if caller is None or caller.key_id is None:

@@ -81,7 +81,7 @@ class RequestGuard:
             return
         headers = Headers(scope=scope)
         caller = Caller(None, None)
-        if runtime.settings.auth and not is_public(scope["path"]):
+        if runtime.settings.keys.required and not is_public(scope["path"]):
             key = presented_key(headers)
             found = await anyio.to_thread.run_sync(runtime.keys.check, key) if key else None
             if found is None:
@@ -93,7 +93,7 @@ class RequestGuard:
             caller = found
         scope.setdefault("state", {})["caller"] = caller
 
-        limit = runtime.settings.max_upload_bytes + MULTIPART_OVERHEAD
+        limit = runtime.settings.photos.max_upload_bytes + MULTIPART_OVERHEAD
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
             refusal = ImageTooLarge(f"the request is {length} bytes; the limit is {limit}")

@@ -196,19 +196,19 @@ def bulk_enroll(jobs: list[Job], settings: Settings, *, processes: int, replace:
 def _bulk_enroll(jobs: list[Job], settings: Settings, sessions, *, processes: int, replace: bool,  # noqa: ANN001
                  batch_size: int, progress: bool, force: bool, stop: Stop) -> Summary:
     started = time.perf_counter()
-    card = ModelCard.read(card_path(settings.model_path))
+    card = ModelCard.read(card_path(settings.model.path))
     config = settings.pipeline_config(card.input_size, card.preprocess)
-    views = Views.of(settings.augment or card.augment).to_align
+    views = Views.of(settings.model.augment or card.augment).to_align
     # Workers come from a fork server, a clean process: one forked from a process whose torch or dlib threads
     # have run can hang on a lock those threads held (dlib's CNN detector did, once a caller had used it).
     workers = multiprocessing.get_context("forkserver").Pool(processes, _init_worker, (settings, config, views, force))
     audit = AuditTrail(sessions)
     try:
-        embedder = Embedder.load(settings.model_path, settings.device, settings.augment)
-        cipher = (load_cipher(settings.reference_keys, settings.reference_keys_file) if settings.reference_store
+        embedder = Embedder.load(settings.model.path, settings.model.device, settings.model.augment)
+        cipher = (load_cipher(settings.references.keys, settings.references.keys_file) if settings.references.store
                   else None)
         return _run(jobs, workers, sessions, embedder, audit, replace=replace, batch_size=batch_size,
-                    progress=progress, started=started, cipher=cipher, max_references=settings.max_references,
+                    progress=progress, started=started, cipher=cipher, max_references=settings.references.max,
                     stop=stop)
     finally:
         workers.terminate()
@@ -284,9 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.folder.is_dir():
         parser.error(f"{args.folder} is not a folder")
     settings = Settings()
-    ModelCard.read(card_path(settings.model_path))  # fail early, before any work, if the model is missing
-    if not 1 <= args.references <= settings.max_references:
-        parser.error(f"--references must be 1 to FACEGATE_MAX_REFERENCES ({settings.max_references})")
+    ModelCard.read(card_path(settings.model.path))  # fail early, before any work, if the model is missing
+    if not 1 <= args.references <= settings.references.max:
+        parser.error(f"--references must be 1 to FACEGATE_MAX_REFERENCES ({settings.references.max})")
     if args.csv and args.references > 1:
         parser.error("--references works on folders; in a CSV an employee has one row")
     jobs = list(jobs_from_csv(args.folder, args.csv) if args.csv

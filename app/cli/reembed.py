@@ -97,7 +97,7 @@ def reembed(settings: Settings, model_path: Path, *, batch: int = 32, allow_stal
     without switching."""
     started = time.perf_counter()
     stop = Stop() if stop is None else stop
-    embedder = Embedder.load(model_path, settings.device, settings.augment)
+    embedder = Embedder.load(model_path, settings.model.device, settings.model.augment)
     report = Report(embedder.model_id)
     with gallery(settings) as sessions:
         with sessions() as session:
@@ -109,7 +109,7 @@ def reembed(settings: Settings, model_path: Path, *, batch: int = 32, allow_stal
                 return report
             repository.set_next_model(session=session, model_id=embedder.model_id)
             session.commit()
-        cipher = load_cipher(settings.reference_keys, settings.reference_keys_file)
+        cipher = load_cipher(settings.references.keys, settings.references.keys_file)
         pipeline = FacePipeline(settings.pipeline_config(embedder.input_size, embedder.card.preprocess))
         for _ in range(3):  # enrollments during a pass can leave employees to embed: look again before switching
             _embed_missing(sessions, cipher, settings=settings, embedder=embedder, pipeline=pipeline, batch=batch,

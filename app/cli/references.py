@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         print(new_key())
         return 0
     settings = Settings()
-    cipher = load_cipher(settings.reference_keys, settings.reference_keys_file)
+    cipher = load_cipher(settings.references.keys, settings.references.keys_file)
     if cipher is None:
         print("no reference keys are configured (FACEGATE_REFERENCE_KEYS or _FILE)", file=sys.stderr)
         return 2

@@ -1,5 +1,12 @@
 """One settings object, read from the environment with the prefix FACEGATE_ (or a .env file).
 
+The settings are grouped (`settings.quality.max_yaw`, `settings.lockout.max_failures`), and every setting
+keeps the one variable it has always had (FACEGATE_QUALITY_MAX_YAW, FACEGATE_VERIFY_MAX_FAILURES): a group
+names the prefix its variables share, and a field whose variable does not follow it names its own
+(`variable("AUTH")`). The same flat names are accepted as keyword arguments (`Settings(auth=False)`), so a test,
+a variable and the generated docs/configuration.md all name a setting alike. The defaults of the face policy
+and the pipeline are the model side's own (model.faces.config), written once.
+
 It imports neither torch nor dlib: `python -m app.cli.keys` and `alembic` start without them.
 """
 
@@ -8,74 +15,114 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from dotenv import dotenv_values
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from app.core.logs import LogFormat
-from model.faces.config import DEFAULT_MODEL, Augment, Chip, FacePolicy, PipelineConfig, QualityPolicy
+from model.faces.config import (
+    DEFAULT_MODEL,
+    SERVICE_POLICY,
+    Augment,
+    Chip,
+    FacePolicy,
+    PipelineConfig,
+    QualityPolicy,
+)
 
+PREFIX = "FACEGATE_"
 DEFAULT_DATABASE_URL = "sqlite:///./facegate.db"
+MiB = 2**20
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FACEGATE_", env_file=".env", extra="ignore")
+def variable(name: str) -> dict[str, Any]:
+    """A field's own variable, where it does not follow its group's prefix: Field(..., **variable("AUTH"))."""
+    return {"json_schema_extra": {"variable": name}}
 
-    environment: Literal["development", "production"] = Field(default="development",
-        description="`production` refuses the default SQLite URL and keys turned off")
-    # text: "time level logger [request id] message"; json: one object per line, for a log collector.
-    log_format: LogFormat = "text"
-    database_url: str = Field(default=DEFAULT_DATABASE_URL,
-        description="SQLite file, or PostgreSQL: `postgresql+psycopg://user:pass@host:5432/db`")
-    # None: migrate at start-up on SQLite (the embedded default), leave it to `alembic upgrade head` elsewhere.
-    auto_migrate: bool | None = None
 
-    # API keys (X-API-Key, see app.cli.keys). Off is for a developer's machine only, and the log says so.
-    auth: bool = True
-    # How long a replica trusts what it read about a key: a revocation takes effect within this time.
-    key_cache_seconds: float = Field(default=5.0, ge=0.0, le=300.0)
+class Group(BaseModel):
+    """Settings that belong together; each is read from FACEGATE_<prefix><FIELD> unless it names its own."""
 
-    model_path: Path = Field(
+    prefix: ClassVar[str] = ""
+
+    @classmethod
+    def variables(cls) -> dict[str, str]:
+        """{field: its variable's name without FACEGATE_}."""
+        return {name: ((field.json_schema_extra or {}).get("variable") or f"{cls.prefix}{name}").upper()
+                for name, field in cls.model_fields.items()}
+
+
+class ModelSettings(Group):
+    prefix = "MODEL_"
+
+    path: Path = Field(
         default=DEFAULT_MODEL,
         description="the weights; the card is the `.json` beside them (`facegate-mfn.pt`: the fast option)")
     # The model being rolled out (app.cli.reembed): loaded beside the serving one; enrollments make templates of
     # both, and the replica switches to it when the gallery does.
-    next_model_path: Path | None = None
+    next_path: Path | None = Field(default=None, **variable("NEXT_MODEL_PATH"))
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="`cpu`, `cuda`, or `auto` (CUDA in fp16 when present)", **variable("DEVICE"))
+    # Test-time augmentation; None = the one the model card was calibrated with. Changing it changes the
+    # distances the card's thresholds were calibrated on.
+    augment: Augment | None = Field(default=None, **variable("AUGMENT"))
+    # Overrides the model card's calibrated threshold; only for operators who re-calibrated on their own data.
+    threshold: float | None = Field(default=None, gt=0.0, le=2.0, **variable("THRESHOLD"))
+
+
+class KeySettings(Group):
+    prefix = "KEY_"
+
+    # API keys (X-API-Key, see app.cli.keys). Off is for a developer's machine only, and the log says so.
+    required: bool = Field(default=True, **variable("AUTH"))
+    # How long a replica trusts what it read about a key: a revocation takes effect within this time.
+    cache_seconds: float = Field(default=5.0, ge=0.0, le=300.0)
+
+
+class ReferenceSettings(Group):
+    prefix = "REFERENCE_"
+
+    # References an employee may have (the enrollment's and those added by POST /employees/{id}/references).
+    # A decision uses the nearest; the threshold tightens with their number so that an impostor's chance of
+    # passing stays what the card calibrated for one (model.card.curves.references_threshold).
+    max: int = Field(default=5, ge=1, le=20, **variable("MAX_REFERENCES"))
     # Keep each enrollment photo, encrypted (AES-256-GCM), so that a new model can re-embed it: off by default.
     # The keys: base64 of 32 random bytes each (python -m app.cli.references new-key), comma-separated,
     # the first seals and all open; in the setting or in a file (a Docker secret, say).
-    reference_store: bool = False
-    reference_keys: SecretStr | None = Field(default=None,
+    store: bool = False
+    keys: SecretStr | None = Field(
+        default=None,
         description="the reference store's AES-256 keys, base64, comma- or line-separated: the first seals, all open")
-    reference_keys_file: Path | None = Field(default=None,
-        description="the same keys from a file (a Docker secret, say)")
-    device: Literal["auto", "cpu", "cuda"] = Field(default="auto",
-        description="`cpu`, `cuda`, or `auto` (CUDA in fp16 when present)")
-    # Test-time augmentation; None = the one the model card was calibrated with. Changing it changes the
-    # distances the card's thresholds were calibrated on.
-    augment: Augment | None = None
-    # Overrides the model card's calibrated threshold; only for operators who re-calibrated on their own data.
-    threshold: float | None = Field(default=None, gt=0.0, le=2.0)
+    keys_file: Path | None = Field(default=None, description="the same keys from a file (a Docker secret, say)")
+
+
+class IdentifySettings(Group):
+    prefix = "IDENTIFY_"
+
     # 1:N: the share of strangers that /identify may name as an employee. The threshold follows from the card's
     # impostor tail and the gallery's size (it tightens as the gallery grows); /identify reports it.
-    identify_fpir: float = Field(default=1e-3, gt=0.0, le=0.1)
+    fpir: float = Field(default=1e-3, gt=0.0, le=0.1)
     # /identify lists the top_k nearest employees besides the match. Off: a door's key would otherwise get
     # names and distances for any photo, strangers' included.
-    identify_candidates: bool = False
-    # References an employee may have (the enrollment's and those added by POST /employees/{id}/references).
-    # A decision uses the nearest; the threshold tightens with their number so that an impostor's chance of
-    # passing stays what the card calibrated for one (app.services.recognition.references_threshold).
-    max_references: int = Field(default=5, ge=1, le=20)
+    candidates: bool = False
+
+
+class LockoutSettings(Group):
+    prefix = "VERIFY_"
+
     # Brute force: after this many failed verifications of one employee (or by one key) within the window,
     # /verify answers 429 with Retry-After until the oldest leaves it. Counted in the database: every replica
     # sees the same. 0 turns a limit off.
-    verify_max_failures: int = Field(default=5, ge=0)
-    verify_max_failures_per_key: int = Field(default=100, ge=0,
-        description="failed verifications by one key within the window before 429 (0: off)")
-    verify_failure_window_seconds: float = Field(default=900.0, gt=0.0, le=86_400.0,
-        description="the window failed verifications are counted in")
+    max_failures: int = Field(default=5, ge=0)
+    max_failures_per_key: int = Field(
+        default=100, ge=0, description="failed verifications by one key within the window before 429 (0: off)")
+    failure_window_seconds: float = Field(
+        default=900.0, gt=0.0, le=86_400.0, description="the window failed verifications are counted in")
 
+
+class ComputeSettings(Group):
     # Request work (decode, detect, embed) runs on a bounded pool of threads, never on the event loop;
     # torch and dlib release the GIL. 0 = two per core.
     request_threads: int = Field(default=0, ge=0)
@@ -86,86 +133,181 @@ class Settings(BaseSettings):
     # Gather concurrent requests' faces into one forward pass: "auto" does so on CUDA only.
     micro_batch: Literal["auto", "on", "off"] = "auto"
     micro_batch_size: int = Field(default=64, ge=1, le=1024, description="the largest micro-batch")
-    micro_batch_delay_ms: float = Field(default=2.0, ge=0.0, le=100.0,
-        description="the longest a face waits for company in a micro-batch")
-
-    # How often a replica polls the change feed (on PostgreSQL, LISTEN/NOTIFY usually wakes it sooner).
-    feed_poll_interval: float = Field(default=0.25, gt=0.0, le=10.0)
-    # How long the change feed keeps a row. A replica that is away longer rebuilds its index when it returns.
-    feed_retention_seconds: float = Field(default=86_400.0, ge=60.0)
-
-    max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="the largest request body")
-    max_image_pixels: int = Field(default=40_000_000, gt=0, description="the largest photo, in pixels")
-    # Memory one photo's decode may take; it depends on the format as much as on the pixels (a 16-bit PNG
-    # needs 12 bytes a pixel, a JPEG 7, and a JPEG over the limit is decoded at a reduced scale instead).
-    max_decode_mib: int = Field(default=160, ge=16)
-    detect_max_side: int = Field(default=640, ge=160,
-        description="detection runs on a copy no larger than this, in pixels")
-    # HOG without upsampling first (faces of 80 px and up), upsampled only when that finds nothing.
-    adaptive_upsample: bool = True
-    min_face_size: int = Field(default=40, ge=8, description="smallest face side, in pixels, that is accepted")
-    # reject: any photo with two or more faces is refused.
-    # dominant: the largest face is used when its area is at least dominant_face_ratio times the next one's.
-    multi_face_policy: Literal["reject", "dominant"] = "dominant"
-    dominant_face_ratio: float = Field(default=2.0, ge=1.0,
-        description="`dominant`: how much larger (in area) the face used must be than the next")
-
-    # An enrollment photo must pass these (422 poor_quality, unless an admin passes force=true); verify and
-    # identify only report them. Chosen from measurement: benchmarks/quality.py and docs/enrollment.md's table.
-    enroll_quality: bool = True
-    quality_min_face_size: int = Field(default=80, ge=0, description="enrollment: the smallest face side, in pixels")
-    quality_min_sharpness: float = Field(default=20.0, ge=0.0,
-        description="enrollment: the least sharpness (variance of the Laplacian of the face)")
-    quality_max_yaw: float = Field(default=30.0, gt=0.0, le=90.0,
-        description="enrollment: the largest head turn, in degrees")
-    quality_max_roll: float = Field(default=25.0, gt=0.0, le=180.0,
-        description="enrollment: the largest head tilt, in degrees")
-    quality_min_brightness: float = Field(default=40.0, ge=0.0, le=255.0,
-        description="enrollment: the darkest mean grey level of the face, 0-255")
-    quality_max_brightness: float = Field(default=220.0, ge=0.0, le=255.0,
-        description="enrollment: the brightest mean grey level of the face, 0-255")
-
-    @property
-    def quality_policy(self) -> QualityPolicy:
-        return QualityPolicy(min_face_size=self.quality_min_face_size, min_sharpness=self.quality_min_sharpness,
-                             max_yaw=self.quality_max_yaw, max_roll=self.quality_max_roll,
-                             min_brightness=self.quality_min_brightness, max_brightness=self.quality_max_brightness)
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
-    def pipeline_config(self, crop_size: int, chip: Chip) -> PipelineConfig:
-        """The faces pipeline as the service runs it, for a model of this input size and chip geometry."""
-        return PipelineConfig(crop_size=crop_size, chip=chip, detect_max_side=self.detect_max_side,
-                              adaptive_upsample=self.adaptive_upsample)
-
-    @property
-    def face_policy(self) -> FacePolicy:
-        return FacePolicy(multi_face=self.multi_face_policy, dominant_ratio=self.dominant_face_ratio,
-                          min_face_size=self.min_face_size, max_pixels=self.max_image_pixels,
-                          max_decode_bytes=self.max_decode_mib * 2**20)
+    micro_batch_delay_ms: float = Field(
+        default=2.0, ge=0.0, le=100.0, description="the longest a face waits for company in a micro-batch")
 
     @property
     def worker_threads(self) -> int:
         return self.request_threads or 2 * (os.cpu_count() or 1)
 
+
+class FeedSettings(Group):
+    prefix = "FEED_"
+
+    # How often a replica polls the change feed (on PostgreSQL, LISTEN/NOTIFY usually wakes it sooner).
+    poll_interval: float = Field(default=0.25, gt=0.0, le=10.0)
+    # How long the change feed keeps a row. A replica that is away longer rebuilds its index when it returns.
+    retention_seconds: float = Field(default=86_400.0, ge=60.0)
+
+
+class PhotoSettings(Group):
+    """What a photo may be, and which of its faces is used: the defaults are the model side's SERVICE_POLICY and
+    PipelineConfig, which evaluation and calibration use too."""
+
+    max_upload_bytes: int = Field(default=10 * MiB, gt=0, description="the largest request body")
+    max_image_pixels: int = Field(default=SERVICE_POLICY.max_pixels, gt=0, description="the largest photo, in pixels")
+    # Memory one photo's decode may take; it depends on the format as much as on the pixels (a 16-bit PNG
+    # needs 12 bytes a pixel, a JPEG 7, and a JPEG over the limit is decoded at a reduced scale instead).
+    max_decode_mib: int = Field(default=SERVICE_POLICY.max_decode_bytes // MiB, ge=16)
+    detect_max_side: int = Field(
+        default=PipelineConfig.detect_max_side, ge=160, description="detection runs on a copy no larger than this, "
+                                                                    "in pixels")
+    # HOG without upsampling first (faces of 80 px and up), upsampled only when that finds nothing.
+    adaptive_upsample: bool = PipelineConfig.adaptive_upsample
+    min_face_size: int = Field(
+        default=SERVICE_POLICY.min_face_size, ge=8, description="smallest face side, in pixels, that is accepted")
+    # reject: any photo with two or more faces is refused.
+    # dominant: the largest face is used when its area is at least dominant_face_ratio times the next one's.
+    multi_face_policy: Literal["reject", "dominant"] = SERVICE_POLICY.multi_face
+    dominant_face_ratio: float = Field(
+        default=SERVICE_POLICY.dominant_ratio, ge=1.0,
+        description="`dominant`: how much larger (in area) the face used must be than the next")
+
+    @property
+    def face_policy(self) -> FacePolicy:
+        return FacePolicy(multi_face=self.multi_face_policy, dominant_ratio=self.dominant_face_ratio,
+                          min_face_size=self.min_face_size, max_pixels=self.max_image_pixels,
+                          max_decode_bytes=self.max_decode_mib * MiB)
+
+
+class QualitySettings(Group):
+    """The least an enrollment photo must offer. Chosen from measurement: benchmarks/quality.py and
+    docs/enrollment.md's table."""
+
+    prefix = "QUALITY_"
+
+    # An enrollment photo must pass these (422 poor_quality, unless an admin passes force=true); verify and
+    # identify only report them.
+    enforce: bool = Field(default=True, **variable("ENROLL_QUALITY"))
+    min_face_size: int = Field(default=80, ge=0, description="enrollment: the smallest face side, in pixels")
+    min_sharpness: float = Field(
+        default=20.0, ge=0.0, description="enrollment: the least sharpness (variance of the Laplacian of the face)")
+    max_yaw: float = Field(default=30.0, gt=0.0, le=90.0, description="enrollment: the largest head turn, in degrees")
+    max_roll: float = Field(
+        default=25.0, gt=0.0, le=180.0, description="enrollment: the largest head tilt, in degrees")
+    min_brightness: float = Field(
+        default=40.0, ge=0.0, le=255.0, description="enrollment: the darkest mean grey level of the face, 0-255")
+    max_brightness: float = Field(
+        default=220.0, ge=0.0, le=255.0, description="enrollment: the brightest mean grey level of the face, 0-255")
+
+    @property
+    def policy(self) -> QualityPolicy:
+        return QualityPolicy(**self.model_dump(exclude={"enforce"}))
+
+    @model_validator(mode="after")
+    def _a_range(self) -> QualitySettings:
+        if self.min_brightness >= self.max_brightness:
+            raise ValueError("FACEGATE_QUALITY_MIN_BRIGHTNESS must be below FACEGATE_QUALITY_MAX_BRIGHTNESS")
+        return self
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = Field(
+        default="development", description="`production` refuses the default SQLite URL and keys turned off")
+    # text: "time level logger [request id] message"; json: one object per line, for a log collector.
+    log_format: LogFormat = "text"
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        description="SQLite file, or PostgreSQL: `postgresql+psycopg://user:pass@host:5432/db`")
+    # None: migrate at start-up on SQLite (the embedded default), leave it to `alembic upgrade head` elsewhere.
+    auto_migrate: bool | None = None
+
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    keys: KeySettings = Field(default_factory=KeySettings)
+    references: ReferenceSettings = Field(default_factory=ReferenceSettings)
+    identify: IdentifySettings = Field(default_factory=IdentifySettings)
+    lockout: LockoutSettings = Field(default_factory=LockoutSettings)
+    compute: ComputeSettings = Field(default_factory=ComputeSettings)
+    feed: FeedSettings = Field(default_factory=FeedSettings)
+    photos: PhotoSettings = Field(default_factory=PhotoSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+
+    @classmethod
+    def groups(cls) -> dict[str, type[Group]]:
+        return {name: field.annotation for name, field in cls.model_fields.items()
+                if isinstance(field.annotation, type) and issubclass(field.annotation, Group)}
+
+    @classmethod
+    def flat_names(cls) -> dict[str, tuple[str, str]]:
+        """{flat name, as a keyword argument: (group, field)}; the variable is FACEGATE_ and the name upper-cased."""
+        return {variable_name.lower(): (group_name, field)
+                for group_name, group in cls.groups().items()
+                for field, variable_name in group.variables().items()}
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, GroupVariables(settings_cls), dotenv_settings, file_secret_settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _into_groups(cls, data: Any) -> Any:
+        """Flat names (from the variables, or keyword arguments) go to their group's field."""
+        if not isinstance(data, dict):
+            return data
+        data, names = dict(data), cls.flat_names()
+        for flat in [key for key in data if key in names]:
+            group, field = names[flat]
+            grouped = data.get(group)
+            grouped = dict(grouped) if isinstance(grouped, dict) else (grouped.model_dump() if grouped else {})
+            grouped.setdefault(field, data.pop(flat))
+            data[group] = grouped
+        return data
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
     @property
     def migrate_on_start(self) -> bool:
         return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    def pipeline_config(self, crop_size: int, chip: Chip) -> PipelineConfig:
+        """The faces pipeline as the service runs it, for a model of this input size and chip geometry."""
+        return PipelineConfig(crop_size=crop_size, chip=chip, detect_max_side=self.photos.detect_max_side,
+                              adaptive_upsample=self.photos.adaptive_upsample)
 
     @model_validator(mode="after")
     def _safe_outside_development(self) -> Settings:
         if self.environment == "production" and self.database_url == DEFAULT_DATABASE_URL:
             raise ValueError("FACEGATE_DATABASE_URL must be set explicitly in production")
-        if self.environment == "production" and not self.auth:
+        if self.environment == "production" and not self.keys.required:
             raise ValueError("FACEGATE_AUTH=false is for a developer's machine; production requires API keys")
-        if self.reference_store and self.reference_keys is None and self.reference_keys_file is None:
+        if self.references.store and self.references.keys is None and self.references.keys_file is None:
             raise ValueError("FACEGATE_REFERENCE_STORE=true needs FACEGATE_REFERENCE_KEYS or "
                              "FACEGATE_REFERENCE_KEYS_FILE")
-        if self.quality_min_brightness >= self.quality_max_brightness:
-            raise ValueError("FACEGATE_QUALITY_MIN_BRIGHTNESS must be below FACEGATE_QUALITY_MAX_BRIGHTNESS")
         return self
+
+
+class GroupVariables(PydanticBaseSettingsSource):
+    """The grouped settings' variables (FACEGATE_QUALITY_MAX_YAW...), from the environment and the .env file,
+    as flat names: Settings puts each in its group. Variable names are matched in any case, as
+    pydantic-settings matches the others."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # not used: __call__ reads every variable at once
+
+    def __call__(self) -> dict[str, Any]:
+        env_file = self.config.get("env_file")
+        found = dict(dotenv_values(env_file)) if env_file and Path(env_file).is_file() else {}
+        found.update(os.environ)
+        found = {name.upper(): value for name, value in found.items() if value is not None}
+        return {flat: found[PREFIX + flat.upper()] for flat in Settings.flat_names() if PREFIX + flat.upper() in found}
 
 
 @lru_cache

@@ -22,9 +22,9 @@ from app.gallery.models import VerifyFailure, utcnow
 
 class FailedAttempts:
     def __init__(self, settings: Settings) -> None:
-        self.window = timedelta(seconds=settings.verify_failure_window_seconds)
-        self.limits = (("employee_id", settings.verify_max_failures),
-                       ("key_id", settings.verify_max_failures_per_key))
+        self.window = timedelta(seconds=settings.lockout.failure_window_seconds)
+        self.limits = (("employee_id", settings.lockout.max_failures),
+                       ("key_id", settings.lockout.max_failures_per_key))
         self.enabled = any(limit for _, limit in self.limits)
 
     def check(self, session: Session, *, employee_id: str, key_id: str | None) -> None:

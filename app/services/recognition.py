@@ -126,14 +126,14 @@ def face_chips(data: bytes, *, settings: Settings, pipeline: FacePipeline,
                views: Views | None) -> tuple[FaceBox, np.ndarray, Quality]:
     """Photo bytes -> the chosen face, its chip (or `views`) and its quality, under the service's limits and face
     policy."""
-    if len(data) > settings.max_upload_bytes:
-        raise ImageTooLarge(f"the photo is {len(data)} bytes; the limit is {settings.max_upload_bytes}")
-    return prepare_assessed(data, pipeline, settings.face_policy, views, timer=metrics.stage_timer)
+    if len(data) > settings.photos.max_upload_bytes:
+        raise ImageTooLarge(f"the photo is {len(data)} bytes; the limit is {settings.photos.max_upload_bytes}")
+    return prepare_assessed(data, pipeline, settings.photos.face_policy, views, timer=metrics.stage_timer)
 
 
 def quality_checks(quality: Quality, settings: Settings) -> list[QualityCheck]:
     """The enrollment checks (FACEGATE_QUALITY_*) of this face; none when FACEGATE_ENROLL_QUALITY=false."""
-    return settings.quality_policy.checks(quality) if settings.enroll_quality else []
+    return settings.quality.policy.checks(quality) if settings.quality.enforce else []
 
 
 def check_quality(quality: Quality, settings: Settings) -> None:
@@ -286,8 +286,8 @@ class RecognitionService:
 
     def threshold_of(self, serving: Serving, references: int = 1) -> float:
         """The 1:1 (verify) threshold for an employee with this many references (references_threshold)."""
-        if self.settings.threshold is not None:
-            threshold = self.settings.threshold
+        if self.settings.model.threshold is not None:
+            threshold = self.settings.model.threshold
         else:
             threshold = serving.embedder.card.threshold_for(serving.embedder.augment)
         return references_threshold(serving.far_levels, threshold, references)
@@ -299,7 +299,7 @@ class RecognitionService:
 
     def identify_threshold_of(self, serving: Serving) -> float:
         """The 1:N threshold for the gallery as it is now (`FACEGATE_IDENTIFY_FPIR`)."""
-        return identify_threshold(serving.far_levels, fpir=self.settings.identify_fpir,
+        return identify_threshold(serving.far_levels, fpir=self.settings.identify.fpir,
                                   gallery_size=len(serving.index), ceiling=self.threshold_of(serving))
 
     @property
@@ -362,7 +362,7 @@ class RecognitionService:
         serving = self._serving()
         probe, vectors, photo = self._reference(data, serving, employee_id=employee_id, force=force)
         employee, templates, slot = save_reference(session=session, employee_id=employee_id, vectors=vectors,
-                                                   max_references=self.settings.max_references, photo=photo)
+                                                   max_references=self.settings.references.max, photo=photo)
         references = self._refresh(employee, serving)
         log.info("added reference %d of %s", slot, employee_id)
         return Enrollment(employee.employee_id, employee.name, probe.face, serving.model_id,
@@ -450,9 +450,9 @@ class RecognitionService:
         probe = self.probe(data, serving)
         threshold = self.identify_threshold_of(serving)
         with metrics.stage_timer("search"):
-            candidates = serving.index.search(probe.vector, top_k if self.settings.identify_candidates else 1)
+            candidates = serving.index.search(probe.vector, top_k if self.settings.identify.candidates else 1)
         best = candidates[0] if candidates and candidates[0].distance <= threshold else None
-        shown = candidates if self.settings.identify_candidates else [best] if best else []
+        shown = candidates if self.settings.identify.candidates else [best] if best else []
         return Identification(best, shown, threshold, serving.model_id, probe.face, probe.quality)
 
     def delete(self, *, session: Session, employee_id: str) -> None:

@@ -84,7 +84,7 @@ settings = Settings()
 pipeline = FacePipeline()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
-    prepare(data, pipeline, settings.face_policy)
+    prepare(data, pipeline, settings.photos.face_policy)
     code = "ok"
 except FaceError as exc:
     code = exc.code

@@ -11,7 +11,7 @@ def test_production_refuses_to_start_with_auth_off():
 
     with pytest.raises(ValidationError, match="production requires API keys"):
         Settings(environment="production", auth=False, database_url="postgresql+psycopg://db/facegate")
-    assert Settings(environment="production", auth=True, database_url="postgresql+psycopg://db/facegate").auth
+    assert Settings(environment="production", auth=True, database_url="postgresql+psycopg://db/facegate").keys.required
 
 
 @pytest.mark.parametrize("setting", [{"identify_fpir": 0}, {"identify_fpir": 0.5}, {"verify_max_failures": -1},

@@ -89,6 +89,6 @@ def test_keys_may_come_from_a_file(tmp_path):
     path = tmp_path / "keys"
     path.write_text(f"{b64(NEW)}\n{b64(OLD)}\n")
     settings = Settings(reference_store=True, reference_keys_file=path)
-    cipher = load_cipher(settings.reference_keys, settings.reference_keys_file)
+    cipher = load_cipher(settings.references.keys, settings.references.keys_file)
     assert cipher.primary == key_id(NEW)
     assert load_cipher(None, None) is None

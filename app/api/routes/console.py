@@ -28,7 +28,7 @@ router = APIRouter(tags=["console"])
 def me(runtime: RuntimeDep, caller: AnyCaller) -> MeOut:
     """The presented key: its id and scope (any valid key may ask). The console asks at sign-in, to show only
     what the key may do; the server checks every request anyway. With keys off, the scope is admin."""
-    if not runtime.settings.auth:
+    if not runtime.settings.keys.required:
         return MeOut(auth=False, key_id=None, scope="admin")
     return MeOut(auth=True, key_id=caller.key_id, scope=caller.scope)
 

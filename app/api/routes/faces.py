@@ -41,7 +41,7 @@ ImageFile = Annotated[UploadFile, File(description="a photo: JPEG, PNG, WebP, BM
 
 def read_photo(image: UploadFile, service: RecognitionService) -> bytes:
     # One byte past the limit is enough to know it is too large, without reading the rest.
-    return image.file.read(service.settings.max_upload_bytes + 1)
+    return image.file.read(service.settings.photos.max_upload_bytes + 1)
 
 
 def face_out(face: FaceBox) -> FaceOut:
