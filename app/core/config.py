@@ -252,7 +252,9 @@ class Settings(BaseSettings):
                                    dotenv_settings: PydanticBaseSettingsSource,
                                    file_secret_settings: PydanticBaseSettingsSource,
                                    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings, GroupVariables(settings_cls), dotenv_settings, file_secret_settings
+        env_file = getattr(dotenv_settings, "env_file", None)  # the .env file, or Settings(_env_file=...)'s
+        return (init_settings, env_settings, GroupVariables(settings_cls, env_file), dotenv_settings,
+                file_secret_settings)
 
     @model_validator(mode="before")
     @classmethod
@@ -299,12 +301,16 @@ class GroupVariables(PydanticBaseSettingsSource):
     as flat names: Settings puts each in its group. Variable names are matched in any case, as
     pydantic-settings matches the others."""
 
+    def __init__(self, settings_cls: type[BaseSettings], env_file: str | Path | None) -> None:
+        super().__init__(settings_cls)
+        self.env_file = env_file
+
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False  # not used: __call__ reads every variable at once
 
     def __call__(self) -> dict[str, Any]:
-        env_file = self.config.get("env_file")
-        found = dict(dotenv_values(env_file)) if env_file and Path(env_file).is_file() else {}
+        env_file = self.env_file
+        found = dict(dotenv_values(env_file)) if isinstance(env_file, str | Path) and Path(env_file).is_file() else {}
         found.update(os.environ)
         found = {name.upper(): value for name, value in found.items() if value is not None}
         return {flat: found[PREFIX + flat.upper()] for flat in Settings.flat_names() if PREFIX + flat.upper() in found}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -22,3 +24,97 @@ def test_the_guards_settings_refuse_out_of_range_values_at_start_up(setting):
 
     with pytest.raises(ValidationError):
         Settings(**setting)
+
+
+# Every variable of the flat Settings that deployments were configured with (6b36cbe), a value unlike its
+# default, and where the grouped Settings must put it.
+VARIABLES = {
+    "ENVIRONMENT": ("production", "environment", "production"),
+    "LOG_FORMAT": ("json", "log_format", "json"),
+    "DATABASE_URL": ("postgresql+psycopg://db/facegate", "database_url", "postgresql+psycopg://db/facegate"),
+    "AUTO_MIGRATE": ("true", "auto_migrate", True),
+    "AUTH": ("true", "keys.required", True),
+    "KEY_CACHE_SECONDS": ("7", "keys.cache_seconds", 7.0),
+    "MODEL_PATH": ("/m/a.pt", "model.path", Path("/m/a.pt")),
+    "NEXT_MODEL_PATH": ("/m/b.pt", "model.next_path", Path("/m/b.pt")),
+    "REFERENCE_STORE": ("true", "references.store", True),
+    "REFERENCE_KEYS": ("a2V5", "references.keys", "a2V5"),
+    "REFERENCE_KEYS_FILE": ("/run/keys", "references.keys_file", Path("/run/keys")),
+    "DEVICE": ("cpu", "model.device", "cpu"),
+    "AUGMENT": ("views", "model.augment", "views"),
+    "THRESHOLD": ("0.3", "model.threshold", 0.3),
+    "IDENTIFY_FPIR": ("0.01", "identify.fpir", 0.01),
+    "IDENTIFY_CANDIDATES": ("true", "identify.candidates", True),
+    "MAX_REFERENCES": ("3", "references.max", 3),
+    "VERIFY_MAX_FAILURES": ("6", "lockout.max_failures", 6),
+    "VERIFY_MAX_FAILURES_PER_KEY": ("60", "lockout.max_failures_per_key", 60),
+    "VERIFY_FAILURE_WINDOW_SECONDS": ("60", "lockout.failure_window_seconds", 60.0),
+    "REQUEST_THREADS": ("3", "compute.request_threads", 3),
+    "TORCH_THREADS": ("2", "compute.torch_threads", 2),
+    "MICRO_BATCH": ("on", "compute.micro_batch", "on"),
+    "MICRO_BATCH_SIZE": ("8", "compute.micro_batch_size", 8),
+    "MICRO_BATCH_DELAY_MS": ("1.5", "compute.micro_batch_delay_ms", 1.5),
+    "FEED_POLL_INTERVAL": ("0.5", "feed.poll_interval", 0.5),
+    "FEED_RETENTION_SECONDS": ("3600", "feed.retention_seconds", 3600.0),
+    "MAX_UPLOAD_BYTES": ("1000", "photos.max_upload_bytes", 1000),
+    "MAX_IMAGE_PIXELS": ("1000000", "photos.max_image_pixels", 1_000_000),
+    "MAX_DECODE_MIB": ("64", "photos.max_decode_mib", 64),
+    "DETECT_MAX_SIDE": ("480", "photos.detect_max_side", 480),
+    "ADAPTIVE_UPSAMPLE": ("false", "photos.adaptive_upsample", False),
+    "MIN_FACE_SIZE": ("60", "photos.min_face_size", 60),
+    "MULTI_FACE_POLICY": ("reject", "photos.multi_face_policy", "reject"),
+    "DOMINANT_FACE_RATIO": ("3", "photos.dominant_face_ratio", 3.0),
+    "ENROLL_QUALITY": ("false", "quality.enforce", False),
+    "QUALITY_MIN_FACE_SIZE": ("90", "quality.min_face_size", 90),
+    "QUALITY_MIN_SHARPNESS": ("25", "quality.min_sharpness", 25.0),
+    "QUALITY_MAX_YAW": ("20", "quality.max_yaw", 20.0),
+    "QUALITY_MAX_ROLL": ("15", "quality.max_roll", 15.0),
+    "QUALITY_MIN_BRIGHTNESS": ("50", "quality.min_brightness", 50.0),
+    "QUALITY_MAX_BRIGHTNESS": ("200", "quality.max_brightness", 200.0),
+}
+
+
+def read(settings, where: str):  # noqa: ANN001, ANN201
+    value = settings
+    for part in where.split("."):
+        value = getattr(value, part)
+    return value.get_secret_value() if hasattr(value, "get_secret_value") else value
+
+
+def test_every_variable_of_the_flat_settings_still_works_from_the_environment(monkeypatch, tmp_path):
+    from app.core.config import Settings
+
+    monkeypatch.chdir(tmp_path)  # no .env here
+    for name, (text, _, _) in VARIABLES.items():
+        monkeypatch.setenv(f"FACEGATE_{name}", text)
+    settings = Settings()
+    assert {name: read(settings, where) for name, (_, where, _) in VARIABLES.items()} == \
+        {name: expected for name, (_, _, expected) in VARIABLES.items()}
+    assert set(VARIABLES) == {v.removeprefix("FACEGATE_") for v in variables_of(Settings)}, "a variable changed"
+
+
+def variables_of(settings_class) -> set[str]:  # noqa: ANN001
+    return {f"FACEGATE_{name.upper()}" for name in settings_class.model_fields if name not in settings_class.groups()} \
+        | {f"FACEGATE_{flat.upper()}" for flat in settings_class.flat_names()}
+
+
+def test_a_dot_env_file_and_keyword_arguments_use_the_same_names(monkeypatch, tmp_path):
+    from app.core.config import Settings
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("FACEGATE_QUALITY_MAX_YAW=22\nfacegate_auth=false\nFACEGATE_DEVICE=cpu\n")
+    monkeypatch.setenv("FACEGATE_DEVICE", "cuda")  # the environment wins over the file
+    settings = Settings(verify_max_failures=0, quality_min_sharpness=3)
+    assert (settings.quality.max_yaw, settings.keys.required, settings.model.device) == (22.0, False, "cuda")
+    assert (settings.lockout.max_failures, settings.quality.min_sharpness) == (0, 3.0)
+    assert Settings(quality_max_yaw=10).quality.max_yaw == 10.0, "a keyword argument wins over the file"
+    assert Settings(_env_file=None).quality.max_yaw == 30.0, "no file, as pydantic-settings reads _env_file"
+
+
+def test_the_face_policy_defaults_are_the_model_sides():
+    from app.core.config import Settings
+    from model.faces.config import SERVICE_POLICY, PipelineConfig
+
+    settings = Settings(_env_file=None)
+    assert settings.photos.face_policy == SERVICE_POLICY
+    assert settings.pipeline_config(150, "dlib-chip-v1") == PipelineConfig(crop_size=150, chip="dlib-chip-v1")
