@@ -255,11 +255,11 @@ def _run(jobs: list[Job], workers, sessions, embedder: Embedder, audit: AuditTra
         if sum(len(c) for _, c in batch) >= batch_size:
             flush()
         bar.update(done, enrolled, len(failures))
-        if stop:
+        if stop.requested:
             break
     if batch:
         flush()
-    bar.update(done if stop else len(todo), enrolled, len(failures), final=True)
+    bar.update(done if stop.requested else len(todo), enrolled, len(failures), final=True)
     return Summary(enrolled, len(valid) - len(todo), failures, time.perf_counter() - started, added,
                    stop.name or None)
 

@@ -32,7 +32,8 @@ class Stop:
     def __init__(self) -> None:
         self.signum: int | None = None
 
-    def __bool__(self) -> bool:
+    @property
+    def requested(self) -> bool:
         return self.signum is not None
 
     @property
@@ -60,7 +61,7 @@ def graceful_stop() -> Iterator[Stop]:
         return
 
     def handle(signum: int, _: FrameType | None) -> None:
-        if stop:
+        if stop.requested:
             raise KeyboardInterrupt
         stop.signum = signum
 

@@ -114,7 +114,7 @@ def reembed(settings: Settings, model_path: Path, *, batch: int = 32, allow_stal
         for _ in range(3):  # enrollments during a pass can leave employees to embed: look again before switching
             _embed_missing(sessions, cipher, settings=settings, embedder=embedder, pipeline=pipeline, batch=batch,
                            report=report, progress=progress, stop=stop)
-            if stop:
+            if stop.requested:
                 report.stopped_by = stop.name
                 break
             with sessions() as session:
@@ -141,7 +141,7 @@ def _embed_missing(sessions: sessionmaker[Session], cipher: ReferenceCipher | No
         total = repository.count_references_to_embed(session=session, model_id=embedder.model_id)
     bar = Progress(total, progress, made="embedded")
     after, done = 0, 0
-    while not stop:
+    while not stop.requested:
         with sessions() as session:
             rows = repository.references_to_embed(session=session, model_id=embedder.model_id, after=after,
                                                   limit=batch)
@@ -170,7 +170,7 @@ def _embed_missing(sessions: sessionmaker[Session], cipher: ReferenceCipher | No
                     session.rollback()
             done += 1
             bar.update(done, report.embedded, len(report.failed))
-            if stop:
+            if stop.requested:
                 break
         log.info("re-embedded %d of %d", done, total)
     bar.update(done, report.embedded, len(report.failed), final=True)

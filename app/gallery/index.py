@@ -33,7 +33,7 @@ class Match:
 
 
 GROWTH = 1.25
-SEPARATOR = "#"  # never in an employee id (app.api.schemas.EMPLOYEE_ID_PATTERN)
+SEPARATOR = "#"  # never in an employee id (app.core.identifiers.EMPLOYEE_ID_PATTERN)
 
 
 def _row_key(employee_id: str, reference: int) -> str:
