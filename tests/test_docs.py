@@ -44,3 +44,18 @@ def test_the_packages_import_in_one_direction_without_a_circle():
     assert result.returncode == 0, result.stdout
     model_side = [line for line in result.stdout.splitlines() if line.startswith("model")]
     assert model_side and not any("app" in line.split("->")[1] for line in model_side), "model/ imports app/"
+
+
+def test_every_command_the_manual_names_exists():
+    """`python -m X` in README.md or docs/ names a module that runs (model/ and app/ moved their commands)."""
+    import importlib.util
+
+    named = {module for page in PAGES for module in re.findall(r"python -m ([\w.]+)", page.read_text())}
+    missing = set()
+    for module in named - {"pip", "venv", "pytest"}:
+        spec = importlib.util.find_spec(module)
+        runnable = spec is not None and (spec.submodule_search_locations is None
+                                         or importlib.util.find_spec(f"{module}.__main__") is not None)
+        if not runnable:
+            missing.add(module)
+    assert named and not missing, sorted(missing)

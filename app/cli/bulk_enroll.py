@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.cli.common import Progress, Stop, gallery, graceful_stop
 from app.core.config import Settings
@@ -193,8 +194,8 @@ def bulk_enroll(jobs: list[Job], settings: Settings, *, processes: int, replace:
                             progress=progress, force=force, stop=Stop() if stop is None else stop)
 
 
-def _bulk_enroll(jobs: list[Job], settings: Settings, sessions, *, processes: int, replace: bool,  # noqa: ANN001
-                 batch_size: int, progress: bool, force: bool, stop: Stop) -> Summary:
+def _bulk_enroll(jobs: list[Job], settings: Settings, sessions: sessionmaker[Session], *, processes: int,
+                 replace: bool, batch_size: int, progress: bool, force: bool, stop: Stop) -> Summary:
     started = time.perf_counter()
     card = ModelCard.read(card_path(settings.model.path))
     config = settings.pipeline_config(card.input_size, card.preprocess)
