@@ -48,8 +48,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.runtime = None
 
     # /docs and /redoc load Swagger UI and ReDoc from the app, not from a CDN: door networks are often offline.
+    # No trailing-slash redirects: Starlette builds them as absolute URLs from the request's Host header, so
+    # "GET /employees/" with "Host: evil.example" sent clients to http://evil.example/employees. A path with a
+    # stray slash is answered 404 not_found instead.
     app = FastAPIOffline(title="facegate", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                         static_url=DOCS_ASSETS)
+                         static_url=DOCS_ASSETS, redirect_slashes=False)
     install_error_handlers(app, audit_refusal)
 
     routers = [module.router for module in (faces, employees, audit, console, health, metrics)]

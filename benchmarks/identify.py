@@ -8,7 +8,7 @@ genuine probes. Every photo of the LFW people who are not enrolled is a stranger
 the enrollable LFW people are padded with CelebA photos (strangers to every probe; a celebrity who is in both
 sets can only make FPIR look worse). Photos go through the service's pipeline and the shipped model with its
 test-time augmentation; templates go into the service's search index (app.gallery.index), and the threshold
-comes from app.services.recognition.identify_threshold, as /identify computes it. Beside it, the same figures
+comes from model.card.curves.identify_threshold, as /identify computes it. Beside it, the same figures
 at the 1:1 threshold, which /identify used before: what the FPIR rule buys and what it costs.
 """
 
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from app.gallery.index import EmbeddingIndex
-from app.services.recognition import identify_threshold
 from benchmarks.common import DATA, machine
+from model.card.curves import identify_threshold
 from model.datasets.sources import DEFAULT_CACHE, VALIDATION_SOURCES, detect_source
 from model.evaluation.evaluate import embed_source, pipeline_config
 from model.faces.embedder import DEFAULT_MODEL, Embedder

@@ -11,7 +11,7 @@ For 1, 2 and 3 references it prints:
 - TAR at a per-claim FAR of 1e-3 and 1e-4, thresholds read off these impostor claims themselves: what the
   extra references are worth at equal false accepts, whatever the calibration;
 - TAR and FAR at the service's thresholds: the card's calibrated one used as it is (naive: an impostor gets R
-  tries), and the one the service uses for R references (app.services.recognition.references_threshold,
+  tries), and the one the service uses for R references (model.card.curves.references_threshold,
   the same card's impostor tail at FAR / R per comparison), which should keep the FAR of one reference.
 The photos, detections and embeddings are the ones model.release.export caches (the service's face policy).
 """
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.services.recognition import references_threshold
 from benchmarks.common import DATA, machine
+from model.card.curves import references_threshold
 from model.datasets.sources import DEFAULT_CACHE, detect_source
 from model.evaluation.evaluate import embed_source, pipeline_config
 from model.evaluation.metrics import tar_at_far

@@ -64,7 +64,8 @@ def install_error_handlers(app: FastAPI, audit_refusal: Callable[[Request, str],
         code = HTTP_CODES.get(exc.status_code, "http_error")
         if exc.status_code == 413:  # a streamed body cut off at the limit (app.api.guard), audited there
             code = ImageTooLarge.code
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+        # Starlette's own headers go with it: the Allow list of a 405, which RFC 9110 requires
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(OperationalError)
     async def _database_down(_: Request, exc: OperationalError) -> JSONResponse:

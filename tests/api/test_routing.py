@@ -1,0 +1,32 @@
+"""How routing answers a request it cannot serve as sent: never a redirect built from the client's Host header,
+405 with the Allow header RFC 9110 requires, and the error body throughout."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.services.keys import create_key
+
+
+@pytest.fixture
+def keyed(make_client):
+    client = make_client(auth=True)
+    with client.app.state.runtime.sessions() as session:
+        client.headers["X-API-Key"] = create_key(session, "admin")[0]
+    return client
+
+
+@pytest.mark.parametrize("path", ["/employees/", "/console/", "/audit/", "/docs/", "/enroll/check/", "/me/"])
+def test_a_trailing_slash_is_not_redirected_to_the_host_the_client_names(keyed, path):
+    for headers in ({"Host": "evil.example"}, {"Host": "evil.example", "X-API-Key": ""}):
+        response = keyed.get(path, headers=headers, follow_redirects=False)
+        assert "location" not in response.headers, response.headers
+        assert response.status_code in (401, 404) and "error" in response.json()
+
+
+def test_a_method_a_route_does_not_take_is_405_with_allow(keyed):
+    for method, path, allowed in (("TRACE", "/verify", {"POST"}), ("PUT", "/employees", {"GET"}),
+                                  ("POST", "/healthz", {"GET"})):
+        response = keyed.request(method, path)
+        assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
+        assert set(response.headers["allow"].replace(" ", "").split(",")) >= allowed, response.headers
