@@ -11,8 +11,8 @@ def enroll(client: TestClient, employee_id: str, photo: bytes, name: str | None 
                        files={"image": ("photo.jpg", photo, "image/jpeg")})
 
 
-def verify(client: TestClient, employee_id: str, photo: bytes, **fields):
-    return client.post("/verify", data={"employee_id": employee_id, **fields},
+def verify(client: TestClient, employee_id: str, photo: bytes, headers: dict | None = None, **fields):
+    return client.post("/verify", data={"employee_id": employee_id, **fields}, headers=headers,
                        files={"image": ("photo.jpg", photo, "image/jpeg")})
 
 

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as DBAPITimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.core.errors import DomainError, TooManyAttempts
+from app.core.errors import DomainError, NotReady
 from model.faces.errors import FaceError, FaceTooSmall, ImageTooLarge, InvalidImage, MultipleFaces, NoFaceDetected
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,15 @@ def error_body(code: str, message: str) -> dict:
 
 
 def error_response(exc: DomainError | FaceError) -> JSONResponse:
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyAttempts) else None
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse(error_body(exc.code, exc.message), status_code=status_of(exc), headers=headers)
+
+
+def database_down(exc: SQLAlchemyError) -> JSONResponse:
+    """A database error that a retry may cure (the server away, a connection lost): 503 with Retry-After."""
+    log.error("database unavailable: %s", getattr(exc, "orig", None) or exc.__class__.__name__)
+    return error_response(NotReady("the database is unavailable; try again"))
 
 
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
@@ -68,9 +76,9 @@ def install_error_handlers(app: FastAPI, audit_refusal: Callable[[Request, str],
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(OperationalError)
-    async def _database_down(_: Request, exc: OperationalError) -> JSONResponse:
-        log.error("database unavailable: %s", exc.orig)
-        return JSONResponse(error_body("not_ready", "the database is unavailable; try again"), status_code=503)
+    @app.exception_handler(DBAPITimeout)
+    async def _database_down(_: Request, exc: SQLAlchemyError) -> JSONResponse:
+        return database_down(exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

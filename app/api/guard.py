@@ -16,12 +16,14 @@ Both refusals are audited.
 from __future__ import annotations
 
 import anyio.to_thread
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as DBAPITimeout
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import error_response
+from app.api.errors import database_down, error_response
 from app.core.errors import Unauthorized
 from app.services.keys import Caller
 from model.faces.errors import ImageTooLarge
@@ -83,7 +85,11 @@ class RequestGuard:
         caller = Caller(None, None)
         if runtime.settings.keys.required and not is_public(scope["path"]):
             key = presented_key(headers)
-            found = await anyio.to_thread.run_sync(runtime.keys.check, key) if key else None
+            try:
+                found = await anyio.to_thread.run_sync(runtime.keys.check, key) if key else None
+            except (OperationalError, DBAPITimeout) as exc:  # the key's cache entry expired and the database is away
+                await database_down(exc)(scope, receive, send)
+                return
             if found is None:
                 refusal = Unauthorized("send an API key in the X-API-Key header" if not key
                                        else "the API key is unknown or revoked")

@@ -7,6 +7,7 @@ from __future__ import annotations
 class DomainError(Exception):
     code = "error"
     status = 400
+    retry_after: int | None = None  # seconds, sent as Retry-After: when asking again may succeed
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -84,7 +85,10 @@ class Forbidden(DomainError):
 
 
 class NotReady(DomainError):
+    """Starting up, the database is away, or the gallery serves a model this replica has not loaded."""
+
     code, status = "not_ready", 503
+    retry_after = 2
 
 
 class ModelChanging(DomainError):
