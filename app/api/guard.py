@@ -4,13 +4,16 @@ A pure ASGI middleware, because FastAPI parses a multipart body before any depen
 dependency is checked after an anonymous client has already uploaded (and Starlette spooled to disk) whatever
 it liked. Here, in order:
 
+0. The head's size. uvicorn bounds a head that arrives in pieces (--h11-max-incomplete-event-size), not one
+   that arrives in one write: a head over MAX_HEAD_BYTES is refused here with 431, however it was sent.
 1. Authentication. A request for anything but the public paths needs a well-formed, known, unrevoked key in
    X-API-Key (or `Authorization: Bearer`); otherwise 401 before one byte of the body is read. The caller goes
    to `scope["state"]`, where the routes' dependencies check its scope (403).
 2. The body's size. A Content-Length over the limit is refused at once; a chunked body (no Content-Length) is
    counted as it streams and cut off with 413 the moment it passes the limit.
 
-Both refusals are audited.
+Each refusal is audited, and closes the connection (`Connection: close`): uvicorn would otherwise read and
+discard the rest of a refused upload, gigabytes if the client announced them, to keep the connection alive.
 """
 
 from __future__ import annotations
@@ -21,15 +24,18 @@ from sqlalchemy.exc import TimeoutError as DBAPITimeout
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import database_down, error_response
-from app.core.errors import Unauthorized
+from app.core.errors import DomainError, HeadersTooLarge, Unauthorized
 from app.services.keys import Caller
 from model.faces.errors import ImageTooLarge
 
 # Room for the multipart envelope and the form fields around the photo itself.
 MULTIPART_OVERHEAD = 64 * 1024
+# The request line and headers, as scripts/serve.sh bounds them for a head that arrives in pieces.
+MAX_HEAD_BYTES = 16 * 1024
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 # Swagger UI's and ReDoc's files, served by the app itself (fastapi-offline): /docs works without internet.
 DOCS_ASSETS = "/docs-assets"
@@ -72,6 +78,20 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"the request body is larger than {limit} bytes")
 
 
+def head_bytes(scope: Scope) -> int:
+    """About what the request line and headers took on the wire."""
+    line = len(scope["method"]) + len(scope.get("raw_path") or scope["path"]) + len(scope.get("query_string", b""))
+    return line + 12 + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+
+
+async def refuse(refusal: DomainError | ImageTooLarge | JSONResponse, scope: Scope, receive: Receive,
+                 send: Send) -> None:
+    """Answer a refusal and close the connection, without reading what is left of the body."""
+    response = refusal if isinstance(refusal, JSONResponse) else error_response(refusal)
+    response.headers["Connection"] = "close"
+    await response(scope, receive, send)
+
+
 class RequestGuard:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -83,18 +103,23 @@ class RequestGuard:
             return
         headers = Headers(scope=scope)
         caller = Caller(None, None)
+        if (size := head_bytes(scope)) > MAX_HEAD_BYTES:
+            refusal = HeadersTooLarge(f"the request head is about {size} bytes; the limit is {MAX_HEAD_BYTES}")
+            runtime.audit.refused(caller, action_of(scope["path"]), refusal.code)
+            await refuse(refusal, scope, receive, send)
+            return
         if runtime.settings.keys.required and not is_public(scope["path"]):
             key = presented_key(headers)
             try:
                 found = await anyio.to_thread.run_sync(runtime.keys.check, key) if key else None
             except (OperationalError, DBAPITimeout) as exc:  # the key's cache entry expired and the database is away
-                await database_down(exc)(scope, receive, send)
+                await refuse(database_down(exc), scope, receive, send)
                 return
             if found is None:
                 refusal = Unauthorized("send an API key in the X-API-Key header" if not key
                                        else "the API key is unknown or revoked")
                 runtime.audit.refused(caller, action_of(scope["path"]), refusal.code)
-                await error_response(refusal)(scope, receive, send)
+                await refuse(refusal, scope, receive, send)
                 return
             caller = found
         scope.setdefault("state", {})["caller"] = caller
@@ -104,7 +129,7 @@ class RequestGuard:
         if length.isdigit() and int(length) > limit:
             refusal = ImageTooLarge(f"the request is {length} bytes; the limit is {limit}")
             runtime.audit.refused(caller, action_of(scope["path"]), refusal.code)
-            await error_response(refusal)(scope, receive, send)
+            await refuse(refusal, scope, receive, send)
             return
 
         received = 0

@@ -72,6 +72,12 @@ class PoorQuality(DomainError):
     code, status = "poor_quality", 422
 
 
+class HeadersTooLarge(DomainError):
+    """The request line and headers are larger than the gate accepts (app.api.guard.MAX_HEAD_BYTES)."""
+
+    code, status = "headers_too_large", 431
+
+
 class Unauthorized(DomainError):
     """No API key, or one that is unknown or revoked."""
 

@@ -8,6 +8,7 @@ import select
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -117,3 +118,56 @@ def test_a_big_jpeg_is_decoded_at_a_reduced_scale_within_the_budget():
     rgb = decode_image(buffer.getvalue(), max_pixels=40_000_000, max_bytes=budget)
     assert rgb.shape[1] < 7000 and decode_cost("RGB", rgb.shape[1], rgb.shape[0]) <= budget
     assert rgb.shape[1] * 5000 == pytest.approx(rgb.shape[0] * 7000, rel=0.01), "the aspect ratio is kept"
+
+
+def exchange(server, request: bytes, then_send: int = 0) -> tuple[bytes, float | None]:  # noqa: ANN001
+    """Send `request`, then up to `then_send` bytes of body while reading; (the answer, seconds from the answer's
+    first byte until the server closed the connection, or None if it stayed open for 5 s)."""
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(request)
+        answer, closed_after, answered_at, sent = b"", None, None, 0
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            readable, writable, _ = select.select([sock], [sock] if sent < then_send else [], [], 0.5)
+            if readable:
+                try:
+                    data = sock.recv(65536)
+                except ConnectionResetError:
+                    data = b""
+                if not data:
+                    closed_after = time.monotonic() - (answered_at or time.monotonic())
+                    break
+                answer += data
+                answered_at = answered_at or time.monotonic()
+                if time.monotonic() - answered_at > 5:
+                    break
+            elif writable:
+                try:
+                    sent += sock.send(b"\0" * 65536)
+                except OSError:
+                    continue
+            elif answered_at and time.monotonic() - answered_at > 5:
+                break
+    return answer, closed_after
+
+
+def test_a_head_over_16_kib_is_refused_even_in_one_write(server):
+    for size in (20_000, 60_000):
+        request = (f"GET /employees HTTP/1.1\r\nHost: x\r\nX-API-Key: {server.keys['admin']}\r\n"
+                   f"X-Padding: {'a' * size}\r\n\r\n").encode()
+        answer, closed_after = exchange(server, request)
+        assert answer.startswith(b"HTTP/1.1 431") and b"headers_too_large" in answer, answer[:300]
+        assert closed_after is not None and closed_after < 1.0
+    ok = exchange(server, f"GET /employees HTTP/1.1\r\nHost: x\r\nX-API-Key: {server.keys['admin']}\r\n"
+                          f"X-Padding: {'a' * 8000}\r\n\r\n".encode())[0]
+    assert ok.startswith(b"HTTP/1.1 200"), ok[:200]
+
+
+def test_a_refused_upload_is_cut_off_not_read_to_its_end(server):
+    """A client announces 1 GiB and keeps sending: after the 401 the server closes within a second instead of
+    reading and discarding the gigabyte to keep the connection."""
+    head = (f"POST /enroll HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+            f"Content-Length: {2**30}\r\n\r\n").encode()
+    answer, closed_after = exchange(server, head, then_send=2**30)
+    assert answer.startswith(b"HTTP/1.1 401") and b"connection: close" in answer.lower(), answer[:300]
+    assert closed_after is not None and closed_after < 1.0, closed_after
