@@ -11,7 +11,7 @@ def audit_rows(client) -> list[AuditRecord]:  # noqa: ANN001
     runtime = client.app.state.runtime
     assert runtime.audit.flush()
     with runtime.sessions() as session:
-        return list(session.scalars(select(AuditRecord).order_by(AuditRecord.id)))
+        return list(session.scalars(select(AuditRecord).order_by(AuditRecord.at, AuditRecord.id)))  # as it happened
 
 
 def employees(client) -> list[tuple[str, str | None]]:  # noqa: ANN001

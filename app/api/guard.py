@@ -103,9 +103,10 @@ class RequestGuard:
             return
         headers = Headers(scope=scope)
         caller = Caller(None, None)
+        source = client[0] if (client := scope.get("client")) else None
         if (size := head_bytes(scope)) > MAX_HEAD_BYTES:
             refusal = HeadersTooLarge(f"the request head is about {size} bytes; the limit is {MAX_HEAD_BYTES}")
-            runtime.audit.refused(caller, action_of(scope["path"]), refusal.code)
+            runtime.audit.refused(caller, action_of(scope["path"]), refusal.code, source=source)
             await refuse(refusal, scope, receive, send)
             return
         if runtime.settings.keys.required and not is_public(scope["path"]):
@@ -118,7 +119,7 @@ class RequestGuard:
             if found is None:
                 refusal = Unauthorized("send an API key in the X-API-Key header" if not key
                                        else "the API key is unknown or revoked")
-                runtime.audit.refused(caller, action_of(scope["path"]), refusal.code)
+                runtime.audit.refused(caller, action_of(scope["path"]), refusal.code, source=source)
                 await refuse(refusal, scope, receive, send)
                 return
             caller = found
@@ -128,7 +129,7 @@ class RequestGuard:
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
             refusal = ImageTooLarge(f"the request is {length} bytes; the limit is {limit}")
-            runtime.audit.refused(caller, action_of(scope["path"]), refusal.code)
+            runtime.audit.refused(caller, action_of(scope["path"]), refusal.code, source=source)
             await refuse(refusal, scope, receive, send)
             return
 
@@ -140,7 +141,7 @@ class RequestGuard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    runtime.audit.refused(caller, action_of(scope["path"]), ImageTooLarge.code)
+                    runtime.audit.refused(caller, action_of(scope["path"]), ImageTooLarge.code, source=source)
                     raise BodyTooLarge(limit)
             return message
 

@@ -149,6 +149,9 @@ class AuditOut(BaseModel):
     distance: float | None
     threshold: float | None
     request_id: str | None = Field(description="the request's X-Request-ID: its lines in the logs")
+    count: int = Field(description="the events the row stands for: more than one for the refusals of anonymous "
+                                   "clients, which are counted per source and window", examples=[1])
+    source: str | None = Field(description="the client's address, on counted refusals")
 
 
 class AuditPage(BaseModel):

@@ -175,6 +175,10 @@ class AuditRecord(Base):
     threshold: Mapped[float | None] = mapped_column(Float, nullable=True)  # the one a verification used
     # X-Request-ID of the request (the client's or one made up): the row's line in the logs
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # Refusals of anonymous clients are aggregated (app.services.audit): one row stands for `count` of them,
+    # from `source` (the client's address), within a window. Every other row is one event.
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    source: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class VerifyFailure(Base):

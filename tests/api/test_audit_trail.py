@@ -34,6 +34,27 @@ def test_refusals_before_the_route_are_audited(make_client, photos):
     ]
 
 
+def test_anonymous_refusals_are_counted_per_source_not_written_one_by_one(make_client):
+    """Made-up keys, malformed ones and none: 1,500 refusals become one row per action and code, whose counts
+    add up to the requests; a keyed caller's refusal is still a row of its own."""
+    client = make_client(auth=True)
+    with client.app.state.runtime.sessions() as session:
+        admin = create_key(session, "admin")[0]
+    for i in range(500):
+        assert client.get("/employees", headers={"X-API-Key": f"fg_{i:012x}_{'A' * 43}"}).status_code == 401
+        assert client.get("/employees", headers={"X-API-Key": f"not a key {i}"}).status_code == 401
+        assert client.post("/verify", data={"employee_id": "x"}).status_code == 401
+    assert client.post("/enroll", content=b"x" * (11 * MiB),
+                       headers={"X-API-Key": admin, "Content-Type": "multipart/form-data"}).status_code == 413
+    rows = audit_rows(client)
+    counted = {(r.action, r.decision, r.source): r.count for r in rows if r.key_id is None}
+    assert counted == {("employees", "unauthorized", "testclient"): 1000, ("verify", "unauthorized", "testclient"): 500}
+    assert [(r.key_id, r.decision, r.count) for r in rows if r.key_id] == [(admin.split("_")[1], "image_too_large", 1)]
+    page = client.get("/audit", params={"action": "employees"}, headers={"X-API-Key": admin}).json()
+    assert [(row["decision"], row["count"], row["source"]) for row in page["items"]] == [
+        ("unauthorized", 1000, "testclient")]
+
+
 def test_the_audit_writer_bounds_its_delay_and_counts_what_a_full_queue_drops(sqlite_url):
     from app.gallery import db
     from app.services.audit import AuditEntry, AuditTrail
