@@ -1,0 +1,214 @@
+"""How the decisions could use what the network gives, chosen on validation data and then reported on LFW:
+the template rule (the nearest of an employee's references, or their L2-normalised mean) and adaptive score
+normalisation (AS-norm against a cohort, K chosen here). Issue #21's levers, measured before they are built.
+
+    python -m benchmarks.decisions [--cache DIR] [--splits 5] [--ks 25 50 100 200 400]
+
+Every figure is an open-set trial: a gallery of enrolled people (their first R photos), genuine probes (their
+other photos) and strangers (every photo of people not enrolled). Rank-1 counts a genuine probe whose best
+score is their own person's and above the threshold; the threshold is read off the trial's own strangers at
+the FPIR asked, so each rule is compared at equal false positives, whatever its calibration. (Calibrating a
+chosen rule's threshold is the service's job, on CelebA, as the card's impostor tail is.)
+
+- Validation: CelebA, both archives. Identities are split at random into a cohort (one photo each), the
+  enrolled and the strangers, `--splits` times; figures are the mean and the spread over splits.
+- Test: LFW. The cohort is CelebA (one photo per identity): vectors only, no LFW photo in it.
+AS-norm: s' = ((s - mu_t) / sd_t + (s - mu_p) / sd_p) / 2, where mu and sd are the mean and the standard
+deviation of the K highest cosine scores of the template (t) and of the probe (p) against the cohort.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import DATA, machine
+from benchmarks.identify import embedded
+from model.datasets.sources import DEFAULT_CACHE, VALIDATION_SOURCES
+from model.faces.embedder import DEFAULT_MODEL, Embedder
+
+FPIRS = (1e-2, 1e-3)
+
+
+@dataclass(frozen=True)
+class Faces:
+    vectors: np.ndarray  # (n, d) unit vectors
+    labels: np.ndarray  # identity of each
+
+    def people(self) -> dict[str, list[int]]:
+        rows: dict[str, list[int]] = defaultdict(list)
+        for row, label in enumerate(self.labels):
+            rows[str(label)].append(row)
+        return dict(rows)
+
+
+@dataclass(frozen=True)
+class Trial:
+    references: np.ndarray  # (people, R, d): each enrolled person's first R photos
+    probes: np.ndarray  # (genuine, d)
+    truth: np.ndarray  # (genuine,) the enrolled person of each probe
+    strangers: np.ndarray  # (strangers, d)
+
+
+def trial(faces: Faces, enrolled: list[str], strangers: list[str], references: int) -> Trial:
+    people = faces.people()
+    refs = np.stack([faces.vectors[people[p][:references]] for p in enrolled])
+    genuine = [(i, row) for i, p in enumerate(enrolled) for row in people[p][references:]]
+    stranger_rows = [row for p in strangers for row in people[p]]
+    return Trial(refs, faces.vectors[[row for _, row in genuine]], np.array([i for i, _ in genuine]),
+                 faces.vectors[stranger_rows])
+
+
+def normalised(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
+
+
+def cohort_stats(vectors: np.ndarray, cohort: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of each vector's k highest cosine scores against the cohort."""
+    scores = vectors.reshape(-1, vectors.shape[-1]) @ cohort.T
+    top = -np.partition(-scores, k - 1, axis=1)[:, :k]
+    return top.mean(axis=1).reshape(vectors.shape[:-1]), top.std(axis=1).reshape(vectors.shape[:-1])
+
+
+def person_scores(queries: np.ndarray, references: np.ndarray, rule: str, cohort: np.ndarray | None,
+                  k: int) -> np.ndarray:
+    """(queries, people) scores: each person's references fused by `rule`, AS-normalised when a cohort is given."""
+    templates = normalised(references.mean(axis=1))[:, None] if rule == "mean" else references  # (P, R', d)
+    scores = np.einsum("qd,prd->qpr", queries, templates)
+    if cohort is not None:
+        mu_t, sd_t = cohort_stats(templates, cohort, k)  # (P, R')
+        mu_q, sd_q = cohort_stats(queries, cohort, k)  # (Q,)
+        scores = 0.5 * ((scores - mu_t[None]) / sd_t[None] + (scores - mu_q[:, None, None]) / sd_q[:, None, None])
+    return scores.max(axis=2)
+
+
+def rank1(t: Trial, rule: str, cohort: np.ndarray | None = None, k: int = 0) -> dict[float, float]:
+    """{FPIR: rank-1 at the threshold that lets that share of the trial's strangers through}."""
+    stranger_best = person_scores(t.strangers, t.references, rule, cohort, k).max(axis=1)
+    genuine = person_scores(t.probes, t.references, rule, cohort, k)
+    named, best = genuine.argmax(axis=1), genuine.max(axis=1)
+    out = {}
+    for fpir in FPIRS:
+        threshold = np.quantile(stranger_best, 1 - fpir, method="higher")
+        out[fpir] = float(((named == t.truth) & (best > threshold)).mean())
+    return out
+
+
+def splits(faces: Faces, *, seeds: int, cohort_size: int, gallery: int, references: int
+           ) -> list[tuple[np.ndarray, Trial]]:
+    """`seeds` random splits of the identities into a cohort (one photo each, taken from the identities with the
+    fewest photos, who could not be enrolled with references anyway), `gallery` enrolled people (with
+    `references` + 1 photos or more) and strangers (everyone else)."""
+    people = faces.people()
+    out = []
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        ids = sorted(people)
+        rng.shuffle(ids)
+        ids.sort(key=lambda p: len(people[p]))  # stable: shuffled within each photo count
+        cohort_ids, rest = ids[:cohort_size], ids[cohort_size:]
+        rng.shuffle(rest)
+        enrollable = [p for p in rest if len(people[p]) > references][:gallery]
+        strangers = [p for p in rest if p not in set(enrollable)]
+        cohort = faces.vectors[[people[p][0] for p in cohort_ids]]
+        out.append((cohort, trial(faces, enrollable, strangers, references)))
+    return out
+
+
+def figure(values: list[float]) -> str:
+    return f"{100 * np.mean(values):5.1f} ± {100 * np.std(values):3.1f}"
+
+
+def validation_k(faces: Faces, args: argparse.Namespace) -> int:
+    """AS-norm's K for one reference, chosen on CelebA: the best mean rank-1 at FPIR 1e-3 over the splits."""
+    people = faces.people()
+    gallery = min(1000, sum(len(rows) > 1 for rows in people.values()) // 2)
+    trials = splits(faces, seeds=args.splits, cohort_size=args.cohort, gallery=gallery, references=1)
+    print(f"\nvalidation (CelebA), one reference: {gallery} enrolled, cohort {args.cohort}, {args.splits} splits "
+          f"(about {len(trials[0][1].probes)} genuine probes and {len(trials[0][1].strangers)} strangers each)")
+    print(f"{'scores':<18}" + "".join(f"{'rank-1 @ FPIR ' + format(f, 'g'):>22}" for f in FPIRS))
+    rows = {"plain": [rank1(t, "nearest") for _, t in trials]}
+    for k in args.ks:
+        rows[f"AS-norm K={k}"] = [rank1(t, "nearest", cohort, k) for cohort, t in trials]
+    for name, results in rows.items():
+        print(f"{name:<18}" + "".join(f"{figure([r[f] for r in results]):>22}" for f in FPIRS))
+    best = max(args.ks, key=lambda k: np.mean([r[1e-3] for r in rows[f"AS-norm K={k}"]]))
+    print(f"chosen: K = {best}")
+    return best
+
+
+def validation_rules(faces: Faces, k: int, args: argparse.Namespace) -> None:
+    """Nearest reference against the fused mean, with 1, 2 and 3 references, plain and AS-normalised."""
+    print(f"\nvalidation (CelebA), people with 4+ photos, their first R enrolled; AS-norm K={k}")
+    print(f"{'R':>2} {'rule':<8} {'scores':<8} {'enrolled':>8}" + "".join(f"{'rank-1 @ ' + format(f, 'g'):>18}"
+                                                                        for f in FPIRS))
+    for references in (1, 2, 3):
+        # enrolled with 3 references' worth of photos, so that 1, 2 and 3 references meet the same camera photos
+        trials = [(cohort, Trial(t.references[:, :references], t.probes, t.truth, t.strangers))
+                  for cohort, t in splits(faces, seeds=args.splits, cohort_size=args.cohort, gallery=10_000,
+                                          references=3)]
+        for rule in ("nearest", "mean") if references > 1 else ("nearest",):
+            for norm in ("plain", "AS-norm"):
+                results = [rank1(t, rule, cohort if norm == "AS-norm" else None, k) for cohort, t in trials]
+                print(f"{references:>2} {rule:<8} {norm:<8} {len(trials[0][1].references):>8}"
+                      + "".join(f"{figure([r[f] for r in results]):>18}" for f in FPIRS))
+
+
+def test_on_lfw(lfw: Faces, cohort: np.ndarray, k: int) -> None:
+    people = lfw.people()
+    many = sorted(p for p, rows in people.items() if len(rows) >= 4)
+    two = sorted(p for p, rows in people.items() if len(rows) >= 2)
+    print(f"\ntest (LFW), cohort {len(cohort)} CelebA photos (one per identity, at random), AS-norm K={k}")
+    print(f"{'R':>2} {'rule':<8} {'scores':<8} {'enrolled':>8}" + "".join(f"{'rank-1 @ ' + format(f, 'g'):>12}"
+                                                                        for f in FPIRS))
+    rng = np.random.default_rng(0)
+    rng.shuffle(two)
+    for size in (100, 1000):
+        enrolled = two[:size]
+        t = trial(lfw, enrolled, [p for p in people if p not in set(enrolled)], 1)
+        for norm in ("plain", "AS-norm"):
+            r = rank1(t, "nearest", cohort if norm == "AS-norm" else None, k)
+            print(f"{1:>2} {'nearest':<8} {norm:<8} {size:>8}" + "".join(f"{100 * r[f]:11.1f}%" for f in FPIRS))
+    full = trial(lfw, many, [p for p in people if p not in set(many)], 3)
+    for references in (1, 2, 3):
+        t = Trial(full.references[:, :references], full.probes, full.truth, full.strangers)
+        for rule in ("nearest", "mean") if references > 1 else ("nearest",):
+            for norm in ("plain", "AS-norm"):
+                r = rank1(t, rule, cohort if norm == "AS-norm" else None, k)
+                print(f"{references:>2} {rule:<8} {norm:<8} {len(many):>8}"
+                      + "".join(f"{100 * r[f]:11.1f}%" for f in FPIRS))
+
+
+def load(embedder: Embedder, names: tuple[str, ...], data: Path, cache: Path) -> Faces:
+    parts = [embedded(embedder, data / name, cache) for name in names]
+    return Faces(np.concatenate([v for v, _ in parts]).astype(np.float32),
+                 np.concatenate([labels.astype(str) for _, labels in parts]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--splits", type=int, default=5)
+    parser.add_argument("--cohort", type=int, default=800, help="validation cohort: identities, one photo each")
+    parser.add_argument("--ks", type=int, nargs="+", default=[25, 50, 100, 200, 400])
+    args = parser.parse_args()
+    embedder = Embedder.load(args.model, "cpu")
+    celeba = load(embedder, VALIDATION_SOURCES, args.data, args.cache)
+    lfw = load(embedder, ("lfw-deepfunneled.tar",), args.data, args.cache)
+    print(f"machine: {machine()}")
+    print(f"model {embedder.model_id}, augment {embedder.augment}; CelebA: {len(celeba.vectors)} faces of "
+          f"{len(celeba.people())} identities; LFW: {len(lfw.vectors)} faces of {len(lfw.people())} people")
+    k = validation_k(celeba, args)
+    validation_rules(celeba, k, args)
+    cohort_ids = np.random.default_rng(0).permutation(sorted(celeba.people()))[:args.cohort]
+    test_on_lfw(lfw, celeba.vectors[[celeba.people()[p][0] for p in cohort_ids]], k)
+
+
+if __name__ == "__main__":
+    main()
