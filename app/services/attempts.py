@@ -2,17 +2,24 @@
 window, and further attempts get 429 with Retry-After until the oldest of those failures leaves the window.
 
 The failures are rows in the database (`verify_failures`), not counters in memory, so every replica counts
-the same ones. A refused attempt is not itself counted: a locked-out caller cannot extend the lock. The cost is
-that anyone with a verify key can lock an employee out of the door for up to one window by failing on purpose;
-that is the usual trade of a lockout, and the audit trail names the key that did it.
+the same ones. The count and the decision are one step: an attempt first reserves a row (`reserve`), under a
+lock per employee and per key that every replica takes (a PostgreSQL advisory lock; SQLite's one write lock),
+and only then is the photo compared. A match gives the row back (`release`), as does an attempt that ends in
+an error; a failure keeps it. So no more than the limit of comparisons run for one employee within a window,
+however many arrive at once and on however many replicas (checking first and recording after let 8 of 200
+simultaneous wrong photos through on one server, and 12 on two).
+
+A refused attempt is not itself counted: a locked-out caller cannot extend the lock. The cost is that anyone
+with a verify key can lock an employee out of the door for up to one window by failing on purpose; that is
+the usual trade of a lockout, and the audit trail names the key that did it.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
@@ -27,31 +34,56 @@ class FailedAttempts:
                        ("key_id", settings.lockout.max_failures_per_key))
         self.enabled = any(limit for _, limit in self.limits)
 
-    def check(self, session: Session, *, employee_id: str, key_id: str | None) -> None:
-        """Raise TooManyAttempts when the employee, or the key, has used up its failures in the window."""
+    def reserve(self, session: Session, *, employee_id: str, key_id: str | None) -> int | None:
+        """Take one of the window's attempts for the employee and the key, or raise TooManyAttempts. Commits.
+        Returns the reservation to `release` if the attempt does not fail (None when both limits are off)."""
+        if not self.enabled:
+            return None
+        session.rollback()  # a fresh transaction: on SQLite a read one could not take the write lock
         now = utcnow()
+        values = {"employee_id": employee_id.lower(), "key_id": key_id}
+        self._lock(session, values)
+        session.execute(delete(VerifyFailure).where(VerifyFailure.at <= now - self.window))
+        try:
+            self._check(session, values, now, employee_id)
+        except TooManyAttempts:
+            session.rollback()
+            raise
+        row = VerifyFailure(at=now, **values)
+        session.add(row)
+        session.commit()
+        return row.id
+
+    def release(self, session: Session, reservation: int | None) -> None:
+        """The reserved attempt did not fail (a match, or an error before any decision): it does not count."""
+        if reservation is None:
+            return
+        session.rollback()
+        session.execute(delete(VerifyFailure).where(VerifyFailure.id == reservation))
+        session.commit()
+
+    def _lock(self, session: Session, values: dict[str, str | None]) -> None:
+        """Serialise the reservations of one employee, and of one key, across replicas until the commit. On
+        PostgreSQL, transaction-scoped advisory locks, the employee's first (a fixed order: no deadlock); on
+        SQLite the DELETE that follows takes the database's one write lock."""
+        if session.get_bind().dialect.name != "postgresql":
+            return
+        for column, _ in self.limits:
+            if values[column] is not None:
+                session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
+                                {"name": f"facegate verify {column} {values[column]}"})
+
+    def _check(self, session: Session, values: dict[str, str | None], now: datetime, employee_id: str) -> None:
         for column, limit in self.limits:
-            value = employee_id.lower() if column == "employee_id" else key_id
-            if not limit or value is None:
+            if not limit or values[column] is None:
                 continue
             field = getattr(VerifyFailure, column)
-            recent = session.scalars(
-                select(VerifyFailure.at).where(field == value, VerifyFailure.at > now - self.window)
-                .order_by(VerifyFailure.at.desc()).limit(limit)
-            ).all()
-            if len(recent) >= limit:
-                retry_after = max(1, math.ceil((recent[-1] + self.window - now).total_seconds()))
-                who = f"employee {employee_id!r}" if column == "employee_id" else "this key"
-                raise TooManyAttempts(f"{limit} failed verifications of {who} within "
-                                      f"{self.window.total_seconds():g} s; try again in {retry_after} s",
-                                      retry_after=retry_after)
-
-    def record(self, session: Session, *, employee_id: str, key_id: str | None) -> None:
-        """Count one failed verification, and forget those that have left the window (a write: none when both
-        limits are off)."""
-        if not self.enabled:
-            return
-        now = utcnow()
-        session.add(VerifyFailure(at=now, employee_id=employee_id.lower(), key_id=key_id))
-        session.execute(delete(VerifyFailure).where(VerifyFailure.at <= now - self.window))
-        session.commit()
+            in_window = (field == values[column], VerifyFailure.at > now - self.window)
+            if session.scalar(select(func.count()).select_from(VerifyFailure).where(*in_window)) < limit:
+                continue
+            oldest = session.scalars(select(VerifyFailure.at).where(*in_window).order_by(VerifyFailure.at.desc())
+                                     .offset(limit - 1).limit(1)).one()
+            retry_after = max(1, math.ceil((oldest + self.window - now).total_seconds()))
+            who = f"employee {employee_id!r}" if column == "employee_id" else "this key"
+            raise TooManyAttempts(f"{limit} failed verifications of {who} within {self.window.total_seconds():g} "
+                                  f"s; try again in {retry_after} s", retry_after=retry_after)

@@ -419,8 +419,9 @@ class RecognitionService:
                key_id: str | None = None) -> Verification:
         """1:1 at the calibrated threshold, or at a stricter one the caller asks for (never a looser one).
 
-        A failed verification counts against the employee and the key (app.services.attempts); once either
-        has used up its failures, the photo is not even looked at.
+        A failed verification counts against the employee and the key (app.services.attempts): the attempt is
+        reserved before the photo is looked at, and given back unless it fails, so that no more than the limit
+        of comparisons run in a window, however many arrive at once.
 
         An employee with several references is compared with each, at the threshold for that many
         (references_threshold); the nearest decides.
@@ -431,15 +432,19 @@ class RecognitionService:
         if threshold is not None and threshold > calibrated:
             raise ThresholdTooLoose(f"threshold {threshold:g} is looser than the calibrated {calibrated:.4f}; "
                                     "a request may only make the decision stricter")
-        self.attempts.check(session, employee_id=employee_id, key_id=key_id)
-        if references is None:
-            self._raise_missing(session, employee_id)
-        probe = self.probe(data, serving)
+        reservation = self.attempts.reserve(session, employee_id=employee_id, key_id=key_id)
+        try:
+            if references is None:
+                self._raise_missing(session, employee_id)
+            probe = self.probe(data, serving)
+        except BaseException:
+            self.attempts.release(session, reservation)  # no decision was made: nothing failed
+            raise
         distance = float(np.linalg.norm(references - probe.vector, axis=1).min())
         threshold = calibrated if threshold is None else threshold
         match = distance <= threshold
-        if not match:
-            self.attempts.record(session, employee_id=employee_id, key_id=key_id)
+        if match:
+            self.attempts.release(session, reservation)
         return Verification(employee_id, match, distance, threshold, serving.model_id, probe.face, probe.quality,
                             references=len(references))
 

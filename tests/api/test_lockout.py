@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
 from app.services.keys import create_key
 from tests.client import enroll, error_code, verify
 from tests.gallery_rows import audit_rows
@@ -42,3 +45,30 @@ def test_one_key_failing_across_employees_gets_429(make_client, photos):
     assert attempt("cp", "Laura_Bush").json()["match"] is False
     response = attempt("sw", "Serena_Williams")
     assert (response.status_code, error_code(response)) == (429, "too_many_attempts")
+
+
+def test_a_burst_of_wrong_photos_on_two_replicas_gets_exactly_the_limit_of_decisions(make_client, photos):
+    """200 wrong photos at once, half on each replica: 5 are compared and refused as no match, every other is
+    429; none slips between the count and the decision. A right photo of another employee is still let in."""
+    a, b = make_client(verify_max_failures=5), make_client(verify_max_failures=5)
+    assert enroll(a, "tb", photos.bytes("Tony_Blair", 1)).status_code == 201
+    assert enroll(a, "cp", photos.bytes("Colin_Powell", 1)).status_code == 201
+    within(PROPAGATION_S, lambda: "tb" in b.app.state.runtime.service.index)
+    wrong = photos.bytes("Colin_Powell", 2)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(lambda i: verify((a, b)[i % 2], "tb", wrong), range(200)))
+    outcomes = Counter(r.status_code if r.status_code != 200 else r.json()["match"] for r in answers)
+    assert outcomes == {False: 5, 429: 195}, outcomes
+    assert verify(b, "cp", photos.bytes("Colin_Powell", 2)).json()["match"] is True
+
+
+def test_a_match_or_an_error_does_not_use_up_an_attempt(make_client, photos):
+    client = make_client(verify_max_failures=2)
+    assert enroll(client, "tb", photos.bytes("Tony_Blair", 1)).status_code == 201
+    for _ in range(3):
+        assert verify(client, "tb", photos.bytes("Tony_Blair", 2)).json()["match"] is True
+        assert error_code(verify(client, "tb", b"not a photo")) == "invalid_image"
+        assert error_code(verify(client, "nobody", photos.bytes("Tony_Blair", 2))) == "employee_not_found"
+    assert verify(client, "tb", photos.bytes("Colin_Powell", 2)).json()["match"] is False
+    assert verify(client, "tb", photos.bytes("Colin_Powell", 2)).json()["match"] is False
+    assert verify(client, "tb", photos.bytes("Tony_Blair", 2)).status_code == 429
