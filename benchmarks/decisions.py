@@ -163,7 +163,7 @@ def test_on_lfw(lfw: Faces, cohort: np.ndarray, k: int) -> None:
     many = sorted(p for p, rows in people.items() if len(rows) >= 4)
     two = sorted(p for p, rows in people.items() if len(rows) >= 2)
     print(f"\ntest (LFW), cohort {len(cohort)} CelebA photos (one per identity, at random), AS-norm K={k}")
-    print(f"{'R':>2} {'rule':<8} {'scores':<8} {'enrolled':>8}" + "".join(f"{'rank-1 @ ' + format(f, 'g'):>12}"
+    print(f"{'R':>2} {'rule':<8} {'scores':<8} {'enrolled':>8}" + "".join(f"{'rank-1 @ ' + format(f, 'g'):>18}"
                                                                         for f in FPIRS))
     rng = np.random.default_rng(0)
     rng.shuffle(two)
@@ -172,7 +172,7 @@ def test_on_lfw(lfw: Faces, cohort: np.ndarray, k: int) -> None:
         t = trial(lfw, enrolled, [p for p in people if p not in set(enrolled)], 1)
         for norm in ("plain", "AS-norm"):
             r = rank1(t, "nearest", cohort if norm == "AS-norm" else None, k)
-            print(f"{1:>2} {'nearest':<8} {norm:<8} {size:>8}" + "".join(f"{100 * r[f]:11.1f}%" for f in FPIRS))
+            print(f"{1:>2} {'nearest':<8} {norm:<8} {size:>8}" + "".join(f"{100 * r[f]:17.1f}%" for f in FPIRS))
     full = trial(lfw, many, [p for p in people if p not in set(many)], 3)
     for references in (1, 2, 3):
         t = Trial(full.references[:, :references], full.probes, full.truth, full.strangers)
@@ -180,7 +180,7 @@ def test_on_lfw(lfw: Faces, cohort: np.ndarray, k: int) -> None:
             for norm in ("plain", "AS-norm"):
                 r = rank1(t, rule, cohort if norm == "AS-norm" else None, k)
                 print(f"{references:>2} {rule:<8} {norm:<8} {len(many):>8}"
-                      + "".join(f"{100 * r[f]:11.1f}%" for f in FPIRS))
+                      + "".join(f"{100 * r[f]:17.1f}%" for f in FPIRS))
 
 
 def load(embedder: Embedder, names: tuple[str, ...], data: Path, cache: Path) -> Faces:
