@@ -125,7 +125,7 @@ def test_the_audit_trail_records_every_action_and_no_biometrics(secured, photos)
         (admin_id, "delete", "tb", "deleted"),
     ]
     assert columns == {"id", "at", "key_id", "action", "employee_id", "decision", "distance", "threshold",
-                       "request_id"}
+                       "request_id", "count", "source"}
     assert len({r.request_id for r in records}) == len(records)  # each request has an id of its own
     service = secured.app.state.runtime.service
     # the threshold each decision was made at: 1:1's for verify, the gallery's 1:N threshold for identify
