@@ -62,6 +62,7 @@ class AuditEntry:
 @dataclass
 class Tally:
     first_at: datetime
+    first_request: str | None  # the window's first request's X-Request-ID: where the logs tell more
     count: int = 0
 
 
@@ -104,7 +105,7 @@ class AuditTrail:
             key = (source, action, code)
             if key not in self._tallies and len(self._tallies) >= self.max_sources:
                 key = (OTHER_SOURCES, action, code)
-            self._tallies.setdefault(key, Tally(utcnow())).count += 1
+            self._tallies.setdefault(key, Tally(utcnow(), REQUEST_ID.get())).count += 1
         self._roll()
 
     def _roll(self, force: bool = False) -> None:
@@ -115,8 +116,9 @@ class AuditTrail:
             tallies, self._tallies = self._tallies, {}
             self._window_started = time.monotonic()
         for (source, action, code), tally in tallies.items():
-            self._queue_row(Caller(None, None), AuditEntry(action, decision=code, at=tally.first_at, request_id=None,
-                                                           count=tally.count, source=source))
+            self._queue_row(Caller(None, None), AuditEntry(action, decision=code, at=tally.first_at,
+                                                           request_id=tally.first_request, count=tally.count,
+                                                           source=source))
 
     @property
     def queued(self) -> int:
