@@ -16,12 +16,12 @@ def keyed(make_client):
     return client
 
 
-@pytest.mark.parametrize("path", ["/employees/", "/console/", "/audit/", "/docs/", "/enroll/check/", "/me/"])
-def test_a_trailing_slash_is_not_redirected_to_the_host_the_client_names(keyed, path):
-    for headers in ({"Host": "evil.example"}, {"Host": "evil.example", "X-API-Key": ""}):
-        response = keyed.get(path, headers=headers, follow_redirects=False)
-        assert "location" not in response.headers, response.headers
-        assert response.status_code in (401, 404) and "error" in response.json()
+def test_a_trailing_slash_is_not_redirected_to_the_host_the_client_names(keyed):
+    for path in ("/employees/", "/console/", "/audit/", "/docs/", "/enroll/check/", "/me/"):
+        for headers in ({"Host": "evil.example"}, {"Host": "evil.example", "X-API-Key": ""}):
+            response = keyed.get(path, headers=headers, follow_redirects=False)
+            assert "location" not in response.headers, (path, response.headers)
+            assert response.status_code in (401, 404) and "error" in response.json(), path
 
 
 def test_a_method_a_route_does_not_take_is_405_with_allow(keyed):
