@@ -42,6 +42,10 @@ def error_response(exc: DomainError | FaceError) -> JSONResponse:
     return JSONResponse(error_body(exc.code, exc.message), status_code=status_of(exc), headers=headers)
 
 
+# The database errors a retry may cure: the server away, a connection lost, no connection free in the pool.
+DATABASE_AWAY = (OperationalError, DBAPITimeout)
+
+
 def database_down(exc: SQLAlchemyError) -> JSONResponse:
     """A database error that a retry may cure (the server away, a connection lost): 503 with Retry-After."""
     log.error("database unavailable: %s", getattr(exc, "orig", None) or exc.__class__.__name__)
@@ -75,10 +79,11 @@ def install_error_handlers(app: FastAPI, audit_refusal: Callable[[Request, str],
         # Starlette's own headers go with it: the Allow list of a 405, which RFC 9110 requires
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(DBAPITimeout)
     async def _database_down(_: Request, exc: SQLAlchemyError) -> JSONResponse:
         return database_down(exc)
+
+    for away in DATABASE_AWAY:
+        app.add_exception_handler(away, _database_down)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

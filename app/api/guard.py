@@ -19,16 +19,14 @@ discard the rest of a refused upload, gigabytes if the client announced them, to
 from __future__ import annotations
 
 import anyio.to_thread
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as DBAPITimeout
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import database_down, error_response
-from app.core.errors import DomainError, HeadersTooLarge, Unauthorized
+from app.api.errors import DATABASE_AWAY, database_down, error_response
+from app.core.errors import HeadersTooLarge, Unauthorized
 from app.services.keys import Caller
 from model.faces.errors import ImageTooLarge
 
@@ -84,10 +82,8 @@ def head_bytes(scope: Scope) -> int:
     return line + 12 + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
 
 
-async def refuse(refusal: DomainError | ImageTooLarge | JSONResponse, scope: Scope, receive: Receive,
-                 send: Send) -> None:
+async def refuse(response: JSONResponse, scope: Scope, receive: Receive, send: Send) -> None:
     """Answer a refusal and close the connection, without reading what is left of the body."""
-    response = refusal if isinstance(refusal, JSONResponse) else error_response(refusal)
     response.headers["Connection"] = "close"
     await response(scope, receive, send)
 
@@ -107,20 +103,20 @@ class RequestGuard:
         if (size := head_bytes(scope)) > MAX_HEAD_BYTES:
             refusal = HeadersTooLarge(f"the request head is about {size} bytes; the limit is {MAX_HEAD_BYTES}")
             runtime.audit.refused(caller, action_of(scope["path"]), refusal.code, source=source)
-            await refuse(refusal, scope, receive, send)
+            await refuse(error_response(refusal), scope, receive, send)
             return
         if runtime.settings.keys.required and not is_public(scope["path"]):
             key = presented_key(headers)
             try:
                 found = await anyio.to_thread.run_sync(runtime.keys.check, key) if key else None
-            except (OperationalError, DBAPITimeout) as exc:  # the key's cache entry expired and the database is away
+            except DATABASE_AWAY as exc:  # the key's cache entry expired and the database is away
                 await refuse(database_down(exc), scope, receive, send)
                 return
             if found is None:
                 refusal = Unauthorized("send an API key in the X-API-Key header" if not key
                                        else "the API key is unknown or revoked")
                 runtime.audit.refused(caller, action_of(scope["path"]), refusal.code, source=source)
-                await refuse(refusal, scope, receive, send)
+                await refuse(error_response(refusal), scope, receive, send)
                 return
             caller = found
         scope.setdefault("state", {})["caller"] = caller
@@ -130,7 +126,7 @@ class RequestGuard:
         if length.isdigit() and int(length) > limit:
             refusal = ImageTooLarge(f"the request is {length} bytes; the limit is {limit}")
             runtime.audit.refused(caller, action_of(scope["path"]), refusal.code, source=source)
-            await refuse(refusal, scope, receive, send)
+            await refuse(error_response(refusal), scope, receive, send)
             return
 
         received = 0

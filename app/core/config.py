@@ -313,7 +313,8 @@ class GroupVariables(PydanticBaseSettingsSource):
         found = dict(dotenv_values(env_file)) if isinstance(env_file, str | Path) and Path(env_file).is_file() else {}
         found.update(os.environ)
         found = {name.upper(): value for name, value in found.items() if value is not None}
-        return {flat: found[PREFIX + flat.upper()] for flat in Settings.flat_names() if PREFIX + flat.upper() in found}
+        return {flat: found[PREFIX + flat.upper()] for flat in self.settings_cls.flat_names()
+                if PREFIX + flat.upper() in found}
 
 
 @lru_cache

@@ -105,7 +105,10 @@ class AuditTrail:
             key = (source, action, code)
             if key not in self._tallies and len(self._tallies) >= self.max_sources:
                 key = (OTHER_SOURCES, action, code)
-            self._tallies.setdefault(key, Tally(utcnow(), REQUEST_ID.get())).count += 1
+            tally = self._tallies.get(key)
+            if tally is None:
+                tally = self._tallies[key] = Tally(utcnow(), REQUEST_ID.get())
+            tally.count += 1
         self._roll()
 
     def _roll(self, force: bool = False) -> None:
