@@ -136,7 +136,7 @@ def make_serving(embedder: Embedder, settings: Settings, serves: bool = True) ->
     batching = compute.micro_batch == "on" or (compute.micro_batch == "auto" and embedder.device.type == "cuda")
     batcher = MicroBatcher(embedder, max_batch=compute.micro_batch_size,
                            max_delay_ms=compute.micro_batch_delay_ms) if batching else None
-    return Serving(embedder, pipeline, EmbeddingIndex(embedder.dim, embedder.device), batcher)
+    return Serving(embedder, pipeline, EmbeddingIndex(embedder.dim, embedder.device, cohort=embedder.cohort), batcher)
 
 
 def load_models(settings: Settings) -> dict[str, Embedder]:

@@ -2,7 +2,10 @@
 the template rule (the nearest of an employee's references, or their L2-normalised mean) and adaptive score
 normalisation (AS-norm against a cohort, K chosen here). Issue #21's levers, measured before they are built.
 
-    python -m benchmarks.decisions [--cache DIR] [--splits 5] [--ks 25 50 100 200 400]
+    python -m benchmarks.decisions [--cache DIR] [--celeba-cohort [--splits 5] [--ks 25 50 100 200 400]]
+
+With a model that ships a cohort (model.release.cohort chose it and its K on CelebA), the LFW table is made
+with that cohort: each lever's share at equal FPIR. `--celeba-cohort` repeats the study made before it shipped.
 
 Every figure is an open-set trial: a gallery of enrolled people (their first R photos), genuine probes (their
 other photos) and strangers (every photo of people not enrolled). Rank-1 counts a genuine probe whose best
@@ -162,7 +165,7 @@ def test_on_lfw(lfw: Faces, cohort: np.ndarray, k: int) -> None:
     people = lfw.people()
     many = sorted(p for p, rows in people.items() if len(rows) >= 4)
     two = sorted(p for p, rows in people.items() if len(rows) >= 2)
-    print(f"\ntest (LFW), cohort {len(cohort)} CelebA photos (one per identity, at random), AS-norm K={k}")
+    print(f"\ntest (LFW), cohort of {len(cohort)} vectors, AS-norm K={k}")
     print(f"{'R':>2} {'rule':<8} {'scores':<8} {'enrolled':>8}" + "".join(f"{'rank-1 @ ' + format(f, 'g'):>18}"
                                                                         for f in FPIRS))
     rng = np.random.default_rng(0)
@@ -197,6 +200,8 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=5)
     parser.add_argument("--cohort", type=int, default=800, help="validation cohort: identities, one photo each")
     parser.add_argument("--ks", type=int, nargs="+", default=[25, 50, 100, 200, 400])
+    parser.add_argument("--celeba-cohort", action="store_true",
+                        help="the study before the cohort shipped: a CelebA cohort, K chosen on CelebA")
     args = parser.parse_args()
     embedder = Embedder.load(args.model, "cpu")
     celeba = load(embedder, VALIDATION_SOURCES, args.data, args.cache)
@@ -204,6 +209,11 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"model {embedder.model_id}, augment {embedder.augment}; CelebA: {len(celeba.vectors)} faces of "
           f"{len(celeba.people())} identities; LFW: {len(lfw.vectors)} faces of {len(lfw.people())} people")
+    if embedder.cohort is not None and not args.celeba_cohort:
+        # the shipped cohort: chosen, with its K, on CelebA by model.release.cohort
+        print(f"the model's cohort: {len(embedder.cohort.vectors)} UTKFace vectors, K={embedder.cohort.k}")
+        test_on_lfw(lfw, embedder.cohort.vectors, embedder.cohort.k)
+        return
     k = validation_k(celeba, args)
     validation_rules(celeba, k, args)
     cohort_ids = np.random.default_rng(0).permutation(sorted(celeba.people()))[:args.cohort]

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+Photos = bytes | list[bytes]  # one photo, or several in one request (the "image" field repeated)
 
-def enroll(client: TestClient, employee_id: str, photo: bytes, name: str | None = None, replace: bool = False):
+
+def images(photos: Photos) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("image", (f"photo-{i}.jpg", photo, "image/jpeg"))
+            for i, photo in enumerate([photos] if isinstance(photos, bytes) else photos)]
+
+
+def enroll(client: TestClient, employee_id: str, photo: Photos, name: str | None = None, replace: bool = False):
     data = {"employee_id": employee_id} | ({"name": name} if name else {})
-    return client.post("/enroll", params={"replace": "true"} if replace else None, data=data,
-                       files={"image": ("photo.jpg", photo, "image/jpeg")})
+    return client.post("/enroll", params={"replace": "true"} if replace else None, data=data, files=images(photo))
 
 
-def verify(client: TestClient, employee_id: str, photo: bytes, headers: dict | None = None, **fields):
-    return client.post("/verify", data={"employee_id": employee_id, **fields}, headers=headers,
-                       files={"image": ("photo.jpg", photo, "image/jpeg")})
+def verify(client: TestClient, employee_id: str, photo: Photos, headers: dict | None = None, **fields):
+    return client.post("/verify", data={"employee_id": employee_id, **fields}, headers=headers, files=images(photo))
 
 
-def identify(client: TestClient, photo: bytes, **fields):
-    return client.post("/identify", data=fields, files={"image": ("photo.jpg", photo, "image/jpeg")})
+def identify(client: TestClient, photo: Photos, **fields):
+    return client.post("/identify", data=fields, files=images(photo))
 
 
 def error_code(response) -> str:

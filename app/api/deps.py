@@ -85,12 +85,17 @@ AnyCaller = Annotated[Caller, Depends(caller_with("admin", "verify", "metrics"))
 MetricsCaller = Annotated[Caller, Depends(caller_with("metrics", "admin"))]
 
 
+# The one field a request may repeat: several photos of one enrollment, or frames of one presentation.
+MULTI_VALUED = frozenset({"image"})
+
+
 async def single_valued_fields(request: Request) -> None:
-    """Refuse a form field or query parameter given more than once: "the last one wins" would let a proxy or a
-    log see one employee_id and the service use another."""
+    """Refuse a form field or query parameter given more than once (photos aside): "the last one wins" would
+    let a proxy or a log see one employee_id and the service use another."""
     form = await request.form()  # already parsed for the route; Starlette keeps it
     repeated = sorted({key for fields in (form, request.query_params)
-                       for key, count in Counter(key for key, _ in fields.multi_items()).items() if count > 1})
+                       for key, count in Counter(key for key, _ in fields.multi_items()).items()
+                       if count > 1 and not (fields is form and key in MULTI_VALUED)})
     if repeated:
         raise RequestValidationError([{"loc": ("body", key), "msg": "given more than once", "type": "repeated"}
                                       for key in repeated])

@@ -67,11 +67,12 @@ class MeOut(BaseModel):
 class EnrollOut(BaseModel):
     employee_id: str = Field(examples=["e-1042"])
     name: str | None = Field(examples=["Ada Lovelace"])
-    replaced: bool = Field(description="the employee existed and this photo replaced their references")
+    replaced: bool = Field(description="the employee existed and these photos replaced their references")
     enrolled_at: datetime
     model_id: str = Field(examples=["sha256:3f2a9c0d4e5b6a71"])
-    face: FaceOut
-    quality: QualityOut
+    references: int = Field(description="the photos enrolled in this sitting, fused into one template", examples=[1])
+    face: FaceOut = Field(description="the first photo's face")
+    quality: QualityOut = Field(description="the first photo's quality")
 
 
 class ReferenceAddedOut(BaseModel):
@@ -86,14 +87,19 @@ class ReferenceAddedOut(BaseModel):
 
 class VerifyOut(BaseModel):
     employee_id: str = Field(examples=["e-1042"])
-    match: bool = Field(description="distance <= threshold")
+    match: bool = Field(description="score >= threshold (rule as-norm; and distance <= the request's threshold, "
+                                    "if it gave one), or distance <= threshold (rule distance)")
     distance: float = Field(description="Euclidean distance between unit embeddings, 0 (identical) to 2",
                             examples=[0.62])
-    threshold: float = Field(description="the calibrated threshold for an employee with this many references "
-                                         "(stricter the more they have), or the request's stricter one",
-                             examples=[0.37])
-    references: int = Field(description="the employee's references the photo was compared with; the distance "
-                                        "is the nearest one's", examples=[1])
+    threshold: float = Field(description="in the rule's units: the score to reach (as-norm) or the distance not to "
+                                         "exceed (distance), calibrated for a template fused from this many "
+                                         "references; or, rule distance, the request's stricter one",
+                             examples=[3.9])
+    score: float | None = Field(description="the AS-norm score against the model's cohort (rule as-norm); null "
+                                            "otherwise", examples=[8.1])
+    rule: str = Field(description="what decided: as-norm or distance", examples=["as-norm"])
+    references: int = Field(description="the employee's references, fused into the template the photo was "
+                                        "compared with", examples=[1])
     model_id: str
     face: FaceOut = Field(description="the face that was compared")
     quality: QualityOut
@@ -102,14 +108,19 @@ class VerifyOut(BaseModel):
 class CandidateOut(BaseModel):
     employee_id: str
     name: str | None
-    distance: float
+    distance: float = Field(description="to the employee's template (their references fused)")
+    score: float | None = Field(description="the AS-norm score that ranks and decides when the model has a "
+                                            "cohort (higher is more alike); null otherwise")
 
 
 class IdentifyOut(BaseModel):
     match: CandidateOut | None = Field(description="the nearest employee, or null when even the nearest is "
                                                    "farther than the threshold (a stranger)")
-    candidates: list[CandidateOut] = Field(description="up to top_k nearest employees, nearest first")
-    threshold: float
+    candidates: list[CandidateOut] = Field(description="up to top_k best employees, best first")
+    threshold: float = Field(description="in the rule's units: the score to reach (as-norm) or the distance not "
+                                         "to exceed (distance)")
+    rule: str = Field(description="what ranks and decides: as-norm (the model's cohort) or distance",
+                      examples=["as-norm"])
     model_id: str
     face: FaceOut = Field(description="the face that was searched for")
     quality: QualityOut
@@ -147,7 +158,9 @@ class AuditOut(BaseModel):
     decision: str = Field(description="enrolled, replaced, deleted, match, no_match, unknown, or the error code of "
                                       "a refusal", examples=["match"])
     distance: float | None
-    threshold: float | None
+    threshold: float | None = Field(description="the decision's, in its rule's units")
+    score: float | None = Field(description="identify: the best match's AS-norm score")
+    rule: str | None = Field(description="identify: as-norm or distance")
     request_id: str | None = Field(description="the request's X-Request-ID: its lines in the logs")
     count: int = Field(description="the events the row stands for: more than one for the refusals of anonymous "
                                    "clients, which are counted per source and window", examples=[1])

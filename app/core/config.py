@@ -85,8 +85,8 @@ class ReferenceSettings(Group):
     prefix = "REFERENCE_"
 
     # References an employee may have (the enrollment's and those added by POST /employees/{id}/references).
-    # A decision uses the nearest; the threshold tightens with their number so that an impostor's chance of
-    # passing stays what the card calibrated for one (model.card.curves.references_threshold).
+    # They are fused into one template (their normalised mean), decided at the threshold the card calibrated
+    # for templates of that many (docs/decisions.md).
     max: int = Field(default=5, ge=1, le=20, **variable("MAX_REFERENCES"))
     # Keep each enrollment photo, encrypted (AES-256-GCM), so that a new model can re-embed it: off by default.
     # The keys: base64 of 32 random bytes each (python -m app.cli.references new-key), comma-separated,
@@ -154,7 +154,9 @@ class PhotoSettings(Group):
     """What a photo may be, and which of its faces is used: the defaults are the model side's SERVICE_POLICY and
     PipelineConfig, which evaluation and calibration use too."""
 
-    max_upload_bytes: int = Field(default=10 * MiB, gt=0, description="the largest request body")
+    max_upload_bytes: int = Field(default=10 * MiB, gt=0, description="the largest request body (all its photos)")
+    max_frames: int = Field(default=5, ge=1, le=10, description="the most frames of one presentation (a burst) that "
+                            "/verify and /identify take in one request; they are fused into one probe")
     max_image_pixels: int = Field(default=SERVICE_POLICY.max_pixels, gt=0, description="the largest photo, in pixels")
     # Memory one photo's decode may take; it depends on the format as much as on the pixels (a 16-bit PNG
     # needs 12 bytes a pixel, a JPEG 7, and a JPEG over the limit is decoded at a reduced scale instead).

@@ -66,6 +66,19 @@ class TooManyAttempts(DomainError):
         self.retry_after = retry_after
 
 
+class TooManyPhotos(DomainError):
+    """More photos in one request than it takes: FACEGATE_MAX_REFERENCES for an enrollment,
+    FACEGATE_MAX_FRAMES for a burst at /verify or /identify."""
+
+    code, status = "too_many_photos", 422
+
+
+class NotOnePerson(DomainError):
+    """The photos of one enrollment, or the frames of one burst, are not all of one person."""
+
+    code, status = "not_one_person", 422
+
+
 class PoorQuality(DomainError):
     """An enrollment photo below the quality thresholds: it would fail its employee at the door for years."""
 

@@ -1,14 +1,20 @@
-"""The in-memory search index: one contiguous matrix of unit vectors on the embedder's device.
+"""The in-memory search index: one contiguous matrix of unit vectors on the embedder's device, one row per
+employee.
 
-Identify is a matrix-vector product and a top-k, with no Python loop over templates. Rows are removed by
-moving the last row into the hole, so the matrix stays dense. A start-up load sizes it exactly; after that
-it grows by a quarter at a time, so its slack never passes 25 % of the vectors' bytes. The ids live in
-numpy arrays too (app.gallery.ids), not as a Python object per template.
+An employee's references are fused into one template, the L2-normalised mean of their vectors
+(model.card.scores.fuse), whenever they change: an enrollment, a reference added or removed, a replace, a
+re-embed, a model switch, or the change feed bringing any of these from another replica (every one of them
+ends in `load` or `upsert` with the employee's current references). So N, for the 1:N threshold, counts
+employees, and a template's decision threshold depends on how many references made it.
 
-An employee may have several references (several rows). Their first row is keyed by the employee id, the others
-by "id#1", "id#2"... ("#" is never in an id), and only employees with more than one have an entry in a dict: a
-gallery of one reference each costs what it did. Search takes enough rows to find k distinct employees and
-keeps each one's nearest.
+With a cohort (the model's, model.card.scores.Cohort), each row also keeps its template's cohort statistics,
+computed when the row is written, and search ranks by the AS-norm score; without one it ranks by cosine
+similarity. Either way each match carries its distance.
+
+Identify is a matrix-vector product, a few element-wise passes and a top-k, with no Python loop over
+templates. Rows are removed by moving the last row into the hole, so the matrix stays dense. A start-up load
+sizes it exactly; after that it grows by a quarter at a time, so its slack never passes 25 % of the vectors'
+bytes. The ids live in numpy arrays too (app.gallery.ids), not as a Python object per template.
 
 On a GPU the index also keeps a host copy of the rows, for /verify: reading one row back from the device
 waits for everything queued on it (the micro-batcher's forward passes), under the index's lock.
@@ -16,6 +22,7 @@ waits for everything queued on it (the micro-batcher's forward passes), under th
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from dataclasses import dataclass
 
@@ -23,6 +30,20 @@ import numpy as np
 import torch
 
 from app.gallery.ids import IdTable
+from model.card.scores import Cohort, fuse
+
+GROWTH = 1.25
+STATS_CHUNK = 4096  # templates whose cohort statistics are computed at once: a 4096 x 23,000 float32 product, 377 MB
+
+
+def release_freed_memory() -> None:
+    """Give the C heap's freed pages back to the system (glibc's malloc_trim). The cohort statistics of a large
+    load leave it fragmented: at 200k templates the process kept 441 MB where 146 MB were in use. Elsewhere
+    than glibc, nothing."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 @dataclass(frozen=True)
@@ -30,156 +51,218 @@ class Match:
     employee_id: str
     name: str | None
     distance: float
+    references: int = 1  # how many references the template fuses
+    score: float | None = None  # the AS-norm score, when the index normalises
 
 
-GROWTH = 1.25
-SEPARATOR = "#"  # never in an employee id (app.core.identifiers.EMPLOYEE_ID_PATTERN)
+@dataclass(frozen=True)
+class Template:
+    """An employee's row: the fused vector, how many references made it, and its cohort statistics (0 and 1
+    without a cohort)."""
 
-
-def _row_key(employee_id: str, reference: int) -> str:
-    return employee_id if reference == 0 else f"{employee_id}{SEPARATOR}{reference}"
-
-
-def _employee_of(key: str) -> str:
-    return key.split(SEPARATOR, 1)[0]
+    vector: np.ndarray
+    references: int
+    cohort_mean: float
+    cohort_sd: float
 
 
 class EmbeddingIndex:
     def __init__(self, dim: int, device: torch.device | str = "cpu", capacity: int = 1024,
-                 host_copy: bool | None = None) -> None:
-        """`host_copy`: keep the rows in host memory as well (default: when the device is not the CPU)."""
+                 host_copy: bool | None = None, cohort: Cohort | None = None) -> None:
+        """`host_copy`: keep the rows in host memory as well (default: when the device is not the CPU).
+        `cohort`: normalise scores against it (AS-norm); None ranks by cosine similarity."""
         self.dim = dim
         self.device = torch.device(device)
+        self.cohort = cohort
         self._matrix = torch.zeros((capacity, dim), dtype=torch.float32, device=self.device)
         host_copy = self.device.type != "cpu" if host_copy is None else host_copy
         self._host = np.zeros((capacity, dim), np.float32) if host_copy else None
+        # Per row: references fused, and the AS-norm terms 0.5 / sd_t and 0.5 * mu_t / sd_t (on the device).
+        self._references = np.zeros(capacity, np.int16)
+        self._half_inv_sd = torch.zeros(capacity, dtype=torch.float32, device=self.device)
+        self._half_mean_over_sd = torch.zeros(capacity, dtype=torch.float32, device=self.device)
         self._ids = IdTable()
         self._names: dict[str, str] = {}  # only employees who have a name
-        self._extra: dict[str, int] = {}  # employee id -> rows beyond the first, for those with several
         self._lock = threading.RLock()
+        self._buffer: np.ndarray | None = None  # search's scratch (_scratch)
 
     def __len__(self) -> int:
-        """Rows: the templates a probe is compared with."""
+        """Templates: one per employee."""
         return self._ids.size
-
-    @property
-    def employees(self) -> int:
-        with self._lock:
-            return self._ids.size - sum(self._extra.values())
 
     def __contains__(self, employee_id: str) -> bool:
         with self._lock:
-            return self._ids.find(_row_key(employee_id, 0)) is not None
+            return self._ids.find(employee_id) is not None
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the matrix, slack included."""
-        return self._matrix.numel() * self._matrix.element_size()
+        """Bytes held by the matrix and the per-row arrays, slack included."""
+        return (self._matrix.numel() * self._matrix.element_size() + self._references.nbytes
+                + 2 * self._half_inv_sd.numel() * self._half_inv_sd.element_size())
+
+    def _stats(self, templates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(0.5 / sd, 0.5 * mean / sd) of each template's cohort scores; zeros without a cohort."""
+        if self.cohort is None:
+            return np.zeros(len(templates), np.float32), np.zeros(len(templates), np.float32)
+        means, sds = [], []
+        for start in range(0, len(templates), STATS_CHUNK):
+            mean, sd = self.cohort.stats(templates[start:start + STATS_CHUNK])
+            means.append(mean)
+            sds.append(sd)
+        mean, sd = (np.concatenate(parts) if parts else np.zeros(0, np.float32) for parts in (means, sds))
+        return (0.5 / sd).astype(np.float32), (0.5 * mean / sd).astype(np.float32)
 
     def load(self, ids: list[str], names: list[str | None], vectors: np.ndarray) -> None:
-        """Replace the whole contents at once (start-up): one exactly sized matrix, no per-row work. An id given
-        more than once has that many references."""
+        """Replace the whole contents at once (start-up): one exactly sized matrix. An id given more than once
+        has that many references, fused into its template."""
         if vectors.shape != (len(ids), self.dim) or len(names) != len(ids):
             raise ValueError(f"expected {len(ids)} names and vectors of shape ({len(ids)}, {self.dim}), got "
                              f"{len(names)} and {vectors.shape}")
-        seen: dict[str, int] = {}
-        keys = []
-        for employee_id in ids:
-            keys.append(_row_key(employee_id, seen.get(employee_id, 0)))
-            seen[employee_id] = seen.get(employee_id, 0) + 1
-        matrix = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).to(self.device)
+        first: dict[str, int] = {}
+        several: dict[str, list[int]] = {}
+        for row, employee_id in enumerate(ids):
+            if employee_id not in first:
+                first[employee_id] = row
+            else:
+                several.setdefault(employee_id, [first[employee_id]]).append(row)
+        templates = np.ascontiguousarray(vectors[list(first.values())], dtype=np.float32)
+        references = np.ones(len(first), np.int16)
+        position = {employee_id: i for i, employee_id in enumerate(first)} if several else {}
+        for employee_id, rows in several.items():
+            templates[position[employee_id]] = fuse(vectors[rows])
+            references[position[employee_id]] = len(rows)
+        half_inv_sd, half_mean_over_sd = self._stats(templates)
+        if self.cohort is not None:
+            release_freed_memory()
         with self._lock:
-            self._matrix = matrix if len(ids) else self._matrix[:0]
+            self._matrix = torch.from_numpy(templates).to(self.device)
             if self._host is not None:
-                self._host = np.array(vectors, dtype=np.float32)
+                self._host = templates.copy()
+            self._references = references
+            self._half_inv_sd = torch.from_numpy(half_inv_sd).to(self.device)
+            self._half_mean_over_sd = torch.from_numpy(half_mean_over_sd).to(self.device)
             self._ids = IdTable()
-            self._ids.load(keys)
+            self._ids.load(list(first))
             self._names = {i: name for i, name in zip(ids, names, strict=True) if name is not None}
-            self._extra = {i: n - 1 for i, n in seen.items() if n > 1}
 
     def _ensure_capacity(self, size: int) -> None:
-        if size > self._matrix.shape[0]:
-            capacity = max(size, int(GROWTH * self._matrix.shape[0]) + 1, 16)
-            grown = torch.zeros((capacity, self.dim), dtype=torch.float32, device=self.device)
-            grown[: len(self)] = self._matrix[: len(self)]
-            self._matrix = grown
-            if self._host is not None:
-                host = np.zeros((capacity, self.dim), np.float32)
-                host[: len(self)] = self._host[: len(self)]
-                self._host = host
+        if size <= self._matrix.shape[0]:
+            return
+        capacity = max(size, int(GROWTH * self._matrix.shape[0]) + 1, 16)
+        n = len(self)
+
+        def grown(old: torch.Tensor) -> torch.Tensor:
+            new = torch.zeros((capacity, *old.shape[1:]), dtype=old.dtype, device=self.device)
+            new[:n] = old[:n]
+            return new
+
+        self._matrix = grown(self._matrix)
+        self._half_inv_sd, self._half_mean_over_sd = grown(self._half_inv_sd), grown(self._half_mean_over_sd)
+        self._references = np.resize(self._references, capacity)
+        if self._host is not None:
+            host = np.zeros((capacity, self.dim), np.float32)
+            host[:n] = self._host[:n]
+            self._host = host
 
     def upsert(self, employee_id: str, name: str | None, vectors: np.ndarray) -> None:
-        """Make `vectors` (one, or one per reference) the employee's rows."""
+        """Make the fusion of `vectors` (one, or one per reference) the employee's template."""
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         if vectors.ndim != 2 or vectors.shape[1] != self.dim or not len(vectors):
             raise ValueError(f"expected vectors of dimension {self.dim}, got shape {vectors.shape}")
-        rows_vectors = torch.from_numpy(np.ascontiguousarray(vectors)).to(self.device)
+        template = fuse(vectors) if len(vectors) > 1 else vectors[0]
+        half_inv_sd, half_mean_over_sd = self._stats(template[None])
         with self._lock:
-            self._drop(employee_id)
-            self._ensure_capacity(len(self) + len(vectors))
-            for reference, vector in enumerate(vectors):
-                row = self._ids.append(_row_key(employee_id, reference))
-                self._matrix[row] = rows_vectors[reference]
-                if self._host is not None:
-                    self._host[row] = vector
-            if len(vectors) > 1:
-                self._extra[employee_id] = len(vectors) - 1
+            row = self._ids.find(employee_id)
+            if row is None:
+                self._ensure_capacity(len(self) + 1)
+                row = self._ids.append(employee_id)
+            self._matrix[row] = torch.from_numpy(template).to(self.device)
+            if self._host is not None:
+                self._host[row] = template
+            self._references[row] = len(vectors)
+            self._half_inv_sd[row], self._half_mean_over_sd[row] = float(half_inv_sd[0]), float(half_mean_over_sd[0])
             if name is None:
                 self._names.pop(employee_id, None)
             else:
                 self._names[employee_id] = name
 
     def remove(self, employee_id: str) -> bool:
+        """Remove the employee's row, by moving the last row into its place."""
         with self._lock:
-            if not self._drop(employee_id):
+            row = self._ids.find(employee_id)
+            if row is None:
                 return False
+            moved = self._ids.remove(row)
+            if moved is not None:
+                for array in (self._matrix, self._half_inv_sd, self._half_mean_over_sd, self._references):
+                    array[row] = array[moved]
+                if self._host is not None:
+                    self._host[row] = self._host[moved]
             self._names.pop(employee_id, None)
             return True
 
-    def _drop(self, employee_id: str) -> bool:
-        """Remove the employee's rows, each by moving the last row into its place."""
-        found = False
-        for reference in range(1 + self._extra.pop(employee_id, 0)):
-            row = self._ids.find(_row_key(employee_id, reference))
-            if row is None:
-                continue
-            found = True
-            moved = self._ids.remove(row)
-            if moved is not None:
-                self._matrix[row] = self._matrix[moved]
-                if self._host is not None:
-                    self._host[row] = self._host[moved]
-        return found
+    def _scratch(self, n: int) -> np.ndarray:
+        """A kept buffer of n floats for search's element-wise passes (under the lock)."""
+        if self._buffer is None or len(self._buffer) < n:
+            self._buffer = np.empty(max(n, int(GROWTH * n)), np.float32)
+        return self._buffer[:n]
 
-    def vectors(self, employee_id: str) -> np.ndarray | None:
-        """The employee's reference vectors, one row each, or None if they have none here."""
+    def template(self, employee_id: str) -> Template | None:
+        """The employee's template, or None if they have none here."""
         with self._lock:
-            rows = [self._ids.find(_row_key(employee_id, r)) for r in range(1 + self._extra.get(employee_id, 0))]
-            if rows[0] is None:
+            row = self._ids.find(employee_id)
+            if row is None:
                 return None
-            return (self._host[rows] if self._host is not None else self._matrix[rows].numpy()).copy()
+            vector = (self._host[row] if self._host is not None else self._matrix[row].numpy()).copy()
+            half_inv_sd = float(self._half_inv_sd[row])
+            sd = 0.5 / half_inv_sd if half_inv_sd else 1.0
+            mean = float(self._half_mean_over_sd[row]) * 2 * sd if half_inv_sd else 0.0
+            return Template(vector, int(self._references[row]), mean, sd)
 
-    def search(self, query: np.ndarray, k: int) -> list[Match]:
-        """The k nearest employees, nearest first, each at the distance of their nearest reference."""
+    def probe_stats(self, query: np.ndarray) -> tuple[float, float] | None:
+        """The probe's cohort mean and standard deviation (once per request), or None without a cohort."""
+        if self.cohort is None:
+            return None
+        mean, sd = self.cohort.stats(query[None])
+        return float(mean[0]), float(sd[0])
+
+    def search(self, query: np.ndarray, k: int, probe_stats: tuple[float, float] | None = None) -> list[Match]:
+        """The k best templates, best first: by AS-norm score with a cohort (`probe_stats` from probe_stats(),
+        computed here when not given), by cosine similarity without."""
         q = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32)).to(self.device)
+        if self.cohort is not None and probe_stats is None:
+            probe_stats = self.probe_stats(query)
         with self._lock:
             n = len(self)
             if n == 0:
                 return []
+            # s' = ((s - mu_t) / sd_t + (s - mu_p) / sd_p) / 2, as s * (0.5 / sd_t + 0.5 / sd_p)
+            # - (0.5 mu_t / sd_t + 0.5 mu_p / sd_p): a few passes over n floats
             if self.device.type == "cpu":
                 # numpy's BLAS gemv streams the matrix at about twice the speed of torch's on the CPU (32 vs
-                # 64 ms at 1M x 128 on 2 cores; the memory bound is 21 ms): benchmarks/search.py
-                similarity = torch.from_numpy(self._matrix[:n].numpy() @ q.numpy())
+                # 64 ms at 1M x 128 on 2 cores; the memory bound is 21 ms), and numpy's element-wise passes
+                # after it, in place, cost about 1 ms at 1M where torch's cost 5 (its threads and BLAS's
+                # contend): benchmarks/search.py
+                ranked = self._matrix[:n].numpy() @ q.numpy()
+                if probe_stats is not None:
+                    mean, sd = probe_stats
+                    coefficient = np.add(self._half_inv_sd[:n].numpy(), np.float32(0.5 / sd), out=self._scratch(n))
+                    np.multiply(ranked, coefficient, out=ranked)
+                    offset = np.add(self._half_mean_over_sd[:n].numpy(), np.float32(0.5 * mean / sd), out=coefficient)
+                    np.subtract(ranked, offset, out=ranked)
+                top = torch.topk(torch.from_numpy(ranked), min(k, n))
             else:
-                similarity = self._matrix[:n] @ q
-            # k employees lie among the k * (most references anyone has) nearest rows
-            top = torch.topk(similarity, min(k * (1 + max(self._extra.values(), default=0)), n))
-            keys = self._ids.ids_of(top.indices.cpu().tolist())
-            # Unit vectors: |a - b| = sqrt(2 - 2 a.b).
-            distances = torch.sqrt(torch.clamp(2 - 2 * top.values, min=0)).cpu().tolist()
-            matches: dict[str, Match] = {}
-            for key, distance in zip(keys, distances, strict=True):
-                employee_id = _employee_of(key)
-                if employee_id not in matches:  # the nearest of their rows comes first
-                    matches[employee_id] = Match(employee_id, self._names.get(employee_id), distance)
-            return list(matches.values())[:k]
+                ranked = self._matrix[:n] @ q
+                if probe_stats is not None:
+                    mean, sd = probe_stats
+                    ranked = torch.addcmul(-(self._half_mean_over_sd[:n] + 0.5 * mean / sd), ranked,
+                                           self._half_inv_sd[:n] + 0.5 / sd)
+                top = torch.topk(ranked, min(k, n))
+            rows = top.indices.cpu().tolist()
+            keys = self._ids.ids_of(rows)
+            # The k best rows' cosines again (k dot products), for their distances: |a - b| = sqrt(2 - 2 a.b).
+            similarity = self._matrix[top.indices.to(self.device)] @ q
+            distances = torch.sqrt(torch.clamp(2 - 2 * similarity, min=0)).cpu().tolist()
+            scores = top.values.cpu().tolist() if probe_stats is not None else [None] * len(rows)
+            return [Match(key, self._names.get(key), distance, int(self._references[row]), score)
+                    for key, row, distance, score in zip(keys, rows, distances, scores, strict=True)]

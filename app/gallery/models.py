@@ -172,7 +172,11 @@ class AuditRecord(Base):
     employee_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     decision: Mapped[str] = mapped_column(String(32))  # enrolled, match, no_match, unknown, or an error code
     distance: Mapped[float | None] = mapped_column(Float, nullable=True)
-    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)  # the one a verification used
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)  # the one a decision used
+    # /identify: the AS-norm score of the best match, and the rule that decided ("as-norm" or "distance",
+    # whose units the threshold is in)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rule: Mapped[str | None] = mapped_column(String(16), nullable=True)
     # X-Request-ID of the request (the client's or one made up): the row's line in the logs
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     # Refusals of anonymous clients are aggregated (app.services.audit): one row stands for `count` of them,

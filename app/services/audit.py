@@ -53,6 +53,8 @@ class AuditEntry:
     decision: str = "error"  # what an unexpected failure leaves behind
     distance: float | None = None
     threshold: float | None = None
+    score: float | None = None  # identify: the best match's AS-norm score
+    rule: str | None = None  # identify: the rule that decided
     at: datetime = field(default_factory=utcnow)
     request_id: str | None = field(default_factory=REQUEST_ID.get)  # the request it was made in, if any
     count: int = 1  # the events the row stands for: more than one for counted anonymous refusals
@@ -193,6 +195,7 @@ class AuditTrail:
                 session.add_all([AuditRecord(at=entry.at, key_id=caller.key_id, action=entry.action,
                                              employee_id=entry.employee_id, decision=entry.decision,
                                              distance=entry.distance, threshold=entry.threshold,
+                                             score=entry.score, rule=entry.rule,
                                              request_id=entry.request_id, count=entry.count, source=entry.source)
                                  for caller, entry in rows])
                 session.commit()

@@ -23,21 +23,25 @@ from app.core.errors import (
     EmployeeNotFound,
     LastReference,
     ModelChanging,
+    NotOnePerson,
     NotReady,
     PoorQuality,
     ReferenceConflict,
     ReferenceNotFound,
     StaleTemplate,
     ThresholdTooLoose,
+    TooManyPhotos,
     TooManyReferences,
 )
 from app.gallery import repository
-from app.gallery.index import EmbeddingIndex, Match  # Match: the candidates identify answers with
-from app.gallery.models import AuditRecord, Employee, Template
+from app.gallery.index import EmbeddingIndex, Match, Template  # Match: the candidates identify answers with
+from app.gallery.models import AuditRecord, Employee
+from app.gallery.models import Template as StoredTemplate
 from app.services.attempts import FailedAttempts
 from app.services.batcher import MicroBatcher
 from app.services.references import ReferenceCipher, Sealed
-from model.card.curves import identify_threshold, references_threshold
+from model.card.curves import VERIFY_FAR, identify_score_threshold, identify_threshold, interpolated
+from model.card.scores import as_norm, fuse
 from model.faces.config import Quality, QualityCheck, Views
 from model.faces.embedder import Embedder
 from model.faces.errors import FaceError, ImageTooLarge
@@ -54,6 +58,7 @@ class Probe:
     face: FaceBox
     vector: np.ndarray
     quality: Quality
+    frames: int = 1  # fused into the vector (a burst)
 
 
 @dataclass(frozen=True)
@@ -100,23 +105,31 @@ class EmployeeView:
                    [Reference(t.slot, t.created_at) for t in templates if t.model_id == model_id])
 
 
+# The rules /verify and /identify decide by: the AS-norm score against the model's cohort, or, for a model
+# (or augmentation) without one, or with FACEGATE_THRESHOLD set, the distance.
+AS_NORM, DISTANCE = "as-norm", "distance"
+
+
 @dataclass(frozen=True)
 class Verification:
     employee_id: str
     match: bool
     distance: float
-    threshold: float
+    threshold: float  # in the rule's units: a score to reach (as-norm), or a distance not to exceed
     model_id: str
     face: FaceBox
     quality: Quality
-    references: int = 1  # compared with; the distance is the nearest one's
+    references: int = 1  # fused into the template the photo was compared with
+    score: float | None = None  # the AS-norm score, under that rule
+    rule: str = DISTANCE
 
 
 @dataclass(frozen=True)
 class Identification:
     match: Match | None
     candidates: list[Match]
-    threshold: float
+    threshold: float  # in the rule's units: a score to reach (as-norm), or a distance not to exceed
+    rule: str
     model_id: str
     face: FaceBox
     quality: Quality
@@ -145,11 +158,14 @@ def check_quality(quality: Quality, settings: Settings) -> None:
 
 
 def save_enrollment(*, session: Session, employee_id: str, name: str | None, vectors: dict[str, np.ndarray],
-                    replace: bool, photo: Sealed | None = None) -> tuple[Employee, dict[str, Template], bool]:
+                    replace: bool, photo: Sealed | None = None,
+                    more: list[tuple[dict[str, np.ndarray], Sealed | None]] = ()
+                    ) -> tuple[Employee, dict[str, StoredTemplate], bool]:
     """The one write of an enrollment (API enroll and replace, bulk enrollment): the employee, their templates
     (model id -> vector: the serving model's, and the next one's while app.cli.reembed rolls it out), the sealed
     photo when the reference store is on (an older photo is deleted either way), and the change feed's row,
-    committed together. Returns (employee, templates by model id, whether they existed).
+    committed together. `more`: the templates and photos of the sitting's other references, in slots 1, 2...
+    Returns (employee, slot 0's templates by model id, whether they existed).
 
     Races: a concurrent enroll of the same id (or of one differing only in case) makes this one 409; a
     replace whose employee is deleted under it looks again, and enrolls them anew; an enrollment without a
@@ -167,6 +183,11 @@ def save_enrollment(*, session: Session, employee_id: str, name: str | None, vec
                 employee.name = name
             templates = repository.set_templates(session=session, employee=employee, vectors=vectors)
             _store_photo(session, employee, photo, slot=0, only=True)
+            for slot, (more_vectors, more_photo) in enumerate(more, start=1):
+                if set(more_vectors) != set(vectors):  # the next model refused one photo of several
+                    more_vectors = {m: v for m, v in more_vectors.items() if m in vectors}
+                repository.add_templates(session=session, employee=employee, slot=slot, vectors=more_vectors)
+                _store_photo(session, employee, more_photo, slot=slot)
             _commit_unless_model_changed(session, vectors)
             return employee, templates, existed
         except (IntegrityError, StaleDataError) as exc:
@@ -178,7 +199,7 @@ def save_enrollment(*, session: Session, employee_id: str, name: str | None, vec
 
 
 def save_reference(*, session: Session, employee_id: str, vectors: dict[str, np.ndarray], max_references: int,
-                   photo: Sealed | None = None) -> tuple[Employee, dict[str, Template], int]:
+                   photo: Sealed | None = None) -> tuple[Employee, dict[str, StoredTemplate], int]:
     """The one write of an added reference: its templates (model id -> vector) in the employee's next free slot,
     its sealed photo, and the change feed's row. Returns (employee, templates by model id, slot).
 
@@ -249,8 +270,27 @@ class Serving:
 
     @cached_property
     def far_levels(self) -> dict[float, float]:
-        """The 1:N curve of the model card, read once."""
+        """The 1:N distance curve of the model card, read once."""
         return self.embedder.card.far_levels_for(self.embedder.augment)
+
+    @cached_property
+    def normalised_levels(self) -> dict[int, dict[float, float]]:
+        """{R: the 1:N curve of AS-norm scores for templates fused from R}, when the model has a cohort for its
+        augmentation."""
+        return self.embedder.card.normalised_levels_for(self.embedder.augment) if self.embedder.cohort else {}
+
+    @cached_property
+    def references_levels(self) -> dict[int, float]:
+        """{R: the 1:1 threshold of a template fused from R references}, for the model's augmentation."""
+        return self.embedder.card.references_levels_for(self.embedder.augment)
+
+    @property
+    def rule(self) -> str:
+        return AS_NORM if self.normalised_levels else DISTANCE
+
+    def score(self, template: Template, probe: np.ndarray, probe_stats: tuple[float, float]) -> float:
+        """The AS-norm score of a probe (with its cohort statistics) against an employee's template."""
+        return float(as_norm(float(template.vector @ probe), template.cohort_mean, template.cohort_sd, *probe_stats))
 
 
 class RecognitionService:
@@ -285,22 +325,43 @@ class RecognitionService:
         self.serving, self.upcoming, self.unavailable = serving, None, None
 
     def threshold_of(self, serving: Serving, references: int = 1) -> float:
-        """The 1:1 (verify) threshold for an employee with this many references (references_threshold)."""
+        """The 1:1 (verify) threshold for a template fused from this many references: FACEGATE_THRESHOLD when
+        set; else, for one reference, the card's default, and for more the card's calibration for that many
+        (the most it calibrated, for more still); else, on a card without those, its default."""
         if self.settings.model.threshold is not None:
-            threshold = self.settings.model.threshold
-        else:
-            threshold = serving.embedder.card.threshold_for(serving.embedder.augment)
-        return references_threshold(serving.far_levels, threshold, references)
+            return self.settings.model.threshold
+        levels = serving.references_levels
+        if references > 1 and levels:
+            return levels[min(references, max(levels))]
+        return serving.embedder.card.threshold_for(serving.embedder.augment)
 
     @property
     def threshold(self) -> float:
-        """The 1:1 threshold for an employee with one reference."""
+        """The 1:1 distance threshold for an employee with one reference."""
         return self.threshold_of(self.serving)
 
-    def identify_threshold_of(self, serving: Serving) -> float:
-        """The 1:N threshold for the gallery as it is now (`FACEGATE_IDENTIFY_FPIR`)."""
-        return identify_threshold(serving.far_levels, fpir=self.settings.identify.fpir,
-                                  gallery_size=len(serving.index), ceiling=self.threshold_of(serving))
+    def rule_of(self, serving: Serving) -> str:
+        """The rule /verify and /identify decide by: as-norm with the model's cohort, unless FACEGATE_THRESHOLD
+        fixes a distance."""
+        return serving.rule if self.settings.model.threshold is None else DISTANCE
+
+    def score_threshold_of(self, serving: Serving, references: int = 1) -> float:
+        """The 1:1 AS-norm threshold for a template fused from this many references: the card's normalised
+        tail for that kind at the default's FAR (1e-3)."""
+        levels = serving.normalised_levels
+        return interpolated(levels[min(references, max(levels))], VERIFY_FAR)
+
+    def identify_threshold_of(self, serving: Serving, references: int = 1) -> float:
+        """The 1:N threshold for a template fused from this many references in the gallery as it is now
+        (`FACEGATE_IDENTIFY_FPIR`), in the units of the serving model's rule: an AS-norm score to reach, or a
+        distance not to exceed."""
+        fpir, size = self.settings.identify.fpir, len(serving.index)
+        if self.rule_of(serving) == AS_NORM:
+            levels = serving.normalised_levels
+            return identify_score_threshold(levels[min(references, max(levels))], fpir=fpir, gallery_size=size)
+        fused = serving.embedder.card.fused_far_levels_for(serving.embedder.augment)
+        levels = fused[min(references, max(fused))] if references > 1 and fused else serving.far_levels
+        return identify_threshold(levels, fpir=fpir, gallery_size=size, ceiling=self.threshold_of(serving, references))
 
     @property
     def identify_threshold(self) -> float:
@@ -310,6 +371,21 @@ class RecognitionService:
         if self.unavailable:
             raise NotReady(self.unavailable)
         return self.serving
+
+    def burst(self, frames: list[bytes], serving: Serving) -> Probe:
+        """One presentation at the door, in 1 to FACEGATE_MAX_FRAMES frames: one probe, the frames' vectors fused
+        as references are. The frames must all show one person (NotOnePerson otherwise); the face and quality
+        reported are the first frame's. A decision treats a probe of F frames against a template of R
+        references as a template of max(R, F) (the kind: AS-norm is symmetric in the two), which is stricter
+        for a burst than for a single frame."""
+        if not 1 <= len(frames) <= self.settings.photos.max_frames:
+            raise TooManyPhotos(f"{len(frames)} frames; a request takes 1 to {self.settings.photos.max_frames} "
+                                "(FACEGATE_MAX_FRAMES)")
+        probes = [self.probe(data, serving) for data in frames]
+        if len(probes) == 1:
+            return probes[0]
+        self._check_one_person([p.vector for p in probes], serving, what="frame")
+        return Probe(probes[0].face, fuse(np.stack([p.vector for p in probes])), probes[0].quality, len(probes))
 
     def probe(self, data: bytes, serving: Serving | None = None, *, reference: bool = False) -> Probe:
         """`reference`: the photo is to be an enrollment's, and must pass the quality thresholds first."""
@@ -344,18 +420,39 @@ class RecognitionService:
         face, _, quality = face_chips(data, settings=self.settings, pipeline=serving.pipeline, views=None)
         return face, quality, quality_checks(quality, self.settings)
 
-    def enroll(self, *, session: Session, employee_id: str, name: str | None, data: bytes,
+    def enroll(self, *, session: Session, employee_id: str, name: str | None, photos: list[bytes],
                replace: bool, force: bool = False) -> Enrollment:
-        """Enroll one reference photo; a replace makes it the employee's only one. `force`: enroll even a photo
-        below the quality thresholds."""
+        """Enroll one reference photo, or several taken in one sitting (up to FACEGATE_MAX_REFERENCES); a replace
+        makes them the employee's only ones. `force`: enroll even photos below the quality thresholds.
+
+        All or nothing: every photo must pass the face and quality checks, and all must show one person (each
+        within the 1:1 threshold of every other), or nothing is stored."""
         serving = self._serving()
-        probe, vectors, photo = self._reference(data, serving, employee_id=employee_id, force=force)
+        if not 1 <= len(photos) <= self.settings.references.max:
+            raise TooManyPhotos(f"{len(photos)} photos; an enrollment takes 1 to {self.settings.references.max} "
+                                "(FACEGATE_MAX_REFERENCES)")
+        references = [self._reference(data, serving, employee_id=employee_id, force=force) for data in photos]
+        self._check_one_person([probe.vector for probe, _, _ in references], serving, what="photo")
+        (probe, vectors, photo), *more = references
         employee, templates, existed = save_enrollment(session=session, employee_id=employee_id, name=name,
-                                                       vectors=vectors, replace=replace, photo=photo)
-        serving.index.upsert(employee.employee_id, employee.name, probe.vector)
-        log.info("enrolled %s (replace=%s)", employee_id, replace)
+                                                       vectors=vectors, replace=replace, photo=photo,
+                                                       more=[(v, p) for _, v, p in more])
+        serving.index.upsert(employee.employee_id, employee.name, np.stack([p.vector for p, _, _ in references]))
+        log.info("enrolled %s with %d photo(s) (replace=%s)", employee_id, len(photos), replace)
         return Enrollment(employee.employee_id, employee.name, probe.face, serving.model_id,
-                          templates[serving.model_id].created_at, replaced=existed, quality=probe.quality)
+                          templates[serving.model_id].created_at, replaced=existed, quality=probe.quality,
+                          references=len(photos))
+
+    def _check_one_person(self, vectors: list[np.ndarray], serving: Serving, *, what: str) -> None:
+        """Refuse photos (or frames) that are not all of one person: each pair must be within the 1:1 threshold.
+        Raises NotOnePerson naming the first pair that is not."""
+        threshold = self.threshold_of(serving)
+        for i in range(len(vectors)):
+            for j in range(i):
+                distance = float(np.linalg.norm(vectors[i] - vectors[j]))
+                if distance > threshold:
+                    raise NotOnePerson(f"{what} {i + 1} is not the same person as {what} {j + 1} (distance "
+                                       f"{distance:.3f} > {threshold:.4f}); nothing was stored")
 
     def add_reference(self, *, session: Session, employee_id: str, data: bytes, force: bool = False) -> Enrollment:
         """Add one more reference photo to an enrolled employee (up to FACEGATE_MAX_REFERENCES in all)."""
@@ -415,7 +512,7 @@ class RecognitionService:
         """Templates made by another model than the one loaded: their employees must enroll again."""
         return repository.count_stale_templates(session=session, model_id=self.model_id)
 
-    def verify(self, *, session: Session, employee_id: str, data: bytes, threshold: float | None,
+    def verify(self, *, session: Session, employee_id: str, frames: list[bytes], threshold: float | None,
                key_id: str | None = None) -> Verification:
         """1:1 at the calibrated threshold, or at a stricter one the caller asks for (never a looser one).
 
@@ -423,42 +520,69 @@ class RecognitionService:
         reserved before the photo is looked at, and given back unless it fails, so that no more than the limit
         of comparisons run in a window, however many arrive at once.
 
-        An employee with several references is compared with each, at the threshold for that many
-        (references_threshold); the nearest decides.
+        An employee with several references is compared with their template, the references fused, at the
+        threshold calibrated for templates of that many. With the model's cohort the AS-norm score decides
+        (rule as-norm); a request's own `threshold` is a distance, which the match must then also be within.
         """
         serving = self._serving()
-        references = serving.index.vectors(employee_id)
-        calibrated = self.threshold_of(serving, 1 if references is None else len(references))
+        template = serving.index.template(employee_id)
+        calibrated = self.threshold_of(serving, 1 if template is None else max(template.references, len(frames)))
         if threshold is not None and threshold > calibrated:
             raise ThresholdTooLoose(f"threshold {threshold:g} is looser than the calibrated {calibrated:.4f}; "
                                     "a request may only make the decision stricter")
         reservation = self.attempts.reserve(session, employee_id=employee_id, key_id=key_id)
         try:
-            if references is None:
+            if template is None:
                 self._raise_missing(session, employee_id)
-            probe = self.probe(data, serving)
+            probe = self.burst(frames, serving)
         except BaseException:
             self.attempts.release(session, reservation)  # no decision was made: nothing failed
             raise
-        distance = float(np.linalg.norm(references - probe.vector, axis=1).min())
-        threshold = calibrated if threshold is None else threshold
-        match = distance <= threshold
+        distance = float(np.linalg.norm(template.vector - probe.vector))
+        score = None
+        if self.rule_of(serving) == AS_NORM:
+            score = serving.score(template, probe.vector, serving.index.probe_stats(probe.vector))
+            decided_by = self.score_threshold_of(serving, max(template.references, probe.frames))
+            match = score >= decided_by and (threshold is None or distance <= threshold)
+        else:
+            decided_by = calibrated if threshold is None else threshold
+            match = distance <= decided_by
         if match:
             self.attempts.release(session, reservation)
-        return Verification(employee_id, match, distance, threshold, serving.model_id, probe.face, probe.quality,
-                            references=len(references))
+        return Verification(employee_id, match, distance, decided_by, serving.model_id, probe.face, probe.quality,
+                            references=template.references, score=score, rule=self.rule_of(serving))
 
-    def identify(self, *, data: bytes, top_k: int) -> Identification:
-        """The nearest employee if they are within the 1:N threshold, and the `top_k` nearest as candidates
-        when the settings show candidates (off by default: a door's key must not list names for any photo)."""
+    def identify(self, *, frames: list[bytes], top_k: int) -> Identification:
+        """The best employee if they pass the 1:N threshold, and the `top_k` best as candidates when the
+        settings show candidates (off by default: a door's key must not list names for any photo).
+
+        With the model's cohort the AS-norm score ranks and decides (the FPIR rule applies to it), and the
+        named employee must also pass their template's 1:1 threshold: /identify never names someone whom
+        /verify would refuse for the same photo. Without one, the distance ranks and decides.
+        """
         serving = self._serving()
-        probe = self.probe(data, serving)
-        threshold = self.identify_threshold_of(serving)
+        probe = self.burst(frames, serving)
         with metrics.stage_timer("search"):
             candidates = serving.index.search(probe.vector, top_k if self.settings.identify.candidates else 1)
-        best = candidates[0] if candidates and candidates[0].distance <= threshold else None
+        best, threshold = self.decide(serving, candidates[0] if candidates else None, frames=probe.frames)
         shown = candidates if self.settings.identify.candidates else [best] if best else []
-        return Identification(best, shown, threshold, serving.model_id, probe.face, probe.quality)
+        return Identification(best, shown, threshold, self.rule_of(serving), serving.model_id, probe.face,
+                              probe.quality)
+
+    def decide(self, serving: Serving, best: Match | None, frames: int = 1) -> tuple[Match | None, float]:
+        """(the employee named, or None; the 1:N threshold): the best candidate of a search, if it passes the
+        threshold for their kind of template (how many references it fuses, or frames the probe does, the
+        larger: each kind has its own impostor tail, so that every template keeps the per-comparison FAR the
+        FPIR rule assumes)."""
+        kind = max(best.references if best else 1, frames)
+        threshold = self.identify_threshold_of(serving, kind)
+        if best is None:
+            return None, threshold
+        if self.rule_of(serving) == AS_NORM:
+            passes = best.score >= max(threshold, self.score_threshold_of(serving, kind))
+        else:
+            passes = best.distance <= threshold
+        return (best if passes else None), threshold
 
     def delete(self, *, session: Session, employee_id: str) -> None:
         employee = repository.get_employee(session=session, employee_id=employee_id)

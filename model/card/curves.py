@@ -15,7 +15,9 @@ import numpy as np
 # FAR levels whose thresholds a card keeps, as far down as the impostor pairs can measure.
 FAR_LEVELS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
 
-Curve = dict[float, float]  # {FAR per comparison: distance threshold}
+Curve = dict[float, float]  # {FAR per comparison: distance threshold} (or AS-norm score threshold)
+# The false accept rate of a card's default 1:1 threshold (model.evaluation.calibrate).
+VERIFY_FAR = 1e-3
 
 
 # --- writing: measured distances -> points ----------------------------------------------------------------
@@ -50,6 +52,11 @@ def far_levels(impostor: np.ndarray) -> dict[str, float]:
 
 def interpolated_threshold(levels: Curve, far: float) -> float:
     """The distance threshold that gives a false accept rate of `far` per comparison on the curve `levels`."""
+    return max(0.0, interpolated(levels, far))
+
+
+def interpolated(levels: Curve, far: float) -> float:
+    """The threshold (a distance or a score) at `far` on the curve `levels`, linear in log FAR."""
     points = sorted((math.log10(f), t) for f, t in levels.items())
     if len(points) < 2:
         raise ValueError("at least two FAR levels are needed")
@@ -57,38 +64,26 @@ def interpolated_threshold(levels: Curve, far: float) -> float:
     # the segment around x, or the end segment nearest to it
     i = next((i for i in range(len(points) - 1) if x <= points[i + 1][0]), len(points) - 2)
     (x0, t0), (x1, t1) = points[i], points[i + 1]
-    return max(0.0, t0 + (t1 - t0) * (x - x0) / (x1 - x0))
-
-
-def far_at(levels: Curve, threshold: float) -> float:
-    """The FAR per comparison that `threshold` gives on the curve of `levels`: interpolated_threshold's
-    inverse, along the same segments."""
-    points = sorted((t, math.log10(f)) for f, t in levels.items())
-    i = next((i for i in range(len(points) - 1) if threshold <= points[i + 1][0]), len(points) - 2)
-    (t0, x0), (t1, x1) = points[i], points[i + 1]
-    return 10 ** (x0 + (x1 - x0) * (threshold - t0) / (t1 - t0))
-
-
-def references_threshold(levels: Curve, threshold: float, references: int) -> float:
-    """The 1:1 threshold for an employee with several references, of which the nearest decides.
-
-    An impostor passes when any of the R references is close enough: a 1:R search. To keep their chance at
-    what `threshold` gives against one reference (FAR f), each comparison must pass at most 1 - (1 - f)^(1/R),
-    about f / R: the threshold tightens with R, as identify_threshold does with the gallery's size. The
-    genuine side still gains, as long as the best of R of the employee's own photos gains more than the
-    threshold loses (benchmarks/references.py measures both).
-    """
-    if references <= 1:
-        return threshold
-    return identify_threshold(levels, fpir=far_at(levels, threshold), gallery_size=references, ceiling=threshold)
+    return t0 + (t1 - t0) * (x - x0) / (x1 - x0)
 
 
 def identify_threshold(levels: Curve, *, fpir: float, gallery_size: int, ceiling: float) -> float:
     """The open-set (1:N) threshold for a false-positive identification rate `fpir` on strangers.
 
-    A stranger is compared with all N templates (every reference of every employee), and is named when any one
-    of them is close enough: with a per-comparison FAR f, FPIR = 1 - (1 - f)^N, about N f. So f = fpir / N, and
+    A stranger is compared with all N templates (one per employee), and is named when any one of them is
+    close enough: with a per-comparison FAR f, FPIR = 1 - (1 - f)^N, about N f. So f = fpir / N, and
     the threshold tightens as the gallery grows. It is never looser than the 1:1 threshold (`ceiling`).
     """
-    per_comparison = 1 - (1 - fpir) ** (1 / max(gallery_size, 1))
-    return min(ceiling, interpolated_threshold(levels, per_comparison))
+    return min(ceiling, interpolated_threshold(levels, per_comparison_far(fpir, gallery_size)))
+
+
+def identify_score_threshold(levels: Curve, *, fpir: float, gallery_size: int) -> float:
+    """The open-set (1:N) threshold on AS-norm scores (model.card.scores) for a false-positive identification
+    rate `fpir`: as identify_threshold, with `levels` the card's normalised impostor tail {FAR: score}. It rises
+    with the gallery's size."""
+    return interpolated(levels, per_comparison_far(fpir, gallery_size))
+
+
+def per_comparison_far(fpir: float, gallery_size: int) -> float:
+    """The FAR per comparison that keeps FPIR = 1 - (1 - f)^N at `fpir` over a gallery of N."""
+    return 1 - (1 - fpir) ** (1 / max(gallery_size, 1))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from model.card.keys import BY_AUGMENT, FAR_LEVELS, IMPOSTOR_TAIL, THRESHOLDS
+from model.card.keys import BY_AUGMENT, BY_REFERENCES, COHORT, FAR_LEVELS, IMPOSTOR_TAIL, NORMALISED_TAIL, THRESHOLDS
 
 
 def recipe_path(name: str) -> str:
@@ -62,6 +62,33 @@ def _tail_lines(thresholds: dict) -> list[str]:
     ]
 
 
+def _cohort_lines(card: dict) -> list[str]:
+    """The AS-norm cohort and the thresholds of fused templates and normalised scores, when the card has them."""
+    cohort, thresholds = card.get(COHORT), card[THRESHOLDS]
+    if not cohort or NORMALISED_TAIL not in thresholds or BY_REFERENCES not in thresholds:
+        return []
+    fused, tail = thresholds[BY_REFERENCES], thresholds[NORMALISED_TAIL]
+    kinds = {"1": tail[FAR_LEVELS], **{r: t[FAR_LEVELS] for r, t in tail.get(BY_REFERENCES, {}).items()}}
+    levels = list(tail[FAR_LEVELS])
+    return [
+        "",
+        "## Decisions: fused templates and the AS-norm cohort (model.release.cohort)",
+        "",
+        f"- **cohort**: `{cohort['file']}` (sha256 `{cohort['sha256'][:16]}`...), {cohort['vectors']:,} vectors, "
+        f"K = {cohort['k']}, augmentation `{cohort['augment']}`. {cohort['data']}. Licence: {cohort['licence']}.",
+        f"- **chosen on**: {cohort['chosen_on']}; the table of every size and K tried is in the JSON card",
+        f"- **1:1, templates fused from R references** (distance at FAR {fused['far']:g}; {fused['data']}): "
+        + ", ".join(f"R={r}: {t:.4f} (TAR {100 * fused['tar'][r]:.1f} %)" for r, t in fused["levels"].items()),
+        f"- **AS-norm impostor tails** ({tail['data']}; 1:1 reads FAR 1e-3, 1:N FAR = FPIR / gallery size): score "
+        "thresholds",
+        "",
+        "| references | " + " | ".join(f"FAR {far}" for far in levels) + " |",
+        "|---|" + "---|" * len(levels),
+        *[f"| {r} | " + " | ".join(f"{kind[far]:.3f}" if far in kind else "-" for far in levels) + " |"
+          for r, kind in kinds.items()],
+    ]
+
+
 def render_markdown(card: dict) -> str:
     """The card as Markdown, written from the JSON card so that the two always agree."""
     ours, ref = card["metrics"]["lfw"], card["metrics"]["reference_dlib"]
@@ -91,6 +118,7 @@ def render_markdown(card: dict) -> str:
         f"accuracy {thresholds['best_accuracy']:.4f}. {thresholds['reason']}",
         f"- **calibration**: {thresholds['calibration']}",
         *_tail_lines(thresholds),
+        *_cohort_lines(card),
         "",
         "## Validation (CelebA-wild identities, held out of training; chooses and calibrates)",
         "",

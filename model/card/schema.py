@@ -17,11 +17,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from model.card.curves import Curve
-from model.card.keys import BY_AUGMENT, FAR_LEVELS, IMPOSTOR_TAIL, THRESHOLDS, Augment
+from model.card.keys import (
+    BY_AUGMENT,
+    BY_REFERENCES,
+    COHORT,
+    FAR_LEVELS,
+    IMPOSTOR_TAIL,
+    NORMALISED_TAIL,
+    THRESHOLDS,
+    Augment,
+)
 from model.card.markdown import render_markdown
+from model.card.scores import Cohort
 
 
 class ModelError(RuntimeError):
@@ -30,6 +41,11 @@ class ModelError(RuntimeError):
 
 def card_path(weights: Path) -> Path:
     return weights.with_suffix(".json")
+
+
+def cohort_path(weights: Path) -> Path:
+    """Where a model's AS-norm cohort lives: `<name>.cohort.npy`, beside its card."""
+    return weights.with_suffix(".cohort.npy")
 
 
 def weights_id(blob: bytes) -> str:
@@ -84,6 +100,49 @@ class ModelCard:
         tail = thresholds.get(IMPOSTOR_TAIL, {}).get(augment)
         levels = tail[FAR_LEVELS] if tail else thresholds.get(FAR_LEVELS, {})
         return {float(far): float(threshold) for far, threshold in levels.items()}
+
+    def references_levels_for(self, augment: Augment) -> dict[int, float]:
+        """{R: 1:1 threshold for a template fused from R references}, calibrated with this augmentation; empty
+        on a card without them, or calibrated with another."""
+        calibrated = self.data[THRESHOLDS].get(BY_REFERENCES)
+        if not calibrated or calibrated.get("augment") != augment:
+            return {}
+        return {int(r): float(t) for r, t in calibrated["levels"].items()}
+
+    def fused_far_levels_for(self, augment: Augment) -> dict[int, Curve]:
+        """{R: {FAR per comparison: distance threshold}} of templates fused from R >= 2 references, calibrated with
+        this augmentation; empty on a card without them."""
+        calibrated = self.data[THRESHOLDS].get(BY_REFERENCES)
+        if not calibrated or calibrated.get("augment") != augment:
+            return {}
+        return {int(r): {float(far): float(t) for far, t in levels.items()}
+                for r, levels in calibrated.get(FAR_LEVELS, {}).items() if int(r) > 1}
+
+    def normalised_levels_for(self, augment: Augment) -> dict[int, Curve]:
+        """{R: {FAR per comparison: AS-norm score threshold}} for the 1:N decision with this augmentation's
+        cohort, for templates fused from R references (1 and up); empty without a cohort."""
+        tail = self.data[THRESHOLDS].get(NORMALISED_TAIL)
+        if not tail or tail.get("augment") != augment:
+            return {}
+        curves = {1: tail[FAR_LEVELS], **{int(r): t[FAR_LEVELS] for r, t in tail.get(BY_REFERENCES, {}).items()}}
+        return {r: {float(far): float(threshold) for far, threshold in levels.items()} for r, levels in curves.items()}
+
+    def cohort(self, weights: Path, augment: Augment) -> Cohort | None:
+        """The AS-norm cohort shipped beside the weights, when the card has one for this augmentation (vectors
+        embedded with another are not comparable). A file that does not match its hash is an error."""
+        info = self.data.get(COHORT)
+        if not info or info.get("augment") != augment or not self.normalised_levels_for(augment):
+            return None
+        path = weights.parent / info["file"]
+        try:
+            blob = path.read_bytes()
+            if hashlib.sha256(blob).hexdigest() != info["sha256"]:
+                raise ModelError(f"{path} does not match its card's sha256: it is not the cohort the thresholds "
+                                 "were calibrated with")
+            vectors = np.load(io.BytesIO(blob), allow_pickle=False).astype(np.float32)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot read the cohort {path}: {exc}") from exc
+        return Cohort(vectors, int(info["k"]))
 
     @classmethod
     def read(cls, path: Path) -> ModelCard:

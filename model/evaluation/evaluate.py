@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model.card.scores import Cohort, as_norm
 from model.datasets.sources import (
     DEFAULT_CACHE,
     FaceSet,
@@ -80,6 +81,16 @@ def euclidean_pair_distances(vectors: np.ndarray, pairs: PairSet) -> np.ndarray:
     d = np.linalg.norm(vectors[pairs.index_a] - vectors[pairs.index_b], axis=1)
     missing = ~(pairs.found[pairs.index_a] & pairs.found[pairs.index_b])
     return np.where(missing, np.inf, d)
+
+
+def normalised_pair_distances(vectors: np.ndarray, pairs: PairSet, cohort: Cohort) -> np.ndarray:
+    """Minus each pair's AS-norm score against the model's cohort (lower is more alike, as for distances), the
+    score the service decides by; infinite where a photo has no face."""
+    a, b = vectors[pairs.index_a], vectors[pairs.index_b]
+    (mean_a, sd_a), (mean_b, sd_b) = cohort.stats(a), cohort.stats(b)
+    score = as_norm(np.einsum("nd,nd->n", a, b), mean_a, sd_a, mean_b, sd_b)
+    missing = ~(pairs.found[pairs.index_a] & pairs.found[pairs.index_b])
+    return np.where(missing, np.inf, -score)
 
 
 def pipeline_config(embedder: Embedder, base: PipelineConfig | None = None) -> PipelineConfig:
@@ -138,6 +149,8 @@ def evaluate(source: Path, pairs: list[Pair], embedder: Embedder, *, cache: Path
     ours = verification_report(distances["facegate"], pair_set.same, pair_set.folds, no_face=pair_set.no_face)
     ok = pair_set.acquired
     acquired = verification_report(distances["facegate"][ok], pair_set.same[ok], pair_set.folds[ok], no_face=0)
+    if embedder.cohort is not None:
+        distances["facegate as-norm"] = normalised_pair_distances(vectors, pair_set, embedder.cohort)
     theirs = None
     if reference:
         # face_recognition compares dlib's raw (unnormalised) descriptors by Euclidean distance.
@@ -232,6 +245,10 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(output, indent=2))  # noqa: T201 - the CLI's output
     else:
         print(format_report("facegate", result.ours))  # noqa: T201
+        if "facegate as-norm" in result.distances:  # the score the service decides by, with the model's cohort
+            normalised = verification_report(result.distances["facegate as-norm"], result.distances["same"],
+                                             np.array([p.fold for p in pairs]), no_face=result.ours.no_face)
+            print(format_report("as-norm", normalised))  # noqa: T201
         print(format_report("accepted", result.acquired)  # noqa: T201
               + f"  (failure to acquire {100 * result.failure_to_acquire:.2f}% of photos)")
         if result.reference is not None:

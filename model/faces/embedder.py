@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.card.schema import ModelCard, ModelError, card_path, weights_id
+from model.card.scores import Cohort
 from model.faces.config import CHIPS, DEFAULT_MODEL, Augment, Views
 from model.networks import build, crops_to_tensor
 
@@ -33,8 +34,9 @@ class Embedder:
     """
 
     def __init__(self, network: nn.Module, card: ModelCard, model_id: str, device: torch.device,
-                 augment: Augment | None = None) -> None:
-        self.card, self.model_id, self.device = card, model_id, device
+                 augment: Augment | None = None, cohort: Cohort | None = None) -> None:
+        """`cohort`: the AS-norm cohort shipped with the model for this augmentation (ModelCard.cohort), if any."""
+        self.card, self.model_id, self.device, self.cohort = card, model_id, device, cohort
         self.augment: Augment = augment or card.augment
         self.views = Views.of(self.augment)
         self.half = device.type == "cuda"
@@ -64,8 +66,10 @@ class Embedder:
             raise ModelError(f"cannot load weights {weights}: {exc}") from exc
         chosen = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                               "cpu" if device == "auto" else device)
-        log.info("loaded %s (%s, %s) on %s", weights.name, card.architecture, weights_id(blob), chosen)
-        return cls(network, card, weights_id(blob), chosen, augment)
+        cohort = card.cohort(weights, augment or card.augment)
+        log.info("loaded %s (%s, %s) on %s; %s", weights.name, card.architecture, weights_id(blob), chosen,
+                 f"AS-norm cohort of {len(cohort.vectors)}, K={cohort.k}" if cohort else "no cohort: plain scores")
+        return cls(network, card, weights_id(blob), chosen, augment, cohort)
 
     @torch.inference_mode()
     def embed(self, chips: np.ndarray) -> np.ndarray:

@@ -51,7 +51,8 @@ def test_the_audit_trail_is_listed_newest_first_and_filtered(audited):
     assert tb["total"] == 3 and {r["employee_id"] for r in tb["items"]} == {"tb"}
     verifications = page(audited, action="verify", employee_id="tb")
     assert [r["decision"] for r in verifications["items"]] == ["no_match", "match"]
-    assert verifications["items"][0]["distance"] > verifications["items"][0]["threshold"]
+    refused = verifications["items"][0]
+    assert refused["rule"] == "as-norm" and refused["score"] < refused["threshold"] and refused["distance"] > 0.3
     assert page(audited, since=(audited.started + timedelta(hours=1)).isoformat())["total"] == 0
     assert page(audited, until=audited.started.isoformat())["total"] == 0
     assert page(audited, since=audited.started.isoformat(), until=datetime.now(UTC).isoformat())["total"] == 7

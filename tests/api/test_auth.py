@@ -125,13 +125,17 @@ def test_the_audit_trail_records_every_action_and_no_biometrics(secured, photos)
         (admin_id, "delete", "tb", "deleted"),
     ]
     assert columns == {"id", "at", "key_id", "action", "employee_id", "decision", "distance", "threshold",
-                       "request_id", "count", "source"}
+                       "request_id", "count", "source", "score", "rule"}
     assert len({r.request_id for r in records}) == len(records)  # each request has an id of its own
     service = secured.app.state.runtime.service
-    # the threshold each decision was made at: 1:1's for verify, the gallery's 1:N threshold for identify
-    assert [r.threshold for r in records if r.decision in ("match", "no_match")] == pytest.approx(
-        [service.threshold, service.threshold, records[5].threshold])
-    assert records[5].threshold <= service.threshold
+    # the rule and the threshold each decision was made at (AS-norm scores): 1:1's for verify, the gallery's
+    # 1:N threshold for identify, which is stricter; the match's score passed it
+    one = service.score_threshold_of(service.serving)
+    decided = [r for r in records if r.decision in ("match", "no_match")]
+    assert [r.rule for r in decided] == ["as-norm"] * 3
+    assert [r.threshold for r in decided] == pytest.approx([one, one, service.identify_threshold])
+    assert records[5].threshold >= one - 1e-9 and records[5].score >= records[5].threshold
+    assert records[6].rule == "as-norm" and records[6].score is None  # unknown: no one's score is kept
 
 
 def test_the_audit_writer_survives_a_burst_and_writes_every_row(sqlite_url):

@@ -151,7 +151,7 @@ def test_a_request_id_reaches_the_response_the_log_and_the_audit_row(keyed, phot
     # no key and no embedding in any line
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert admin[-43:] not in text  # the secret part of the key
-    vector = keyed.app.state.runtime.service.index.vectors("tb")[0]
+    vector = keyed.app.state.runtime.service.index.template("tb").vector
     assert not [x for x in vector if abs(x) > 1e-3 and f"{x:.4f}" in text]
 
 

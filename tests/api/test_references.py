@@ -1,6 +1,6 @@
-"""More than one reference per employee (POST /employees/{id}/references), on SQLite and PostgreSQL: decisions
-use the nearest, at a threshold that tightens with their number; the limit, removal, replace and delete; two
-replicas; the threshold's arithmetic."""
+"""More than one reference per employee (POST /employees/{id}/references), on SQLite and PostgreSQL: they are
+fused into one template, decided at the threshold calibrated for that many; the limit, removal, replace and
+delete; two replicas, and one started later."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ def templates(client) -> int:
         return session.scalar(select(func.count(Template.id)))
 
 
-def test_an_added_reference_is_compared_too_and_the_nearest_decides(make_client, photos):
+def test_an_added_reference_is_fused_into_the_template(make_client, photos):
     client = make_client()
+    service = client.app.state.runtime.service
     assert enroll(client, "tb", photos.bytes("Tony_Blair", 1)).status_code == 201
     one = verify(client, "tb", photos.bytes("Tony_Blair", 2)).json()
     assert one["references"] == 1 and references_of(client, "tb") == [0]
@@ -32,21 +33,27 @@ def test_an_added_reference_is_compared_too_and_the_nearest_decides(make_client,
     assert body["quality"]["face_size"] > 0 and len(body["face"]["box"]) == 4
     assert references_of(client, "tb") == [0, 1]
 
+    # one template, the normalised mean of the two photos' vectors, computed here by hand
+    v1, v2 = (service.probe(photos.bytes("Tony_Blair", i)).vector for i in (1, 2))
+    mean = (v1 + v2) / 2
+    template = mean / np.linalg.norm(mean)
     two = verify(client, "tb", photos.bytes("Tony_Blair", 2)).json()
     assert two["references"] == 2 and two["match"]
-    assert two["distance"] == pytest.approx(0.0, abs=1e-3)  # the added photo itself is the nearest
-    assert two["threshold"] < one["threshold"]  # two chances for an impostor: a stricter threshold
-    # the enrollment's photo still counts: the first photo is as near as it always was
-    assert verify(client, "tb", photos.bytes("Tony_Blair", 1)).json()["distance"] == pytest.approx(0.0, abs=1e-3)
-    # an impostor is still refused, and a request may not loosen the stricter threshold
+    assert two["distance"] == pytest.approx(float(np.linalg.norm(template - v2)), abs=1e-4)
+    assert two["distance"] < one["distance"]
+    assert two["threshold"] == pytest.approx(service.score_threshold_of(service.serving, 2))  # calibrated for two
+    assert two["threshold"] > one["threshold"], "a fused template's impostor scores run higher"
+    # an impostor is still refused, and a request may not loosen the threshold
     assert not verify(client, "tb", photos.bytes("Colin_Powell", 1)).json()["match"]
-    loose = verify(client, "tb", photos.bytes("Tony_Blair", 2), threshold=str(one["threshold"]))
+    loose = verify(client, "tb", photos.bytes("Tony_Blair", 2),
+                   threshold=str(service.threshold_of(service.serving, 2) + 0.01))
     assert loose.status_code == 422 and error_code(loose) == "threshold_too_loose"
 
-    # 1:N: one employee, listed once, at their nearest reference
+    # 1:N: one employee, one template, at the same distance; N counts employees
     found = identify(client, photos.bytes("Tony_Blair", 2)).json()
-    assert found["match"]["employee_id"] == "tb" and found["match"]["distance"] == pytest.approx(0.0, abs=1e-3)
-    assert client.get("/readyz").json()["templates"] == 2
+    assert found["match"]["employee_id"] == "tb"
+    assert found["match"]["distance"] == pytest.approx(two["distance"], abs=1e-5)
+    assert client.get("/readyz").json()["templates"] == 1
 
 
 def test_references_are_limited_removed_one_by_one_reset_by_a_replace_and_deleted_with_the_employee(
@@ -78,7 +85,8 @@ def test_references_are_limited_removed_one_by_one_reset_by_a_replace_and_delete
     replaced = enroll(client, "tb", photos.bytes("Tony_Blair", 1), replace=True)
     assert replaced.status_code == 201 and replaced.json()["replaced"] is True
     assert references_of(client, "tb") == [0] and templates(client) == 1
-    assert verify(client, "tb", photos.bytes("Tony_Blair", 1)).json()["references"] == 1
+    after = verify(client, "tb", photos.bytes("Tony_Blair", 1)).json()
+    assert after["references"] == 1 and after["distance"] == pytest.approx(0.0, abs=1e-3), "the template is the photo"
 
     # delete takes every reference
     add_reference(client, "tb", photos.bytes("Tony_Blair", 2))
@@ -126,8 +134,9 @@ def test_references_reach_the_other_replica(make_client, photos):
     within(PROPAGATION_S, lambda: verify(b, "tb", photos.bytes("Tony_Blair", 1)).status_code == 200)
     assert add_reference(a, "tb", photos.bytes("Tony_Blair", 2)).status_code == 201
     within(PROPAGATION_S, lambda: verify(b, "tb", photos.bytes("Tony_Blair", 2)).json()["references"] == 2)
-    assert verify(b, "tb", photos.bytes("Tony_Blair", 2)).json()["distance"] == pytest.approx(0.0, abs=1e-3)
-    assert b.get("/readyz").json()["templates"] == 2
+    fused = verify(a, "tb", photos.bytes("Tony_Blair", 2)).json()["distance"]
+    assert verify(b, "tb", photos.bytes("Tony_Blair", 2)).json()["distance"] == pytest.approx(fused, abs=1e-5)
+    assert b.get("/readyz").json()["templates"] == 1
 
     # removed through B: A follows
     assert b.delete("/employees/tb/references/1").status_code == 204
@@ -137,8 +146,12 @@ def test_references_reach_the_other_replica(make_client, photos):
     # a replica started afterwards loads every reference
     add_reference(b, "tb", photos.bytes("Tony_Blair", 3))
     c = make_client()
-    assert c.get("/readyz").json()["templates"] == 2
-    assert verify(c, "tb", photos.bytes("Tony_Blair", 3)).json()["distance"] == pytest.approx(0.0, abs=1e-3)
+    assert c.get("/readyz").json()["templates"] == 1
+    within(PROPAGATION_S, lambda: verify(a, "tb", photos.bytes("Tony_Blair", 3)).json()["references"] == 2)
+    fused = verify(a, "tb", photos.bytes("Tony_Blair", 3)).json()
+    started_later = verify(c, "tb", photos.bytes("Tony_Blair", 3)).json()
+    assert started_later["references"] == 2
+    assert started_later["distance"] == pytest.approx(fused["distance"], abs=1e-5)
 
 
 def test_two_removals_at_once_never_leave_an_employee_without_a_reference(client, photos):
@@ -191,17 +204,3 @@ def test_reference_changes_are_audited(make_client, photos):
     expected = [("enroll", "enrolled"), ("add_reference", "added"), ("remove_reference", "removed"),
                 ("remove_reference", "last_reference")]
     within(2.0, lambda: trail() == expected)
-
-
-def test_nearest_reference_distance_matches_numpy():
-    """What verify computes over an employee's rows: the smallest Euclidean distance."""
-    from app.gallery.index import EmbeddingIndex
-
-    rng = np.random.default_rng(0)
-    vectors = rng.normal(size=(4, 8)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    index = EmbeddingIndex(8)
-    index.upsert("e", None, vectors[:3])
-    probe = vectors[3]
-    nearest = index.search(probe, 1)[0].distance
-    assert nearest == pytest.approx(float(np.linalg.norm(index.vectors("e") - probe, axis=1).min()), abs=1e-5)

@@ -16,8 +16,8 @@ def gallery(client, photos):
 @pytest.mark.parametrize("person", genuine_cases(PEOPLE))
 def test_the_same_person_verifies(gallery, photos, person):
     body = verify(gallery, person, photos.bytes(person, 2)).json()
-    assert body["match"] is True
-    assert body["distance"] <= body["threshold"]
+    assert body["match"] is True and body["rule"] == "as-norm"
+    assert body["score"] >= body["threshold"]
     assert len(body["face"]["box"]) == 4
 
 
@@ -26,17 +26,45 @@ def test_the_same_person_verifies(gallery, photos, person):
 def test_another_person_is_rejected(gallery, photos, claimed, actual):
     body = verify(gallery, claimed, photos.bytes(actual, 2)).json()
     assert body["match"] is False
-    assert body["distance"] > body["threshold"]
+    assert body["score"] < body["threshold"]
 
 
 def test_verify_reports_the_calibrated_threshold_and_model(gallery, photos):
+    """The shipped model's cohort decides: the score threshold is the card's normalised tail at FAR 1e-3, and
+    the score is the AS-norm of the cosine, computed here by hand from the cohort file."""
+    import numpy as np
+
+    from model.card.curves import interpolated
     from model.card.schema import ModelCard, card_path
     from model.faces.embedder import DEFAULT_MODEL
 
     card = ModelCard.read(card_path(DEFAULT_MODEL))
+    service = gallery.app.state.runtime.service
     body = verify(gallery, "Tony_Blair", photos.bytes("Tony_Blair", 3)).json()
-    assert body["threshold"] == pytest.approx(card.threshold)
+    assert body["rule"] == "as-norm"
+    assert body["threshold"] == pytest.approx(interpolated(card.normalised_levels_for("flip")[1], 1e-3))
     assert body["model_id"] == gallery.get("/readyz").json()["model_id"]
+
+    cohort = card.cohort(DEFAULT_MODEL, "flip")
+    template = service.probe(photos.bytes("Tony_Blair", 1)).vector
+    probe = service.probe(photos.bytes("Tony_Blair", 3)).vector
+
+    def stats(v):
+        top = np.sort(cohort.vectors @ v)[-cohort.k:]
+        return top.mean(), top.std()
+
+    (mt, st), (mp, sp) = stats(template), stats(probe)
+    cosine = float(template @ probe)
+    assert body["score"] == pytest.approx(((cosine - mt) / st + (cosine - mp) / sp) / 2, abs=1e-3)
+
+
+def test_a_fixed_distance_threshold_decides_by_distance(make_client, photos):
+    """FACEGATE_THRESHOLD: an operator's distance, for the whole service; the cohort does not decide."""
+    client = make_client(threshold=0.3)
+    enroll(client, "tb", photos.bytes("Tony_Blair", 1))
+    body = verify(client, "tb", photos.bytes("Tony_Blair", 2)).json()
+    assert (body["rule"], body["threshold"], body["score"]) == ("distance", pytest.approx(0.3), None)
+    assert body["match"] == (body["distance"] <= 0.3)
 
 
 def test_each_augmentation_serves_the_threshold_calibrated_with_it(make_client, photos):
@@ -59,12 +87,15 @@ def test_each_augmentation_serves_the_threshold_calibrated_with_it(make_client, 
 
 
 def test_a_per_request_threshold_can_only_make_the_decision_stricter(gallery, photos):
+    """A request's threshold is a distance: the match must also be within it (never looser than the calibrated
+    distance threshold, whatever the rule)."""
     calibrated = gallery.app.state.runtime.service.threshold
     default = verify(gallery, "Tony_Blair", photos.bytes("Tony_Blair", 2)).json()
     strict = verify(gallery, "Tony_Blair", photos.bytes("Tony_Blair", 2), threshold="0.01").json()
     assert default["match"] is True and strict["match"] is False
-    assert (default["threshold"], strict["threshold"]) == pytest.approx((calibrated, 0.01))
+    assert default["threshold"] == pytest.approx(strict["threshold"]), "the score threshold is the card's"
     assert default["distance"] == pytest.approx(strict["distance"])
+    assert default["score"] == pytest.approx(strict["score"])
     # threshold=2.0 once turned every stranger into a match
     for loose in ("2.0", "1.99", f"{calibrated + 1e-3:.6f}"):
         response = verify(gallery, "Tony_Blair", photos.bytes("Colin_Powell", 2), threshold=loose)

@@ -160,19 +160,20 @@ def test_an_admin_enrolls_from_a_file_lists_verifies_and_deletes(open_page, serv
     expect(row.locator("td").nth(1)).to_have_text("Tony Blair")
     screenshot(page, "console-employees")
 
-    # verified, the distance drawn against the threshold
+    # verified, the score drawn against the threshold
     page.locator("nav").get_by_role("button", name="Verify & identify").click()
     page.locator("#try-id").fill("tb")
     page.locator("#try-form input[type=file]").set_input_files(str(photos.path("Tony_Blair", 3)))
     page.locator("#try-form").get_by_role("button", name="Check").click()
     expect(page.locator("#try-result .verdict")).to_have_text("Match: this is tb")
-    expect(page.locator("#try-result svg.meter")).to_have_attribute("aria-label", re.compile(r"within the threshold"))
+    meter = page.locator("#try-result svg.meter")
+    expect(meter).to_have_attribute("aria-label", re.compile(r"^score [0-9.]+ passes the threshold"))
     screenshot(page, "console-verify")
-    # and an impostor is drawn beyond it
+    # and an impostor is drawn short of it
     page.locator("#try-form input[type=file]").set_input_files(str(photos.path("Colin_Powell", 1)))
     page.locator("#try-form").get_by_role("button", name="Check").click()
     expect(page.locator("#try-result .verdict")).to_have_text("No match: not tb")
-    expect(page.locator("#try-result svg.meter")).to_have_attribute("aria-label", re.compile(r"beyond the threshold"))
+    expect(meter).to_have_attribute("aria-label", re.compile(r"^score -?[0-9.]+ fails the threshold"))
 
     # a second reference, from the employee's page; then removed again
     page.locator("nav").get_by_role("button", name="Employees").click()
@@ -356,5 +357,39 @@ def test_an_admin_enrolls_from_the_webcam(camera_browser, server, photos):
         page.locator("#try-form input[type=file]").set_input_files(str(photos.path("Tony_Blair", 3)))
         page.locator("#try-form").get_by_role("button", name="Check").click()
         expect(page.locator("#try-result .verdict")).to_have_text("Match: this is cam")
+    finally:
+        context.close()
+
+
+def test_an_admin_enrolls_with_a_guided_capture_of_three_shots(camera_browser, server, photos):
+    """The console's guided capture: three shots from the webcam, each checked live, enrolled together as one
+    employee's references (one fused template). The fake camera films one test photo."""
+    from playwright.sync_api import expect
+
+    context = camera_browser.new_context(viewport={"width": 1000, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        sign_in(page, server, "admin")
+        page.locator("nav").get_by_role("button", name="Enroll").click()
+        form = page.locator("#enroll-form")
+        form.get_by_label("Employee id").fill("cam3")
+        form.get_by_role("button", name="Guided capture: 3 shots").click()
+        expect(form.locator("video")).to_be_visible()
+        expect(form.locator("figcaption")).to_have_text("Shot 1 of 3: look straight at the camera.")
+        for shot, words in enumerate(["turn your head slightly to your left", "turn your head slightly to your right"],
+                                     start=2):
+            form.get_by_role("button", name=f"Take shot {shot - 1} of 3").click()
+            expect(form.locator("figcaption")).to_have_text(f"Shot {shot} of 3: {words}.")
+            expect(form.locator(".shots li")).to_have_count(shot - 1)
+        form.get_by_role("button", name="Take shot 3 of 3").click()
+        expect(form.locator("video")).to_be_hidden()  # the camera is released after the third shot
+        expect(form.locator("figcaption")).to_have_text(
+            "3 shots, each passing every check: they are enrolled together.")
+        expect(form.locator(".shots li")).to_have_count(3)
+        form.get_by_role("button", name="Enroll").click()
+        expect(page.locator("#enroll-result .verdict")).to_have_text("Enrolled cam3 with 3 photos")
+        employee = page.request.get(f"{server.url}/employees/cam3", headers={"X-API-Key": server.keys["admin"]}).json()
+        assert [r["reference"] for r in employee["references"]] == [0, 1, 2]
     finally:
         context.close()

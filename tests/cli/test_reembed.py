@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select, text
 
@@ -221,7 +222,7 @@ def test_a_template_from_a_replaced_photo_is_not_kept(make_client, photos):
         old = session.scalars(select(ReferencePhoto)).one()
         employee_pk, old_id = old.employee_pk, old.id
     enroll(client, "tb", photos.bytes("Tony_Blair", 2), replace=True)  # the photo is replaced meanwhile
-    vector = client.app.state.runtime.service.index.vectors("tb")[0]
+    vector = client.app.state.runtime.service.index.template("tb").vector
     with sessions() as session:
         new_id = session.scalars(select(ReferencePhoto.id)).one()
         assert new_id != old_id
@@ -267,6 +268,12 @@ def test_every_stored_reference_is_re_embedded_and_the_limits_follow_the_slots(m
     wait_for_model(replica, new)
     assert count(replica, new) == 4
     assert references_of(replica, "tb") == [0, 2] and references_of(replica, "sw") == [0, 1]
+    # the new model's template of tb is the fusion of its re-embedded references, computed here by hand
+    service = replica.app.state.runtime.service
+    one, three = (service.probe(photos.bytes("Tony_Blair", i)).vector for i in (1, 3))
+    expected = (one + three) / np.linalg.norm(one + three)
+    assert np.allclose(service.index.template("tb").vector, expected, atol=1e-5)
     answer = verify(replica, "tb", photos.bytes("Tony_Blair", 3)).json()
-    assert answer["model_id"] == new and answer["references"] == 2 and answer["distance"] < 1e-3
-    assert replica.get("/readyz").json()["templates"] == 4
+    assert answer["model_id"] == new and answer["references"] == 2
+    assert answer["distance"] == pytest.approx(float(np.linalg.norm(expected - three)), abs=1e-4)
+    assert replica.get("/readyz").json()["templates"] == 2  # one per employee

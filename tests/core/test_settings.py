@@ -71,6 +71,7 @@ VARIABLES = {
     "QUALITY_MAX_ROLL": ("15", "quality.max_roll", 15.0),
     "QUALITY_MIN_BRIGHTNESS": ("50", "quality.min_brightness", 50.0),
     "QUALITY_MAX_BRIGHTNESS": ("200", "quality.max_brightness", 200.0),
+    "MAX_FRAMES": ("3", "photos.max_frames", 3),
 }
 
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from app.gallery.index import EmbeddingIndex
+from model.card.scores import Cohort, as_norm, fuse
 
 
 def unit(degrees: float, dim: int = 4) -> np.ndarray:
@@ -26,7 +27,7 @@ def test_upsert_replaces_in_place():
     index.upsert("a", None, unit(0))
     index.upsert("a", "new name", unit(90))
     assert len(index) == 1
-    assert np.allclose(index.vectors("a"), [unit(90)])
+    assert np.allclose(index.template("a").vector, unit(90))
     assert index.search(unit(90), 1)[0].name == "new name"
 
 
@@ -38,7 +39,7 @@ def test_remove_keeps_the_other_rows_right():
     assert "e1" not in index and len(index) == 4
     for i in (0, 2, 3, 4):
         assert index.search(unit(30 * i), 1)[0].employee_id == f"e{i}"
-        assert np.allclose(index.vectors(f"e{i}"), [unit(30 * i)])
+        assert np.allclose(index.template(f"e{i}").vector, unit(30 * i))
 
 
 def test_growing_past_capacity_keeps_every_vector():
@@ -60,10 +61,10 @@ def test_a_bulk_load_is_exactly_sized_and_searchable_then_grows_by_a_quarter():
     vectors = np.stack([unit(i * 3.6) for i in range(100)])
     index = EmbeddingIndex(4)
     index.load([f"e{i}" for i in range(100)], [None] * 100, vectors)
-    assert len(index) == 100 and index.nbytes == vectors.nbytes
+    assert len(index) == 100 and index._matrix.shape == (100, 4)
     assert index.search(unit(42 * 3.6), 1)[0].employee_id == "e42"
     index.upsert("new", "New", unit(1))
-    assert index.nbytes == 126 * 4 * 4  # 100 * 1.25 + 1 rows
+    assert index._matrix.shape == (126, 4)  # 100 * 1.25 + 1 rows
     assert index.remove("e0") and index.search(unit(0), 1)[0].employee_id == "new"
     with pytest.raises(ValueError):
         index.load(["a", "b"], [None], vectors[:2])
@@ -82,45 +83,90 @@ def test_the_host_copy_of_a_gpu_index_follows_every_change():
     index.remove("b")  # "e" moves into b's row
     expected = {"a": vectors[4], "c": vectors[2], "d": vectors[3], "e": vectors[4]}
     for employee_id, vector in expected.items():
-        assert np.array_equal(index.vectors(employee_id), [vector]), employee_id
+        assert np.array_equal(index.template(employee_id).vector, vector), employee_id
         assert np.array_equal(index._matrix[index._ids.find(employee_id)].numpy(), vector)
-    assert index.vectors("b") is None
-    index.upsert("c", None, vectors[:3])  # several references: every row's host copy too
+    assert index.template("b") is None
+    index.upsert("c", None, vectors[:3])  # several references: the fused row's host copy too
     index.remove("a")
-    assert np.array_equal(index.vectors("c"), vectors[:3])
+    assert np.allclose(index.template("c").vector, fuse(vectors[:3]))
     for key, vector in zip(index._ids.ids_of(list(range(len(index)))), index._host[:len(index)], strict=True):
         assert np.array_equal(index._matrix[index._ids.find(key)].numpy(), vector), key
 
 
-def test_an_employee_with_several_references_is_found_by_the_nearest_once():
+def test_an_employee_with_several_references_has_one_fused_template():
     index = EmbeddingIndex(4, capacity=2)
-    index.upsert("a", "A", np.stack([unit(0), unit(100), unit(200)]))
+    index.upsert("a", "A", np.stack([unit(0), unit(20), unit(40)]))
     index.upsert("b", "B", unit(90))
     index.upsert("c", None, unit(180))
-    assert len(index) == 5 and index.employees == 3 and "a" in index
-    # a's 100-degree reference is nearer to 95 than b is; a is listed once, at that distance
-    matches = index.search(unit(95), k=3)
+    assert len(index) == 3 and "a" in index  # N counts employees, not references
+    template = index.template("a")
+    assert template.references == 3 and np.allclose(template.vector, unit(20), atol=1e-6)
+    matches = index.search(unit(25), k=3)
     assert [m.employee_id for m in matches] == ["a", "b", "c"]
     assert matches[0].distance == pytest.approx(2 * np.sin(np.radians(5) / 2), abs=1e-5)
-    assert matches[0].name == "A"
-    # k employees, even when one employee's references fill the nearest rows
-    close = EmbeddingIndex(4)
-    close.upsert("a", None, np.stack([unit(0), unit(10), unit(20)]))
-    close.upsert("b", None, unit(90))
-    assert [m.employee_id for m in close.search(unit(5), k=2)] == ["a", "b"]
-    assert np.allclose(index.vectors("a"), [unit(0), unit(100), unit(200)])
-    # fewer references: the extra rows go; none left behind for search
+    assert (matches[0].name, matches[0].references, matches[1].references) == ("A", 3, 1)
+    # a reference removed: the template is fused again from what is left
+    index.upsert("a", "A", np.stack([unit(0), unit(40)]))
+    assert index.template("a").references == 2 and np.allclose(index.template("a").vector, unit(20), atol=1e-6)
     index.upsert("a", "A", unit(0))
-    assert len(index) == 3 and index.employees == 3
-    assert [m.employee_id for m in index.search(unit(100), k=3)] == ["b", "c", "a"]
-    assert index.remove("a") and "a" not in index and len(index) == 2 and index.vectors("a") is None
+    assert len(index) == 3 and index.template("a").references == 1
+    assert index.remove("a") and "a" not in index and len(index) == 2 and index.template("a") is None
 
 
-def test_a_bulk_load_gives_an_id_listed_twice_two_references():
+def test_a_bulk_load_fuses_an_id_listed_twice():
     index = EmbeddingIndex(4)
-    index.load(["a", "b", "a"], ["A", "B", "A"], np.stack([unit(0), unit(90), unit(180)]))
-    assert len(index) == 3 and index.employees == 2
-    assert np.allclose(index.vectors("a"), [unit(0), unit(180)])
-    assert index.search(unit(170), 1)[0].employee_id == "a"
-    index.upsert("a", "A", unit(45))  # replaced by one: both old rows go
-    assert len(index) == 2 and np.allclose(index.vectors("a"), [unit(45)])
+    index.load(["a", "b", "a"], ["A", "B", "A"], np.stack([unit(0), unit(90), unit(60)]))
+    assert len(index) == 2
+    assert index.template("a").references == 2 and np.allclose(index.template("a").vector, unit(30), atol=1e-6)
+    assert index.search(unit(30), 1)[0].employee_id == "a"
+    index.upsert("a", "A", unit(45))  # replaced by one
+    assert len(index) == 2 and np.allclose(index.template("a").vector, unit(45))
+
+
+def test_references_that_cancel_out_are_refused():
+    with pytest.raises(ValueError):
+        fuse(np.stack([unit(0), unit(180)]))
+
+
+def test_cohort_statistics_equal_a_hand_computation():
+    """Three cohort vectors, K = 2: a vector's two highest cosines, their mean and (population) deviation."""
+    cohort = Cohort(np.stack([unit(0), unit(90), unit(180)]), k=2)
+    mean, sd = cohort.stats(unit(60)[None])
+    top = [np.cos(np.radians(30)), np.cos(np.radians(60))]  # against 90 and 0 degrees; 180 is not in the top 2
+    assert mean[0] == pytest.approx(np.mean(top), abs=1e-6)
+    assert sd[0] == pytest.approx(np.std(top), abs=1e-6)
+    # AS-norm: the average of the score z-normalised by the template's and by the probe's statistics
+    assert as_norm(0.5, 0.2, 0.1, 0.4, 0.05) == pytest.approx(((0.5 - 0.2) / 0.1 + (0.5 - 0.4) / 0.05) / 2)
+
+
+def test_with_a_cohort_search_ranks_by_the_normalised_score():
+    """A template that looks like many cohort faces loses to one that looks like none at the same cosine."""
+    rng = np.random.default_rng(3)
+    dim = 16
+    crowd = rng.normal(size=dim)
+    crowd /= np.linalg.norm(crowd)
+    cohort_vectors = crowd + 0.3 * rng.normal(size=(200, dim))  # faces around "crowd"
+    cohort_vectors /= np.linalg.norm(cohort_vectors, axis=1, keepdims=True)
+    cohort = Cohort(cohort_vectors.astype(np.float32), k=10)
+    vectors = rng.normal(size=(50, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors[0] = (crowd + 0.2 * rng.normal(size=dim)) / np.linalg.norm(crowd + 0.2 * rng.normal(size=dim))
+    index = EmbeddingIndex(dim, cohort=cohort)
+    index.load([f"e{i}" for i in range(40)], [None] * 40, vectors[:40])
+    for i in range(40, 50):
+        index.upsert(f"e{i}", None, vectors[i])
+    index.remove("e3")  # a row moves: its statistics with it
+    probe = vectors[7] * 0.6 + vectors[0] * 0.4
+    probe /= np.linalg.norm(probe)
+    kept = [i for i in range(50) if i != 3]
+    t_mean, t_sd = cohort.stats(vectors[kept])
+    p_mean, p_sd = cohort.stats(probe[None])
+    expected = as_norm(vectors[kept] @ probe, t_mean, t_sd, p_mean[0], p_sd[0])
+    order = np.argsort(-expected)[:5]
+    matches = index.search(probe, 5)
+    assert [m.employee_id for m in matches] == [f"e{kept[i]}" for i in order]
+    assert [m.score for m in matches] == pytest.approx(expected[order].tolist(), abs=1e-4)
+    assert matches[0].distance == pytest.approx(float(np.linalg.norm(vectors[kept[order[0]]] - probe)), abs=1e-5)
+    template = index.template("e7")
+    assert (template.cohort_mean, template.cohort_sd) == pytest.approx((t_mean[kept.index(7)], t_sd[kept.index(7)]),
+                                                                      abs=1e-5)

@@ -1,6 +1,7 @@
 """The gallery on a real database, SQLite and PostgreSQL alike."""
 
 import numpy as np
+import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.orm import Session
@@ -21,8 +22,14 @@ def test_the_gallery_survives_a_restart(make_client, photos):
 
     second = make_client()
     assert second.get("/readyz").json()["templates"] == 2
-    assert verify(second, "tb", photos.bytes("Tony_Blair", 2)).json() == before
-    assert identify(second, photos.bytes("Colin_Powell", 2)).json()["candidates"] == ranked
+    # the same answers; the AS-norm score to float rounding (a start-up computes the templates' cohort
+    # statistics in one batch, an enrollment one at a time, and the products round differently)
+    after = verify(second, "tb", photos.bytes("Tony_Blair", 2)).json()
+    assert {**after, "score": None} == {**before, "score": None}
+    assert after["score"] == pytest.approx(before["score"], rel=1e-5)
+    again = identify(second, photos.bytes("Colin_Powell", 2)).json()["candidates"]
+    assert [{**c, "score": None} for c in again] == [{**c, "score": None} for c in ranked]
+    assert [c["score"] for c in again] == pytest.approx([c["score"] for c in ranked], rel=1e-5)
     assert second.get("/employees/tb").json()["name"] == "Tony"
 
 

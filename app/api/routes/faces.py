@@ -32,16 +32,23 @@ AUTH_ERRORS = {
 PHOTO_ERRORS = {**AUTH_ERRORS,
     413: {"model": ErrorOut, "description": "image_too_large: too many bytes or pixels"},
     422: {"model": ErrorOut, "description": "invalid_image, no_face, multiple_faces, face_too_small, "
-                                            "validation_error, or (enroll) poor_quality"},
+                                            "validation_error, too_many_photos, not_one_person, or (enroll) "
+                                            "poor_quality"},
 }
 EmployeeIdForm = Annotated[str, Form(pattern=EMPLOYEE_ID_PATTERN, examples=["e-1042"],
                                      description="1-64 of A-Z a-z 0-9 . _ @ -, starting with a letter or digit")]
 ImageFile = Annotated[UploadFile, File(description="a photo: JPEG, PNG, WebP, BMP, TIFF...")]
+PhotosFile = Annotated[list[UploadFile], File(description="a photo (JPEG, PNG, WebP, BMP, TIFF...), or several: "
+                                                         "the field repeated, all within the body's size limit")]
 
 
 def read_photo(image: UploadFile, service: RecognitionService) -> bytes:
     # One byte past the limit is enough to know it is too large, without reading the rest.
     return image.file.read(service.settings.photos.max_upload_bytes + 1)
+
+
+def read_photos(images: list[UploadFile], service: RecognitionService) -> list[bytes]:
+    return [read_photo(image, service) for image in images]
 
 
 def face_out(face: FaceBox) -> FaceOut:
@@ -53,30 +60,32 @@ def quality_out(quality: Quality) -> QualityOut:
 
 
 def candidate_out(match: Match) -> CandidateOut:
-    return CandidateOut(employee_id=match.employee_id, name=match.name, distance=match.distance)
+    return CandidateOut(employee_id=match.employee_id, name=match.name, distance=match.distance, score=match.score)
 
 
 @router.post("/enroll", status_code=201, response_model=EnrollOut,
              responses={409: {"model": ErrorOut, "description": "employee_exists"}, **PHOTO_ERRORS})
 def enroll(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: AdminCaller,
-           employee_id: EmployeeIdForm, image: ImageFile,
+           employee_id: EmployeeIdForm, image: PhotosFile,
            name: Annotated[str | None, Form(pattern=NAME_PATTERN, examples=["Ada Lovelace"],
                                             description="1-200 characters, no control characters")] = None,
            replace: Annotated[bool, Query(description="replace an existing reference photo")] = False,
            force: Annotated[bool, Query(description="enroll even a photo below the quality thresholds")] = False,
            ) -> EnrollOut:
-    """Enroll an employee's reference photo (one face). Scope: admin.
+    """Enroll an employee's reference photo (one face), or up to FACEGATE_MAX_REFERENCES taken in one sitting
+    (`image` repeated): they are fused into one template. Scope: admin.
 
-    The photo must be a good reference: large, sharp, frontal and well exposed enough (FACEGATE_QUALITY_*).
+    Each photo must be a good reference: large, sharp, frontal and well exposed enough (FACEGATE_QUALITY_*).
     Otherwise 422 poor_quality says which check failed and by how much; `force=true` enrolls it anyway.
+    Several photos must all show one person (422 not_one_person otherwise); all or nothing is stored.
     """
     with audit.record(caller, "replace" if replace else "enroll", employee_id) as entry:
         result = service.enroll(session=session, employee_id=employee_id, name=name,
-                                data=read_photo(image, service), replace=replace, force=force)
+                                photos=read_photos(image, service), replace=replace, force=force)
         entry.decision = "replaced" if result.replaced else "enrolled"
     return EnrollOut(employee_id=result.employee_id, name=result.name,
                      replaced=result.replaced, enrolled_at=result.enrolled_at, model_id=result.model_id,
-                     face=face_out(result.face), quality=quality_out(result.quality))
+                     references=result.references, face=face_out(result.face), quality=quality_out(result.quality))
 
 
 @router.post("/enroll/check", response_model=EnrollCheckOut, responses=PHOTO_ERRORS)
@@ -98,39 +107,47 @@ def check_enrollment_photo(service: ServiceDep, _: AdminCaller, image: ImageFile
                         429: {"model": ErrorOut, "description": "too_many_attempts (see Retry-After)"},
                         **PHOTO_ERRORS})
 def verify(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: VerifyCaller,
-           employee_id: EmployeeIdForm, image: ImageFile,
+           employee_id: EmployeeIdForm, image: PhotosFile,
            threshold: Annotated[float | None, Form(gt=0.0, le=2.0, description="a stricter threshold than the "
                                                    "calibrated one, for this request; a looser one is refused "
-                                                   "(threshold_too_loose)")] = None) -> VerifyOut:
-    """1:1 - is the person in the photo the employee they claim to be? Scope: verify (or admin)."""
+                                                   "(threshold_too_loose). A distance, whatever the rule")] = None
+           ) -> VerifyOut:
+    """1:1 - is the person in the photo the employee they claim to be? Scope: verify (or admin).
+
+    A door camera may send up to FACEGATE_MAX_FRAMES frames of one presentation (`image` repeated): they are
+    fused into one probe, and must all show one person (422 not_one_person)."""
     with audit.record(caller, "verify", employee_id) as entry:
-        result = service.verify(session=session, employee_id=employee_id, data=read_photo(image, service),
+        result = service.verify(session=session, employee_id=employee_id, frames=read_photos(image, service),
                                 threshold=threshold, key_id=caller.key_id)
         entry.decision, entry.distance = ("match" if result.match else "no_match"), result.distance
-        entry.threshold = result.threshold
+        entry.threshold, entry.score, entry.rule = result.threshold, result.score, result.rule
     return VerifyOut(employee_id=result.employee_id, match=result.match, distance=result.distance,
-                     threshold=result.threshold, references=result.references, model_id=result.model_id,
+                     threshold=result.threshold, score=result.score, rule=result.rule,
+                     references=result.references, model_id=result.model_id,
                      face=face_out(result.face), quality=quality_out(result.quality))
 
 
 @router.post("/identify", response_model=IdentifyOut, responses=PHOTO_ERRORS)
-def identify(service: ServiceDep, audit: AuditDep, caller: VerifyCaller, image: ImageFile,
+def identify(service: ServiceDep, audit: AuditDep, caller: VerifyCaller, image: PhotosFile,
              top_k: Annotated[int, Form(ge=1, le=100, description="candidates to list, when the service "
                                                   "lists candidates (FACEGATE_IDENTIFY_CANDIDATES)")] = 5
              ) -> IdentifyOut:
     """1:N open set - who is this, if anyone? Scope: verify (or admin).
 
     The threshold keeps the share of strangers named as an employee at FACEGATE_IDENTIFY_FPIR (0.1 % by
-    default) whatever the gallery's size, so it is stricter than /verify's; the response gives the one used.
+    default) whatever the gallery's size, so it is stricter than /verify's; the response gives the one used and
+    the rule it is in. Up to FACEGATE_MAX_FRAMES frames of one presentation are fused, as at /verify.
     """
     with audit.record(caller, "identify") as entry:
-        result = service.identify(data=read_photo(image, service), top_k=top_k)
-        entry.threshold = result.threshold
+        result = service.identify(frames=read_photos(image, service), top_k=top_k)
+        entry.threshold, entry.rule = result.threshold, result.rule
         if result.match:
-            entry.decision, entry.employee_id, entry.distance = "match", result.match.employee_id, result.match.distance
+            entry.decision, entry.employee_id = "match", result.match.employee_id
+            entry.distance, entry.score = result.match.distance, result.match.score
         else:
             entry.decision = "unknown"
     return IdentifyOut(match=candidate_out(result.match) if result.match else None,
                        candidates=[candidate_out(c) for c in result.candidates],
-                       threshold=result.threshold, model_id=result.model_id, face=face_out(result.face),
+                       threshold=result.threshold, rule=result.rule, model_id=result.model_id,
+                       face=face_out(result.face),
                        quality=quality_out(result.quality))

@@ -72,6 +72,8 @@ const WORDS = {
   invalid_image: "That file is not a photo the service can read (JPEG, PNG, WebP, BMP or TIFF).",
   image_too_large: "The photo is too large. Send a smaller one.",
   poor_quality: "The photo is not good enough to be a reference.",
+  not_one_person: "The photos are not all of the same person. Take them again, of the employee alone.",
+  too_many_photos: "Too many photos in one request.",
   employee_exists: "This employee is already enrolled. Tick “Replace the reference photo” to replace it.",
   employee_not_found: "No employee has that id.",
   stale_template: "This employee was enrolled with an older model: enroll them again.",
@@ -189,12 +191,18 @@ function signOut(navigate = true) {
 
 // --- photos: a file or the webcam, previewed with the face the service found -----------------------------------
 
+// An enrollment's guided capture: three shots in one sitting, each checked as it is taken, enrolled together.
+const GUIDED_SHOTS = ["look straight at the camera", "turn your head slightly to your left",
+                      "turn your head slightly to your right"];
+
 function picker(container, { check = false } = {}) {
   container.replaceChildren($("#picker-template").content.cloneNode(true));
   const input = $("input[type=file]", container);
   const video = $("video", container);
   const start = $(".camera-start", container);
+  const guided = $(".camera-guided", container);
   const take = $(".camera-take", container);
+  const progress = $(".shots", container);
   const stop = $(".camera-stop", container);
   const figure = $(".preview", container);
   const canvas = $("canvas", container);
@@ -203,7 +211,10 @@ function picker(container, { check = false } = {}) {
   let blob = null;
   let image = null;
   let stream = null;
-  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) start.hidden = true;
+  let shots = null; // a guided capture's photos that passed, while there is one
+  const cameraAvailable = Boolean(navigator.mediaDevices && navigator.mediaDevices.getUserMedia);
+  start.hidden = !cameraAvailable;
+  guided.hidden = !(cameraAvailable && check);
 
   function draw(face, good) {
     canvas.width = image.naturalWidth;
@@ -219,10 +230,11 @@ function picker(container, { check = false } = {}) {
     figure.hidden = false;
   }
 
+  // The enrollment check of the photo, shown; returns whether it passes (true when nothing is checked).
   async function assess() {
     checks.hidden = true;
     checks.replaceChildren();
-    if (!check) return;
+    if (!check) return true;
     caption.textContent = "Looking for the face…";
     try {
       const result = await api("POST", "/enroll/check", { form: photoForm(blob) });
@@ -233,8 +245,10 @@ function picker(container, { check = false } = {}) {
         checks.append(el("li", { class: item.passed ? "pass" : "fail", text: item.text }));
       }
       checks.hidden = false;
+      return result.passes;
     } catch (error) {
       caption.textContent = explain(error);
+      return false;
     }
   }
 
@@ -245,53 +259,93 @@ function picker(container, { check = false } = {}) {
     await image.decode().catch(() => null);
     if (image.naturalWidth) draw(null, false);
     caption.textContent = "";
-    await assess();
+    return assess();
   }
 
   function camera(on) {
     video.hidden = !on;
     take.hidden = !on;
     stop.hidden = !on;
-    start.hidden = on;
+    start.hidden = on || !cameraAvailable;
+    guided.hidden = on || !(cameraAvailable && check);
     if (!on && stream) {
       for (const track of stream.getTracks()) track.stop();
       stream = null;
     }
   }
 
-  input.addEventListener("change", () => { if (input.files[0]) use(input.files[0]); });
-  start.addEventListener("click", async () => {
+  function guide(prefix = "") {
+    take.textContent = `Take shot ${shots.length + 1} of ${GUIDED_SHOTS.length}`;
+    caption.textContent = `${prefix}Shot ${shots.length + 1} of ${GUIDED_SHOTS.length}: ${GUIDED_SHOTS[shots.length]}.`;
+    figure.hidden = false;
+  }
+
+  function single() {
+    shots = null;
+    progress.replaceChildren();
+    progress.hidden = true;
+    take.textContent = "Take the photo";
+  }
+
+  async function openCamera() {
     try {
       stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "user", width: { ideal: 1280 } } });
     } catch (error) {
       caption.textContent = `The camera is not available (${error.name}). Choose a file instead.`;
       figure.hidden = false;
-      return;
+      return false;
     }
     video.srcObject = stream;
     await video.play();
     camera(true);
     take.focus();
+    return true;
+  }
+
+  input.addEventListener("change", () => { single(); if (input.files[0]) use(input.files[0]); });
+  start.addEventListener("click", () => { single(); openCamera(); });
+  guided.addEventListener("click", async () => {
+    single();
+    shots = [];
+    if (await openCamera()) guide();
   });
   take.addEventListener("click", () => {
     const frame = document.createElement("canvas");
     frame.width = video.videoWidth;
     frame.height = video.videoHeight;
     frame.getContext("2d").drawImage(video, 0, 0);
-    camera(false);
-    frame.toBlob((taken) => use(taken), "image/jpeg", 0.92);
+    if (shots === null) camera(false);
+    take.disabled = true;
+    frame.toBlob(async (taken) => {
+      const passes = await use(taken);
+      take.disabled = false;
+      if (shots === null) return;
+      if (passes) {
+        shots.push(taken);
+        progress.append(el("li", { text: `Shot ${shots.length} (${GUIDED_SHOTS[shots.length - 1]}): passes every check` }));
+        progress.hidden = false;
+      }
+      if (shots.length === GUIDED_SHOTS.length) {
+        camera(false);
+        caption.textContent = `${shots.length} shots, each passing every check: they are enrolled together.`;
+      } else {
+        guide(passes ? "" : "That shot fails a check (below): take it again. ");
+      }
+    }, "image/jpeg", 0.92);
   });
-  stop.addEventListener("click", () => camera(false));
+  stop.addEventListener("click", () => { camera(false); if (shots && shots.length < GUIDED_SHOTS.length) single(); });
 
   return {
     get blob() { return blob; },
+    // what to send: a finished guided capture's shots, or the one photo
+    get blobs() { return shots && shots.length === GUIDED_SHOTS.length ? [...shots] : blob ? [blob] : []; },
     showFace(face, good) { if (image && image.naturalWidth) draw(face, good); },
   };
 }
 
-function photoForm(blob) {
+function photoForm(...blobs) {
   const form = new FormData();
-  form.append("image", blob, "photo.jpg");
+  blobs.forEach((blob, i) => form.append("image", blob, `photo-${i + 1}.jpg`));
   return form;
 }
 
@@ -409,8 +463,9 @@ async function enroll(event) {
   clearError();
   const form = event.target;
   if (!form.reportValidity()) return;
-  if (!enrollPicker.blob) return showError("Choose a photo, or take one with the camera, first.");
-  const body = photoForm(enrollPicker.blob);
+  const photos = enrollPicker.blobs;
+  if (!photos.length) return showError("Choose a photo, or take one with the camera, first.");
+  const body = photoForm(...photos);
   body.append("employee_id", field(form, "employee_id").value.trim());
   const name = field(form, "name").value.trim();
   if (name) body.append("name", name);
@@ -421,8 +476,9 @@ async function enroll(event) {
     const enrolled = await api("POST", "/enroll", { form: body, params });
     enrollPicker.showFace(enrolled.face, true);
     result.replaceChildren(
-      el("p", { class: "verdict match", text: enrolled.replaced ? `Replaced the reference photo of ${enrolled.employee_id}`
-                                                                 : `Enrolled ${enrolled.employee_id}` }),
+      el("p", { class: "verdict match", text: (enrolled.replaced ? `Replaced the reference photo of ${enrolled.employee_id}`
+                                                                  : `Enrolled ${enrolled.employee_id}`)
+                                               + (enrolled.references > 1 ? ` with ${enrolled.references} photos` : "") }),
       el("p", {}, el("a", { href: `#employee/${encodeURIComponent(enrolled.employee_id)}`,
                             text: "See the employee" })),
     );
@@ -437,36 +493,42 @@ async function enroll(event) {
 
 let tryPicker = null;
 
-// The distance against the threshold, as a picture: a scale from 0 to 2 (the farthest two unit vectors can be)
-// whose accepted part is green, with the threshold and the photo's distance marked.
-function meter(distance, threshold) {
+// The decision as a picture: the photo's distance (rule "distance": a scale from 0, accepted below the threshold)
+// or its normalised score (rule "as-norm": accepted above the threshold) against the threshold, marked on a
+// scale whose accepted part is green.
+function meter(value, threshold, rule) {
   const ns = "http://www.w3.org/2000/svg";
-  const end = Math.max(1.2, (distance ?? 0) + 0.1, threshold + 0.2);
-  const x = (value) => 10 + (580 * Math.min(value, end)) / end;
+  const byScore = rule === "as-norm";
+  const what = byScore ? "score" : "distance";
+  const start = byScore ? Math.min(-2, (value ?? 0) - 1) : 0;
+  const end = byScore ? Math.max(threshold + 4, (value ?? 0) + 1) : Math.max(1.2, (value ?? 0) + 0.1, threshold + 0.2);
+  const x = (v) => 10 + (580 * (Math.min(Math.max(v, start), end) - start)) / (end - start);
   const node = (tag, attributes, text) => {
     const shape = document.createElementNS(ns, tag);
-    for (const [name, value] of Object.entries(attributes)) shape.setAttribute(name, value);
+    for (const [name, v] of Object.entries(attributes)) shape.setAttribute(name, v);
     if (text) shape.textContent = text;
     return shape;
   };
-  const within = distance !== null && distance <= threshold;
-  const words = distance === null ? `threshold ${threshold.toFixed(3)}; nobody is close enough`
-    : `distance ${distance.toFixed(3)} ${within ? "within" : "beyond"} the threshold ${threshold.toFixed(3)}`;
+  const within = value !== null && (byScore ? value >= threshold : value <= threshold);
+  const words = value === null ? `threshold ${threshold.toFixed(3)}; nobody is close enough`
+    : `${what} ${value.toFixed(3)} ${within ? "passes" : "fails"} the threshold ${threshold.toFixed(3)}`;
   const svg = node("svg", { viewBox: "0 0 600 90", class: "meter", role: "img", "aria-label": words });
+  const [good, bad] = ["#c8e6c9", "#f8d7da"];
   svg.append(
-    node("rect", { x: 10, y: 30, width: x(threshold) - 10, height: 18, fill: "#c8e6c9" }),
-    node("rect", { x: x(threshold), y: 30, width: 590 - x(threshold), height: 18, fill: "#f8d7da" }),
+    node("rect", { x: 10, y: 30, width: x(threshold) - 10, height: 18, fill: byScore ? bad : good }),
+    node("rect", { x: x(threshold), y: 30, width: 590 - x(threshold), height: 18, fill: byScore ? good : bad }),
     node("line", { x1: x(threshold), x2: x(threshold), y1: 22, y2: 56, stroke: "#1b1f24", "stroke-width": 2 }),
     node("text", { x: x(threshold), y: 16, "text-anchor": "middle", "font-size": 13 },
          `threshold ${threshold.toFixed(3)}`),
-    node("text", { x: 10, y: 72, "font-size": 12, fill: "#57606a" }, "0: the same face"),
-    node("text", { x: 590, y: 72, "font-size": 12, fill: "#57606a", "text-anchor": "end" }, "farther: other people"),
+    node("text", { x: 10, y: 72, "font-size": 12, fill: "#57606a" }, byScore ? "like anyone" : "0: the same face"),
+    node("text", { x: 590, y: 72, "font-size": 12, fill: "#57606a", "text-anchor": "end" },
+         byScore ? "like this employee only" : "farther: other people"),
   );
-  if (distance !== null) {
+  if (value !== null) {
     svg.append(
-      node("circle", { cx: x(distance), cy: 39, r: 8, fill: within ? "#1a7f37" : "#c0392b" }),
-      node("text", { x: x(distance), y: 86, "text-anchor": "middle", "font-size": 13, "font-weight": 700 },
-           `distance ${distance.toFixed(3)}`),
+      node("circle", { cx: x(value), cy: 39, r: 8, fill: within ? "#1a7f37" : "#c0392b" }),
+      node("text", { x: x(value), y: 86, "text-anchor": "middle", "font-size": 13, "font-weight": 700 },
+           `${what} ${value.toFixed(3)}`),
     );
   }
   return svg;
@@ -491,9 +553,12 @@ async function tryPhoto(event) {
       result.replaceChildren(
         el("p", { class: `verdict ${answer.match ? "match" : "no-match"}`,
                   text: answer.match ? `Match: this is ${answer.employee_id}` : `No match: not ${answer.employee_id}` }),
-        meter(answer.distance, answer.threshold),
-        el("p", { class: "help", text: `Compared with ${answer.references} reference${answer.references > 1 ? "s" : ""}; `
-                                       + "the nearest decides. Below the threshold is a match." }),
+        meter(answer.rule === "as-norm" ? answer.score : answer.distance, answer.threshold, answer.rule),
+        el("p", { class: "help", text: `Compared with ${answer.references} reference${answer.references > 1 ? "s" : ""}, `
+                                       + `fused into one template (distance ${answer.distance.toFixed(3)}). `
+                                       + (answer.rule === "as-norm" ? "The score, normalised against faces of other "
+                                          + "people, decides: above the threshold is a match."
+                                          : "Below the threshold is a match.") }),
       );
     } else {
       const answer = await api("POST", "/identify", { form: body });
@@ -503,9 +568,10 @@ async function tryPhoto(event) {
         el("p", { class: `verdict ${answer.match ? "match" : "no-match"}`,
                   text: answer.match ? `This is ${answer.match.employee_id}${answer.match.name ? ` (${answer.match.name})` : ""}`
                                      : "Unknown: nobody in the gallery is close enough" }),
-        meter(best ? best.distance : null, answer.threshold),
+        meter(best ? (answer.rule === "as-norm" ? best.score : best.distance) : null, answer.threshold, answer.rule),
         answer.candidates.length ? el("ol", {}, ...answer.candidates.map((c) => el("li", {
-          text: `${c.employee_id}${c.name ? ` (${c.name})` : ""}: ${c.distance.toFixed(3)}` }))) : null,
+          text: `${c.employee_id}${c.name ? ` (${c.name})` : ""}: distance ${c.distance.toFixed(3)}`
+                + (c.score === null ? "" : `, score ${c.score.toFixed(2)}`) }))) : null,
       );
     }
     result.hidden = false;

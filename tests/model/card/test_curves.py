@@ -1,9 +1,9 @@
-"""A card's threshold curve: a measured FAR curve, read in log FAR, tightened by the gallery's size (1:N) and by an
-employee's number of references (1:1)."""
+"""A card's threshold curves: measured FAR curves of distances and of AS-norm scores, read in log FAR, tightened
+by the gallery's size (1:N)."""
 
 import pytest
 
-from model.card.curves import far_at, identify_threshold, interpolated_threshold, references_threshold
+from model.card.curves import identify_score_threshold, identify_threshold, interpolated_threshold
 
 # {FAR per comparison: threshold}, the shape a model card's impostor tail has
 LEVELS = {1e-1: 0.47, 1e-2: 0.41, 1e-3: 0.37, 1e-4: 0.33, 1e-5: 0.30}
@@ -29,18 +29,20 @@ def test_the_threshold_tightens_as_the_gallery_grows_and_never_passes_the_1_to_1
     assert identify_threshold(LEVELS, fpir=1e-3, gallery_size=0, ceiling=0.5) == pytest.approx(0.37)
 
 
-def test_far_at_inverts_the_interpolated_threshold():
-    for far in (3e-1, 1e-1, 2e-3, 1e-3, 5e-4, 1e-5, 1e-7):
-        assert far_at(LEVELS, interpolated_threshold(LEVELS, far)) == pytest.approx(far, rel=1e-9)
+# {FAR per comparison: AS-norm score}, the shape of a card's normalised tail: higher scores, rarer impostors
+SCORES = {1e-1: 1.2, 1e-2: 2.4, 1e-3: 3.3, 1e-4: 4.0, 1e-5: 4.6}
 
 
-def test_the_threshold_tightens_with_references_so_that_an_impostor_s_chance_stays_the_same():
-    base = interpolated_threshold(LEVELS, 1e-3)
-    assert references_threshold(LEVELS, base, 1) == base
-    thresholds = [references_threshold(LEVELS, base, r) for r in range(1, 6)]
+def test_the_normalised_threshold_rises_with_the_gallery_monotonically():
+    sizes = [1, 2, 5, 10, 30, 100, 300, 1000, 5000, 100_000, 1_000_000]
+    thresholds = [identify_score_threshold(SCORES, fpir=1e-3, gallery_size=n) for n in sizes]
+    assert all(a < b for a, b in zip(thresholds, thresholds[1:], strict=False))
+    assert thresholds[0] == pytest.approx(3.3), "one template: FAR = FPIR"
+    assert identify_score_threshold(SCORES, fpir=1e-3, gallery_size=10) == pytest.approx(4.0, abs=1e-3)
+    assert thresholds[-1] > 4.6, "past the lowest measured level the last segment goes on, stricter"
+
+
+def test_the_distance_threshold_falls_with_the_gallery_monotonically():
+    sizes = [1, 2, 5, 10, 30, 100, 300, 1000, 5000, 100_000, 1_000_000]
+    thresholds = [identify_threshold(LEVELS, fpir=1e-3, gallery_size=n, ceiling=1.0) for n in sizes]
     assert all(a > b for a, b in zip(thresholds, thresholds[1:], strict=False))
-    # R comparisons at the per-comparison FAR of the R-reference threshold give the calibrated per-claim FAR
-    for r, threshold in enumerate(thresholds, start=1):
-        assert 1 - (1 - far_at(LEVELS, threshold)) ** r == pytest.approx(1e-3, rel=1e-6)
-    # an operator's own threshold (FACEGATE_THRESHOLD) tightens the same way, never loosens
-    assert references_threshold(LEVELS, 0.5, 3) < 0.5

@@ -132,7 +132,7 @@ def test_a_student_on_dlibs_chip_learns_from_the_online_teacher(testfaces, cache
     sees the same augmented faces at its own size, its targets are centred, and it learns them."""
     source = testfaces / "lfw"
     config = from_dict({
-        "name": "student", "out_root": str(tmp_path), "teacher": "online", "chip": "dlib-chip-v1", "steps": 40,
+        "name": "student", "out_root": str(tmp_path), "teacher": "online", "chip": "dlib-chip-v1", "steps": 60,
         "p": 5, "k": 2, "distill_batch": 10, "lr": 3e-3, "warmup": 2, "threads": 2,
         "network": {"input_size": 48, "width": 0.5}, "loss": {"metric_weight": 0.0},
     })
