@@ -32,9 +32,8 @@ import numpy as np
 from benchmarks.common import DATA, machine
 from benchmarks.identify import embedded
 from model.datasets.sources import DEFAULT_CACHE, VALIDATION_SOURCES
+from model.evaluation.cohort import FPIRS, open_set_rank1
 from model.faces.embedder import DEFAULT_MODEL, Embedder
-
-FPIRS = (1e-2, 1e-3)
 
 
 @dataclass(frozen=True)
@@ -91,14 +90,8 @@ def person_scores(queries: np.ndarray, references: np.ndarray, rule: str, cohort
 
 def rank1(t: Trial, rule: str, cohort: np.ndarray | None = None, k: int = 0) -> dict[float, float]:
     """{FPIR: rank-1 at the threshold that lets that share of the trial's strangers through}."""
-    stranger_best = person_scores(t.strangers, t.references, rule, cohort, k).max(axis=1)
-    genuine = person_scores(t.probes, t.references, rule, cohort, k)
-    named, best = genuine.argmax(axis=1), genuine.max(axis=1)
-    out = {}
-    for fpir in FPIRS:
-        threshold = np.quantile(stranger_best, 1 - fpir, method="higher")
-        out[fpir] = float(((named == t.truth) & (best > threshold)).mean())
-    return out
+    return open_set_rank1(person_scores(t.probes, t.references, rule, cohort, k), t.truth,
+                          person_scores(t.strangers, t.references, rule, cohort, k).max(axis=1))
 
 
 def splits(faces: Faces, *, seeds: int, cohort_size: int, gallery: int, references: int

@@ -95,15 +95,20 @@ def scores(queries: np.ndarray, templates: np.ndarray, cohort: Cohort | None) ->
 
 
 def rank1(t: Trial, cohort: Cohort | None) -> dict[float, float]:
-    """{FPIR: rank-1} at the threshold that lets that share of the trial's own strangers through: rules
-    compared at equal false positives, whatever their calibration."""
-    stranger_best = scores(t.strangers, t.templates, cohort).max(axis=1)
-    genuine = scores(t.probes, t.templates, cohort)
+    """{FPIR: rank-1} of the trial, plain or AS-normalised (open_set_rank1)."""
+    return open_set_rank1(scores(t.probes, t.templates, cohort), t.truth,
+                          scores(t.strangers, t.templates, cohort).max(axis=1))
+
+
+def open_set_rank1(genuine: np.ndarray, truth: np.ndarray, stranger_best: np.ndarray) -> dict[float, float]:
+    """{FPIR: rank-1} from the genuine probes' scores against every template (higher is more alike), their
+    templates, and each stranger's best score, at the threshold that lets that share of the trial's own
+    strangers through: rules compared at equal false positives, whatever their calibration."""
     named, best = genuine.argmax(axis=1), genuine.max(axis=1)
     out = {}
     for fpir in FPIRS:
         threshold = np.quantile(stranger_best, 1 - fpir, method="higher")
-        out[fpir] = float(((named == t.truth) & (best > threshold)).mean())
+        out[fpir] = float(((named == truth) & (best > threshold)).mean())
     return out
 
 

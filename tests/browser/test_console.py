@@ -333,63 +333,59 @@ def test_docs_list_the_operations_with_the_network_blocked(open_page, server):
     expect(page.get_by_text("POST /verify", exact=False).first).to_be_attached()
 
 
-def test_an_admin_enrolls_from_the_webcam(camera_browser, server, photos):
-    from playwright.sync_api import expect
-
+@pytest.fixture
+def camera_enroll(camera_browser, server: LiveServer):  # noqa: ANN001, ANN201
+    """The enroll form, signed in as an admin, in a page of the browser whose webcam films a test photo."""
     context = camera_browser.new_context(viewport={"width": 1000, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
-    try:
-        page = context.new_page()
-        sign_in(page, server, "admin")
-        page.locator("nav").get_by_role("button", name="Enroll").click()
-        form = page.locator("#enroll-form")
-        form.get_by_label("Employee id").fill("cam")
-        form.get_by_role("button", name="Use the camera").click()
-        expect(form.locator("video")).to_be_visible()
-        form.get_by_role("button", name="Take the photo").click()
-        expect(form.locator("video")).to_be_hidden()  # the camera is released once the photo is taken
-        expect(form.locator("figcaption")).to_have_text("Face found; the photo passes every check.")
-        form.get_by_role("button", name="Enroll").click()
-        expect(page.locator("#enroll-result .verdict")).to_have_text("Enrolled cam")
-        # the photo the camera took is the employee's: another photo of them verifies
-        page.locator("nav").get_by_role("button", name="Verify & identify").click()
-        page.locator("#try-id").fill("cam")
-        page.locator("#try-form input[type=file]").set_input_files(str(photos.path("Tony_Blair", 3)))
-        page.locator("#try-form").get_by_role("button", name="Check").click()
-        expect(page.locator("#try-result .verdict")).to_have_text("Match: this is cam")
-    finally:
-        context.close()
+    page = context.new_page()
+    sign_in(page, server, "admin")
+    page.locator("nav").get_by_role("button", name="Enroll").click()
+    yield page, page.locator("#enroll-form")
+    context.close()
 
 
-def test_an_admin_enrolls_with_a_guided_capture_of_three_shots(camera_browser, server, photos):
+def test_an_admin_enrolls_from_the_webcam(camera_enroll, photos):
+    from playwright.sync_api import expect
+
+    page, form = camera_enroll
+    form.get_by_label("Employee id").fill("cam")
+    form.get_by_role("button", name="Use the camera").click()
+    expect(form.locator("video")).to_be_visible()
+    form.get_by_role("button", name="Take the photo").click()
+    expect(form.locator("video")).to_be_hidden()  # the camera is released once the photo is taken
+    expect(form.locator("figcaption")).to_have_text("Face found; the photo passes every check.")
+    form.get_by_role("button", name="Enroll").click()
+    expect(page.locator("#enroll-result .verdict")).to_have_text("Enrolled cam")
+    # the photo the camera took is the employee's: another photo of them verifies
+    page.locator("nav").get_by_role("button", name="Verify & identify").click()
+    page.locator("#try-id").fill("cam")
+    page.locator("#try-form input[type=file]").set_input_files(str(photos.path("Tony_Blair", 3)))
+    page.locator("#try-form").get_by_role("button", name="Check").click()
+    expect(page.locator("#try-result .verdict")).to_have_text("Match: this is cam")
+
+
+def test_an_admin_enrolls_with_a_guided_capture_of_three_shots(camera_enroll, server):
     """The console's guided capture: three shots from the webcam, each checked live, enrolled together as one
     employee's references (one fused template). The fake camera films one test photo."""
     from playwright.sync_api import expect
 
-    context = camera_browser.new_context(viewport={"width": 1000, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    try:
-        page = context.new_page()
-        sign_in(page, server, "admin")
-        page.locator("nav").get_by_role("button", name="Enroll").click()
-        form = page.locator("#enroll-form")
-        form.get_by_label("Employee id").fill("cam3")
-        form.get_by_role("button", name="Guided capture: 3 shots").click()
-        expect(form.locator("video")).to_be_visible()
-        expect(form.locator("figcaption")).to_have_text("Shot 1 of 3: look straight at the camera.")
-        for shot, words in enumerate(["turn your head slightly to your left", "turn your head slightly to your right"],
-                                     start=2):
-            form.get_by_role("button", name=f"Take shot {shot - 1} of 3").click()
-            expect(form.locator("figcaption")).to_have_text(f"Shot {shot} of 3: {words}.")
-            expect(form.locator(".shots li")).to_have_count(shot - 1)
-        form.get_by_role("button", name="Take shot 3 of 3").click()
-        expect(form.locator("video")).to_be_hidden()  # the camera is released after the third shot
-        expect(form.locator("figcaption")).to_have_text(
-            "3 shots, each passing every check: they are enrolled together.")
-        expect(form.locator(".shots li")).to_have_count(3)
-        form.get_by_role("button", name="Enroll").click()
-        expect(page.locator("#enroll-result .verdict")).to_have_text("Enrolled cam3 with 3 photos")
-        employee = page.request.get(f"{server.url}/employees/cam3", headers={"X-API-Key": server.keys["admin"]}).json()
-        assert [r["reference"] for r in employee["references"]] == [0, 1, 2]
-    finally:
-        context.close()
+    page, form = camera_enroll
+    form.get_by_label("Employee id").fill("cam3")
+    form.get_by_role("button", name="Guided capture: 3 shots").click()
+    expect(form.locator("video")).to_be_visible()
+    expect(form.locator("figcaption")).to_have_text("Shot 1 of 3: look straight at the camera.")
+    for shot, words in enumerate(["turn your head slightly to your left", "turn your head slightly to your right"],
+                                 start=2):
+        form.get_by_role("button", name=f"Take shot {shot - 1} of 3").click()
+        expect(form.locator("figcaption")).to_have_text(f"Shot {shot} of 3: {words}.")
+        expect(form.locator(".shots li")).to_have_count(shot - 1)
+    form.get_by_role("button", name="Take shot 3 of 3").click()
+    expect(form.locator("video")).to_be_hidden()  # the camera is released after the third shot
+    expect(form.locator("figcaption")).to_have_text(
+        "3 shots, each passing every check: they are enrolled together.")
+    expect(form.locator(".shots li")).to_have_count(3)
+    form.get_by_role("button", name="Enroll").click()
+    expect(page.locator("#enroll-result .verdict")).to_have_text("Enrolled cam3 with 3 photos")
+    employee = page.request.get(f"{server.url}/employees/cam3", headers={"X-API-Key": server.keys["admin"]}).json()
+    assert [r["reference"] for r in employee["references"]] == [0, 1, 2]
