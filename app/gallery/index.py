@@ -226,11 +226,14 @@ class EmbeddingIndex:
         mean, sd = self.cohort.stats(query[None])
         return float(mean[0]), float(sd[0])
 
-    def search(self, query: np.ndarray, k: int, probe_stats: tuple[float, float] | None = None) -> list[Match]:
+    def search(self, query: np.ndarray, k: int, probe_stats: tuple[float, float] | None = None,
+               normalise: bool = True) -> list[Match]:
         """The k best templates, best first: by AS-norm score with a cohort (`probe_stats` from probe_stats(),
-        computed here when not given), by cosine similarity without."""
+        computed here when not given), by cosine similarity without one or with `normalise` False."""
         q = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32)).to(self.device)
-        if self.cohort is not None and probe_stats is None:
+        if not normalise:
+            probe_stats = None
+        elif self.cohort is not None and probe_stats is None:
             probe_stats = self.probe_stats(query)
         with self._lock:
             n = len(self)

@@ -563,7 +563,8 @@ class RecognitionService:
         serving = self._serving()
         probe = self.burst(frames, serving)
         with metrics.stage_timer("search"):
-            candidates = serving.index.search(probe.vector, top_k if self.settings.identify.candidates else 1)
+            candidates = serving.index.search(probe.vector, top_k if self.settings.identify.candidates else 1,
+                                              normalise=self.rule_of(serving) == AS_NORM)
         best, threshold = self.decide(serving, candidates[0] if candidates else None, frames=probe.frames)
         shown = candidates if self.settings.identify.candidates else [best] if best else []
         return Identification(best, shown, threshold, self.rule_of(serving), serving.model_id, probe.face,

@@ -60,11 +60,19 @@ def test_verify_reports_the_calibrated_threshold_and_model(gallery, photos):
 
 def test_a_fixed_distance_threshold_decides_by_distance(make_client, photos):
     """FACEGATE_THRESHOLD: an operator's distance, for the whole service; the cohort does not decide."""
-    client = make_client(threshold=0.3)
-    enroll(client, "tb", photos.bytes("Tony_Blair", 1))
-    body = verify(client, "tb", photos.bytes("Tony_Blair", 2)).json()
+    from tests.client import identify
+
+    client = make_client(threshold=0.3, identify_candidates=True)
+    for person in ("Tony_Blair", "Colin_Powell", "Laura_Bush"):
+        enroll(client, person, photos.bytes(person, 1))
+    body = verify(client, "Tony_Blair", photos.bytes("Tony_Blair", 2)).json()
     assert (body["rule"], body["threshold"], body["score"]) == ("distance", pytest.approx(0.3), None)
     assert body["match"] == (body["distance"] <= 0.3)
+    # identify ranks by distance too, and decides by it
+    found = identify(client, photos.bytes("Tony_Blair", 2)).json()
+    distances = [c["distance"] for c in found["candidates"]]
+    assert found["rule"] == "distance" and distances == sorted(distances)
+    assert all(c["score"] is None for c in found["candidates"]) and found["threshold"] <= 0.3
 
 
 def test_each_augmentation_serves_the_threshold_calibrated_with_it(make_client, photos):
