@@ -182,5 +182,6 @@ class ReadyOut(BaseModel):
     status: str
     model_id: str
     device: str
-    templates: int = Field(description="templates of the current model, loaded in the search index")
+    templates: int = Field(description="templates of the current model in the search index: one per employee, "
+                                       "their references fused")
     stale_templates: int = Field(description="templates made by another model; never compared")

@@ -40,7 +40,8 @@ MICRO_BATCH_FACES = Histogram(
     "facegate_micro_batch_faces", "Faces per forward pass of the micro-batcher (FACEGATE_MICRO_BATCH).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
-TEMPLATES = Gauge("facegate_index_templates", "Templates in the in-memory index.", multiprocess_mode="livemin")
+TEMPLATES = Gauge("facegate_index_templates", "Templates in the in-memory index: one per employee.",
+                  multiprocess_mode="livemin")
 STALE_TEMPLATES = Gauge("facegate_stale_templates",
                         "Templates made by another model than the one serving: their employees cannot be verified "
                         "until they are re-embedded or enroll again.", multiprocess_mode="livemax")
