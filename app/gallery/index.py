@@ -46,6 +46,13 @@ def release_freed_memory() -> None:
         pass
 
 
+def normalised_on_device(similarity: torch.Tensor, half_inv_sd: torch.Tensor, half_mean_over_sd: torch.Tensor,
+                         probe_mean: float, probe_sd: float) -> torch.Tensor:
+    """AS-norm scores from cosine similarities and the rows' kept terms (0.5 / sd_t, 0.5 mu_t / sd_t), in one
+    torch expression on the tensors' device: the GPU's search (the CPU's runs the same sum in numpy)."""
+    return torch.addcmul(-(half_mean_over_sd + 0.5 * probe_mean / probe_sd), similarity, half_inv_sd + 0.5 / probe_sd)
+
+
 @dataclass(frozen=True)
 class Match:
     employee_id: str
@@ -257,9 +264,8 @@ class EmbeddingIndex:
             else:
                 ranked = self._matrix[:n] @ q
                 if probe_stats is not None:
-                    mean, sd = probe_stats
-                    ranked = torch.addcmul(-(self._half_mean_over_sd[:n] + 0.5 * mean / sd), ranked,
-                                           self._half_inv_sd[:n] + 0.5 / sd)
+                    ranked = normalised_on_device(ranked, self._half_inv_sd[:n], self._half_mean_over_sd[:n],
+                                                  *probe_stats)
                 top = torch.topk(ranked, min(k, n))
             rows = top.indices.cpu().tolist()
             keys = self._ids.ids_of(rows)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from app.gallery.index import EmbeddingIndex
+from app.gallery.index import EmbeddingIndex, normalised_on_device
 from model.card.scores import Cohort, as_norm, fuse
 
 
@@ -170,3 +170,16 @@ def test_with_a_cohort_search_ranks_by_the_normalised_score():
     template = index.template("e7")
     assert (template.cohort_mean, template.cohort_sd) == pytest.approx((t_mean[kept.index(7)], t_sd[kept.index(7)]),
                                                                       abs=1e-5)
+
+
+def test_the_device_search_normalises_as_the_formula_does():
+    """The GPU's search computes AS-norm with torch (the CPU's with numpy); its expression, run here on CPU
+    tensors, against the formula."""
+    import torch
+
+    rng = np.random.default_rng(5)
+    similarity = rng.uniform(-1, 1, 50).astype(np.float32)
+    mean, sd = rng.uniform(0.1, 0.4, 50).astype(np.float32), rng.uniform(0.02, 0.1, 50).astype(np.float32)
+    scores = normalised_on_device(torch.from_numpy(similarity), torch.from_numpy(0.5 / sd),
+                                  torch.from_numpy(0.5 * mean / sd), 0.3, 0.05)
+    assert scores.numpy() == pytest.approx(as_norm(similarity, mean, sd, 0.3, 0.05), rel=1e-5, abs=1e-5)
