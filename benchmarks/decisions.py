@@ -31,6 +31,7 @@ import numpy as np
 
 from benchmarks.common import DATA, machine
 from benchmarks.identify import embedded
+from model.card.scores import Cohort
 from model.datasets.sources import DEFAULT_CACHE, VALIDATION_SOURCES
 from model.evaluation.cohort import FPIRS, open_set_rank1
 from model.faces.embedder import DEFAULT_MODEL, Embedder
@@ -69,21 +70,15 @@ def normalised(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
 
 
-def cohort_stats(vectors: np.ndarray, cohort: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation of each vector's k highest cosine scores against the cohort."""
-    scores = vectors.reshape(-1, vectors.shape[-1]) @ cohort.T
-    top = -np.partition(-scores, k - 1, axis=1)[:, :k]
-    return top.mean(axis=1).reshape(vectors.shape[:-1]), top.std(axis=1).reshape(vectors.shape[:-1])
-
-
 def person_scores(queries: np.ndarray, references: np.ndarray, rule: str, cohort: np.ndarray | None,
                   k: int) -> np.ndarray:
     """(queries, people) scores: each person's references fused by `rule`, AS-normalised when a cohort is given."""
     templates = normalised(references.mean(axis=1))[:, None] if rule == "mean" else references  # (P, R', d)
     scores = np.einsum("qd,prd->qpr", queries, templates)
     if cohort is not None:
-        mu_t, sd_t = cohort_stats(templates, cohort, k)  # (P, R')
-        mu_q, sd_q = cohort_stats(queries, cohort, k)  # (Q,)
+        stats = Cohort(cohort, k).stats
+        mu_t, sd_t = (x.reshape(templates.shape[:-1]) for x in stats(templates.reshape(-1, templates.shape[-1])))
+        mu_q, sd_q = stats(queries)  # (Q,)
         scores = 0.5 * ((scores - mu_t[None]) / sd_t[None] + (scores - mu_q[:, None, None]) / sd_q[:, None, None])
     return scores.max(axis=2)
 

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
+from typing import TypeVar
 
 import numpy as np
 from sqlalchemy.exc import IntegrityError
@@ -49,6 +50,7 @@ from model.faces.pipeline import FaceBox, FacePipeline
 from model.faces.prepare import prepare_assessed
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,11 @@ def _commit_unless_model_changed(session: Session, vectors: dict[str, np.ndarray
     session.commit()
 
 
+def of_kind(by_references: dict[int, T], references: int) -> T:
+    """A card's calibration for templates fused from this many references: the most it calibrated, for more."""
+    return by_references[min(references, max(by_references))]
+
+
 def serving_vectors(employee: Employee, model_id: str) -> np.ndarray | None:
     """The employee's templates of `model_id`, stacked in slot order (what the index holds), or None."""
     templates = sorted((t for t in employee.templates if t.model_id == model_id), key=lambda t: t.slot)
@@ -330,9 +337,8 @@ class RecognitionService:
         (the most it calibrated, for more still); else, on a card without those, its default."""
         if self.settings.model.threshold is not None:
             return self.settings.model.threshold
-        levels = serving.references_levels
-        if references > 1 and levels:
-            return levels[min(references, max(levels))]
+        if references > 1 and serving.references_levels:
+            return of_kind(serving.references_levels, references)
         return serving.embedder.card.threshold_for(serving.embedder.augment)
 
     @property
@@ -348,8 +354,7 @@ class RecognitionService:
     def score_threshold_of(self, serving: Serving, references: int = 1) -> float:
         """The 1:1 AS-norm threshold for a template fused from this many references: the card's normalised
         tail for that kind at the default's FAR (1e-3)."""
-        levels = serving.normalised_levels
-        return interpolated(levels[min(references, max(levels))], VERIFY_FAR)
+        return interpolated(of_kind(serving.normalised_levels, references), VERIFY_FAR)
 
     def identify_threshold_of(self, serving: Serving, references: int = 1) -> float:
         """The 1:N threshold for a template fused from this many references in the gallery as it is now
@@ -357,10 +362,10 @@ class RecognitionService:
         distance not to exceed."""
         fpir, size = self.settings.identify.fpir, len(serving.index)
         if self.rule_of(serving) == AS_NORM:
-            levels = serving.normalised_levels
-            return identify_score_threshold(levels[min(references, max(levels))], fpir=fpir, gallery_size=size)
+            return identify_score_threshold(of_kind(serving.normalised_levels, references), fpir=fpir,
+                                            gallery_size=size)
         fused = serving.embedder.card.fused_far_levels_for(serving.embedder.augment)
-        levels = fused[min(references, max(fused))] if references > 1 and fused else serving.far_levels
+        levels = of_kind(fused, references) if references > 1 and fused else serving.far_levels
         return identify_threshold(levels, fpir=fpir, gallery_size=size, ceiling=self.threshold_of(serving, references))
 
     @property

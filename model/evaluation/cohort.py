@@ -26,7 +26,6 @@ import numpy as np
 from model.card.curves import FAR_LEVELS, threshold_at_far
 from model.card.scores import Cohort, as_norm, fuse
 from model.datasets.sources import detect_source
-from model.evaluation.calibrate import celeba_photos
 from model.evaluation.evaluate import embed_source, pipeline_config
 from model.faces.embedder import Embedder
 
@@ -46,12 +45,6 @@ def cohort_pool(embedder: Embedder, data_root: Path, cache: Path) -> np.ndarray:
     faces = detect_source(source, cache=cache, labelled=False, config=config, with_teacher=False)
     vectors = embed_source(embedder, source, faces, config, cache)[faces.found]
     return vectors[np.random.default_rng(0).permutation(len(vectors))].astype(np.float32)
-
-
-def validation_photos(embedder: Embedder, data_root: Path, cache: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(vectors, labels) of every CelebA photo with a face the service accepts, both archives."""
-    vectors, labels = zip(*celeba_photos(embedder, data_root, cache), strict=True)
-    return np.concatenate(vectors).astype(np.float32), np.concatenate(labels).astype(str)
 
 
 def people(labels: np.ndarray) -> dict[str, np.ndarray]:

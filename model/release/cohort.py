@@ -32,7 +32,6 @@ from model.evaluation.cohort import (
     fused_normalised_tail,
     normalised_tail,
     template_thresholds,
-    validation_photos,
 )
 from model.faces.embedder import Embedder
 
@@ -43,12 +42,14 @@ def ship_cohort(weights: Path, data_root: Path, cache: Path, *, sizes: list[int]
                 max_references: int) -> dict:
     embedder = Embedder.load(weights, "cpu")
     pool = cohort_pool(embedder, data_root, cache)
-    vectors, labels = validation_photos(embedder, data_root, cache)
+    parts = celeba_photos(embedder, data_root, cache)  # per archive; the first is CelebA-wild's
+    vectors = np.concatenate([v for v, _ in parts]).astype(np.float32)
+    labels = np.concatenate([lab for _, lab in parts]).astype(str)
     size, k, table = choose_cohort(pool, vectors, labels, sizes=[min(s, len(pool)) for s in sizes], ks=ks)
     log.info("chosen on CelebA: cohort of %d, K=%d", size, k)
     stored = pool[:size].astype(np.float16)
     cohort = Cohort(stored.astype(np.float32), k)  # what the service will load
-    wild_people = set(celeba_photos(embedder, data_root, cache)[0][1])
+    wild_people = set(parts[0][1])
     tail = normalised_tail(vectors, labels, cohort)
     levels = tail["far_levels"]
     fused = {str(r): fused_normalised_tail(vectors, labels, cohort, levels, wild_people=wild_people, references=r)
