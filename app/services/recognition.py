@@ -287,6 +287,11 @@ class Serving:
         return self.embedder.card.normalised_levels_for(self.embedder.augment) if self.embedder.cohort else {}
 
     @cached_property
+    def fused_far_levels(self) -> dict[int, dict[float, float]]:
+        """{R >= 2: the 1:N distance curve of templates fused from R}, for the model's augmentation."""
+        return self.embedder.card.fused_far_levels_for(self.embedder.augment)
+
+    @cached_property
     def references_levels(self) -> dict[int, float]:
         """{R: the 1:1 threshold of a template fused from R references}, for the model's augmentation."""
         return self.embedder.card.references_levels_for(self.embedder.augment)
@@ -364,7 +369,7 @@ class RecognitionService:
         if self.rule_of(serving) == AS_NORM:
             return identify_score_threshold(of_kind(serving.normalised_levels, references), fpir=fpir,
                                             gallery_size=size)
-        fused = serving.embedder.card.fused_far_levels_for(serving.embedder.augment)
+        fused = serving.fused_far_levels
         levels = of_kind(fused, references) if references > 1 and fused else serving.far_levels
         return identify_threshold(levels, fpir=fpir, gallery_size=size, ceiling=self.threshold_of(serving, references))
 

@@ -101,28 +101,30 @@ class ModelCard:
         levels = tail[FAR_LEVELS] if tail else thresholds.get(FAR_LEVELS, {})
         return {float(far): float(threshold) for far, threshold in levels.items()}
 
+    def _calibrated_with(self, key: str, augment: Augment) -> dict:
+        """The thresholds' section `key` (model.release.cohort's), when it was calibrated with this augmentation;
+        empty otherwise: another augmentation's thresholds do not hold."""
+        section = self.data[THRESHOLDS].get(key)
+        return section if section and section.get("augment") == augment else {}
+
     def references_levels_for(self, augment: Augment) -> dict[int, float]:
         """{R: 1:1 threshold for a template fused from R references}, calibrated with this augmentation; empty
         on a card without them, or calibrated with another."""
-        calibrated = self.data[THRESHOLDS].get(BY_REFERENCES)
-        if not calibrated or calibrated.get("augment") != augment:
-            return {}
-        return {int(r): float(t) for r, t in calibrated["levels"].items()}
+        calibrated = self._calibrated_with(BY_REFERENCES, augment)
+        return {int(r): float(t) for r, t in calibrated.get("levels", {}).items()}
 
     def fused_far_levels_for(self, augment: Augment) -> dict[int, Curve]:
         """{R: {FAR per comparison: distance threshold}} of templates fused from R >= 2 references, calibrated with
         this augmentation; empty on a card without them."""
-        calibrated = self.data[THRESHOLDS].get(BY_REFERENCES)
-        if not calibrated or calibrated.get("augment") != augment:
-            return {}
+        calibrated = self._calibrated_with(BY_REFERENCES, augment)
         return {int(r): {float(far): float(t) for far, t in levels.items()}
                 for r, levels in calibrated.get(FAR_LEVELS, {}).items() if int(r) > 1}
 
     def normalised_levels_for(self, augment: Augment) -> dict[int, Curve]:
         """{R: {FAR per comparison: AS-norm score threshold}} for the 1:N decision with this augmentation's
         cohort, for templates fused from R references (1 and up); empty without a cohort."""
-        tail = self.data[THRESHOLDS].get(NORMALISED_TAIL)
-        if not tail or tail.get("augment") != augment:
+        tail = self._calibrated_with(NORMALISED_TAIL, augment)
+        if not tail:
             return {}
         curves = {1: tail[FAR_LEVELS], **{int(r): t[FAR_LEVELS] for r, t in tail.get(BY_REFERENCES, {}).items()}}
         return {r: {float(far): float(threshold) for far, threshold in levels.items()} for r, levels in curves.items()}
