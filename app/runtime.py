@@ -20,6 +20,7 @@ from app.gallery.feed import ChangeFollower, bootstrap
 from app.gallery.index import EmbeddingIndex
 from app.services.audit import AuditTrail
 from app.services.batcher import MicroBatcher
+from app.services.groups import GroupService
 from app.services.keys import KeyStore
 from app.services.recognition import RecognitionService, Serving
 from app.services.references import load_cipher
@@ -38,6 +39,7 @@ class Runtime:
     follower: ChangeFollower
     keys: KeyStore
     audit: AuditTrail
+    groups: GroupService
     models: dict[str, Embedder] = field(default_factory=dict)  # every model loaded here, by id
     _stop: threading.Event = field(default_factory=threading.Event)
     _gauges: threading.Thread | None = None
@@ -80,6 +82,9 @@ class Runtime:
     def refresh_gauges(self) -> None:
         """The metrics that are states, not events: set from what this process holds (cheap, no query)."""
         metrics.TEMPLATES.set(len(self.service.index))
+        sizes = self.service.index.group_sizes()
+        metrics.GROUPS.set(len(sizes))
+        metrics.LARGEST_GROUP.set(max(sizes.values(), default=0))
         metrics.FEED_LAG_SECONDS.set(max(0.0, time.time() - self.follower.read_at))
         metrics.FEED_LAG_ROWS.set(self.follower.behind)
         metrics.AUDIT_QUEUED.set(self.audit.queued)
@@ -176,7 +181,8 @@ def start(settings: Settings) -> Runtime:
              if serving.batcher else "off")
     service = RecognitionService(settings=settings, serving=serving, upcoming=upcoming, cipher=cipher)
     runtime = Runtime(settings, engine, sessions, service, follower,
-                      KeyStore(sessions, ttl=settings.keys.cache_seconds), AuditTrail(sessions), models)
+                      KeyStore(sessions, ttl=settings.keys.cache_seconds), AuditTrail(sessions),
+                      GroupService(settings=settings, recognition=service, sessions=sessions), models)
     follower.on_model_change = runtime.follow_model
     follower.start()
     if not settings.keys.required:

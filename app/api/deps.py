@@ -15,6 +15,7 @@ from app.api.guard import action_of
 from app.core.errors import Forbidden, NotReady, Unauthorized
 from app.runtime import Runtime
 from app.services.audit import AuditTrail
+from app.services.groups import GroupService
 from app.services.keys import Caller
 from app.services.recognition import RecognitionService
 
@@ -49,6 +50,13 @@ async def get_audit(runtime: RuntimeDep) -> AuditTrail:
 
 
 AuditDep = Annotated[AuditTrail, Depends(get_audit)]
+
+
+async def get_groups(runtime: RuntimeDep) -> GroupService:
+    return runtime.groups
+
+
+GroupsDep = Annotated[GroupService, Depends(get_groups)]
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key made with "
                               "`python -m app.cli.keys create --scope admin|verify|metrics`")

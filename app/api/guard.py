@@ -48,7 +48,7 @@ def is_public(path: str) -> bool:
 def action_of(path: str) -> str:
     """The audit trail's action for a request that was refused before its route ran."""
     first = path.strip("/").split("/", 1)[0]
-    return first if first in ("enroll", "verify", "identify", "employees", "audit") else "request"
+    return first if first in ("enroll", "verify", "identify", "employees", "groups", "audit") else "request"
 
 
 def audit_refusal(request: Request, code: str) -> None:

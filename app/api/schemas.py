@@ -121,6 +121,8 @@ class IdentifyOut(BaseModel):
                                          "to exceed (distance)")
     rule: str = Field(description="what ranks and decides: as-norm (the model's cohort) or distance",
                       examples=["as-norm"])
+    searched: int = Field(description="the templates searched: the whole gallery, or the members of the key's "
+                                      "(or the request's) groups; N of the 1:N rule", examples=[60])
     model_id: str
     face: FaceOut = Field(description="the face that was searched for")
     quality: QualityOut
@@ -141,6 +143,7 @@ class EmployeeOut(BaseModel):
                                             "enrolled again before it can be compared")
     references: list[ReferenceOut] = Field(description="the employee's references (of the model that made the "
                                                        "first one); a decision uses the nearest")
+    groups: list[str] = Field(description="the groups the employee belongs to", examples=[["lab-3"]])
 
 
 class EmployeePage(BaseModel):
@@ -161,6 +164,8 @@ class AuditOut(BaseModel):
     threshold: float | None = Field(description="the decision's, in its rule's units")
     score: float | None = Field(description="identify: the best match's AS-norm score")
     rule: str | None = Field(description="identify: as-norm or distance")
+    groups: str | None = Field(description="verify and identify: the groups the decision was confined to (the "
+                                           "key's, or the request's), comma-separated; null for the whole gallery")
     request_id: str | None = Field(description="the request's X-Request-ID: its lines in the logs")
     count: int = Field(description="the events the row stands for: more than one for the refusals of anonymous "
                                    "clients, which are counted per source and window", examples=[1])
@@ -172,6 +177,33 @@ class AuditPage(BaseModel):
     total: int
     offset: int
     limit: int
+
+
+class GroupOut(BaseModel):
+    group_id: str = Field(examples=["lab-3"])
+    name: str | None = Field(examples=["Lab 3, second floor"])
+    members: int = Field(description="employees in the group", examples=[60])
+    created_at: datetime
+    updated_at: datetime
+
+
+class GroupPage(BaseModel):
+    items: list[GroupOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class MembersIn(BaseModel):
+    employee_ids: list[str] = Field(description="employees to add (at most FACEGATE_MAX_GROUP_BULK)",
+                                    examples=[["e-1042", "e-1043"]])
+
+
+class MembersAddedOut(BaseModel):
+    group_id: str
+    added: int = Field(description="employees who joined now")
+    already: int = Field(description="employees who were members already")
+    not_found: list[str] = Field(description="ids with no employee: nothing was done for them")
 
 
 class HealthOut(BaseModel):

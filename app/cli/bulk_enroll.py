@@ -2,7 +2,8 @@
 
     python -m app.cli.bulk_enroll DIR                  # DIR/<employee_id>/<photo>: the first photo, by name
     python -m app.cli.bulk_enroll DIR --references 3   # and the next two as more references (folders only)
-    python -m app.cli.bulk_enroll DIR --csv map.csv    # columns employee_id,path[,name]; paths relative to DIR
+    python -m app.cli.bulk_enroll DIR --csv map.csv    # columns employee_id,path[,name][,groups]; paths relative to DIR
+    python -m app.cli.bulk_enroll DIR --group lab-3    # and put everyone in group lab-3 (repeat for more)
 
 Worker processes decode, detect and align the photos in parallel, under the service's own limits and face
 policy and quality thresholds (a photo below them fails with poor_quality, unless --force); the main process
@@ -12,6 +13,11 @@ employee who already has a template of the current model is skipped, so running 
 interruption picks up where it stopped (`--replace` re-enrolls everyone instead). Every photo that fails
 is listed at the end with its reason, the same error codes the API uses (`--failures FILE` writes them as
 CSV). Running servers pick the new templates up from the gallery's change feed (app.gallery.feed).
+
+Groups (which must exist: POST /groups): --group puts every employee of the run in that group, and a CSV's
+`groups` column lists a row's own, separated by `;`. A row naming a group that does not exist fails with
+group_not_found and is not enrolled. Memberships are written once the photos are, for the employees enrolled
+in this run and for those skipped as enrolled before (so a run stopped in between completes them).
 
 SIGINT (Ctrl-C) or SIGTERM stops it cleanly: the photos already embedded are committed, the rest are left for
 the next run, and it exits with 130 or 143.
@@ -29,6 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from dataclasses import replace as replace_job
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +44,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.cli.common import Progress, Stop, gallery, graceful_stop
 from app.core.config import Settings
 from app.core.errors import DomainError
-from app.core.identifiers import EMPLOYEE_ID_RULE, is_employee_id
-from app.gallery import repository
+from app.core.identifiers import EMPLOYEE_ID_RULE, GROUP_ID_RULE, is_employee_id, is_group_id
+from app.gallery import groups, repository
 from app.services.audit import AuditEntry, AuditTrail
+from app.services.groups import join_group
 from app.services.keys import Caller
 from app.services.recognition import check_quality, face_chips, save_enrollment, save_reference
 from app.services.references import ReferenceCipher, Sealed, load_cipher
@@ -60,6 +68,7 @@ class Job:
     name: str | None
     path: Path
     more: tuple[Path, ...] = ()  # more reference photos (POST /employees/{id}/references), after the first
+    groups: tuple[str, ...] = ()  # groups to put the employee in
 
 
 @dataclass(frozen=True)
@@ -81,8 +90,9 @@ def jobs_from_folders(root: Path, references: int = 1) -> Iterator[Job]:
 def jobs_from_csv(root: Path, mapping: Path) -> Iterator[Job]:
     with mapping.open(newline="") as handle:
         for row in csv.DictReader(handle):
+            groups = tuple(g.strip() for g in (row.get("groups") or "").split(";") if g.strip())
             yield Job(row["employee_id"].strip(), (row.get("name") or "").strip() or None,
-                      root / row["path"].strip())
+                      root / row["path"].strip(), groups=groups)
 
 
 # --- worker processes: photo -> aligned crop ------------------------------------------------------------
@@ -150,13 +160,13 @@ def fail(failures: list[Failure], audit: AuditTrail, failure: Failure) -> None:
 
 def store(sessions, embedder: Embedder, batch: list[tuple[Job, list[tuple[Path, np.ndarray]]]],  # noqa: ANN001
           failures: list[Failure], audit: AuditTrail, cipher: ReferenceCipher | None = None,
-          max_references: int = 1) -> tuple[int, int]:
+          max_references: int = 1) -> tuple[list[Job], int]:
     """Embed a batch of crops in one forward pass, and save each employee through the API's own writes: the
     first photo enrolls them (replacing what they had), the others are added as references (each with its
-    photo, sealed, when the reference store is on). Returns (employees saved, references added); failures go
-    to `failures`. Each item is audited."""
+    photo, sealed, when the reference store is on). Returns (the employees saved, references added); failures
+    go to `failures`. Each item is audited."""
     vectors = iter(embedder.embed(np.stack([crop for _, crops in batch for _, crop in crops])))
-    saved = added = 0
+    saved, added = [], 0
     with sessions() as session:
         for job, crops in batch:
             first, *more = [(path, next(vectors)) for path, _ in crops]
@@ -164,7 +174,7 @@ def store(sessions, embedder: Embedder, batch: list[tuple[Job, list[tuple[Path, 
                 _, _, existed = save_enrollment(session=session, employee_id=job.employee_id, name=job.name,
                                                 vectors={embedder.model_id: first[1]}, replace=True,
                                                 photo=_sealed(cipher, first[0], job.employee_id))
-                saved += 1
+                saved.append(job)
                 audit.add(OPERATOR, AuditEntry("bulk_enroll", job.employee_id,
                                                decision="replaced" if existed else "enrolled"))
             except DomainError as exc:
@@ -209,8 +219,7 @@ def _bulk_enroll(jobs: list[Job], settings: Settings, sessions: sessionmaker[Ses
         cipher = (load_cipher(settings.references.keys, settings.references.keys_file) if settings.references.store
                   else None)
         return _run(jobs, workers, sessions, embedder, audit, replace=replace, batch_size=batch_size,
-                    progress=progress, started=started, cipher=cipher, max_references=settings.references.max,
-                    stop=stop)
+                    progress=progress, started=started, cipher=cipher, settings=settings, stop=stop)
     finally:
         workers.terminate()
         audit.close()
@@ -218,12 +227,21 @@ def _bulk_enroll(jobs: list[Job], settings: Settings, sessions: sessionmaker[Ses
 
 def _run(jobs: list[Job], workers, sessions, embedder: Embedder, audit: AuditTrail, *,  # noqa: ANN001
          replace: bool, batch_size: int, progress: bool, started: float,
-         cipher: ReferenceCipher | None = None, max_references: int = 1, stop: Stop) -> Summary:
+         cipher: ReferenceCipher | None = None, settings: Settings, stop: Stop) -> Summary:
     failures, seen = [], set()
     valid = []
+    with sessions() as session:
+        named = {g for job in jobs for g in job.groups if is_group_id(g)}
+        existing = set(groups.members_of(session=session, group_ids=sorted(named))) if named else set()
     for job in jobs:
         if not is_employee_id(job.employee_id):
             fail(failures, audit, Failure(job.employee_id[:64], str(job.path), "validation_error", EMPLOYEE_ID_RULE))
+        elif bad := [g for g in job.groups if not is_group_id(g)]:
+            fail(failures, audit, Failure(job.employee_id, str(job.path), "validation_error",
+                                          f"{bad[0][:64]!r}: {GROUP_ID_RULE}"))
+        elif missing := [g for g in job.groups if g not in existing]:
+            fail(failures, audit, Failure(job.employee_id, str(job.path), "group_not_found",
+                                          f"no group {missing[0]!r} (create it first: POST /groups)"))
         elif job.employee_id.lower() in seen:
             fail(failures, audit, Failure(job.employee_id, str(job.path), "duplicate_employee_id",
                                           "the employee appears more than once in the input (ids are unique "
@@ -241,10 +259,13 @@ def _run(jobs: list[Job], workers, sessions, embedder: Embedder, audit: AuditTra
     enrolled = added = 0
     batch: list[tuple[Job, list[tuple[Path, np.ndarray]]]] = []
 
+    members = [job for job in valid if job.employee_id in done_already]  # whose groups to write at the end
+
     def flush() -> None:
         nonlocal enrolled, added
-        saved, more = store(sessions, embedder, batch, failures, audit, cipher, max_references)
-        enrolled, added = enrolled + saved, added + more
+        saved, more = store(sessions, embedder, batch, failures, audit, cipher, settings.references.max)
+        enrolled, added = enrolled + len(saved), added + more
+        members.extend(saved)
         batch.clear()
 
     done = 0
@@ -260,15 +281,39 @@ def _run(jobs: list[Job], workers, sessions, embedder: Embedder, audit: AuditTra
             break
     if batch:
         flush()
+    _join_groups(sessions, members, failures, audit, settings)
     bar.update(done if stop.requested else len(todo), enrolled, len(failures), final=True)
     return Summary(enrolled, len(valid) - len(todo), failures, time.perf_counter() - started, added,
                    stop.name or None)
 
 
+def _join_groups(sessions, jobs: list[Job], failures: list[Failure], audit: AuditTrail,  # noqa: ANN001
+                 settings: Settings) -> None:
+    """Put the enrolled employees in their groups: one write per group and FACEGATE_MAX_GROUP_BULK of them."""
+    by_group: dict[str, list[Job]] = {}
+    for job in jobs:
+        for group_id in job.groups:
+            by_group.setdefault(group_id, []).append(job)
+    step = settings.membership.max_bulk
+    with sessions() as session:
+        for group_id, members in by_group.items():
+            for start in range(0, len(members), step):
+                chunk = members[start:start + step]
+                try:
+                    join_group(session=session, group_id=group_id, employee_ids=[j.employee_id for j in chunk],
+                               settings=settings)
+                except DomainError as exc:
+                    for job in chunk:
+                        fail(failures, audit, Failure(job.employee_id, str(job.path), exc.code, exc.message))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--csv", type=Path, help="employee_id,path[,name] rows instead of one folder per employee")
+    parser.add_argument("--csv", type=Path, help="employee_id,path[,name][,groups] rows instead of one folder per "
+                                                 "employee (groups: ids separated by ;)")
+    parser.add_argument("--group", action="append", default=[], dest="groups", metavar="GROUP_ID",
+                        help="put every employee of the run in this group (repeat for more; it must exist)")
     parser.add_argument("--processes", type=int, default=multiprocessing.cpu_count(),
                         help="processes that decode, detect and align (default: one per core)")
     parser.add_argument("--replace", action="store_true", help="re-enroll employees who already have a template")
@@ -290,8 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--references must be 1 to FACEGATE_MAX_REFERENCES ({settings.references.max})")
     if args.csv and args.references > 1:
         parser.error("--references works on folders; in a CSV an employee has one row")
-    jobs = list(jobs_from_csv(args.folder, args.csv) if args.csv
-                else jobs_from_folders(args.folder, args.references))
+    jobs = [replace_job(job, groups=tuple(dict.fromkeys([*job.groups, *args.groups])))
+            for job in (jobs_from_csv(args.folder, args.csv) if args.csv
+                        else jobs_from_folders(args.folder, args.references))]
     with graceful_stop() as stop:
         summary = bulk_enroll(jobs, settings, processes=args.processes, replace=args.replace,
                               batch_size=args.batch_size, progress=args.progress, force=args.force, stop=stop)

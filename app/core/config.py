@@ -98,6 +98,18 @@ class ReferenceSettings(Group):
     keys_file: Path | None = Field(default=None, description="the same keys from a file (a Docker secret, say)")
 
 
+class MembershipSettings(Group):
+    prefix = "GROUP_"
+
+    # Groups (a door's people: POST /groups), and the bounds that keep an admin's mistake or a script's loop
+    # from growing them without end.
+    max_groups: int = Field(default=10_000, ge=1, le=1_000_000, **variable("MAX_GROUPS"))
+    max_per_employee: int = Field(default=100, ge=1, le=10_000, description="groups one employee may belong to",
+                                  **variable("MAX_GROUPS_PER_EMPLOYEE"))
+    max_bulk: int = Field(default=1_000, ge=1, le=100_000, description="employees one call may add to a group "
+                          "(POST /groups/{id}/members)", **variable("MAX_GROUP_BULK"))
+
+
 class IdentifySettings(Group):
     prefix = "IDENTIFY_"
 
@@ -229,6 +241,7 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     keys: KeySettings = Field(default_factory=KeySettings)
     references: ReferenceSettings = Field(default_factory=ReferenceSettings)
+    membership: MembershipSettings = Field(default_factory=MembershipSettings)
     identify: IdentifySettings = Field(default_factory=IdentifySettings)
     lockout: LockoutSettings = Field(default_factory=LockoutSettings)
     compute: ComputeSettings = Field(default_factory=ComputeSettings)

@@ -18,6 +18,29 @@ class EmployeeNotFound(DomainError):
     code, status = "employee_not_found", 404
 
 
+class GroupNotFound(DomainError):
+    code, status = "group_not_found", 404
+
+
+class GroupExists(DomainError):
+    """A group of that id, or of one differing only in case, exists."""
+
+    code, status = "group_exists", 409
+
+
+class TooManyGroups(DomainError):
+    """FACEGATE_MAX_GROUPS groups exist already, or an employee would join more than
+    FACEGATE_MAX_GROUPS_PER_EMPLOYEE."""
+
+    code, status = "too_many_groups", 409
+
+
+class TooManyMembers(DomainError):
+    """One call lists more employees than FACEGATE_MAX_GROUP_BULK."""
+
+    code, status = "too_many_members", 422
+
+
 class EmployeeExists(DomainError):
     code, status = "employee_exists", 409
 

@@ -1,5 +1,5 @@
-"""What an employee id and a display name may be: one definition for the HTTP schemas, the command-line tools
-and the gallery (no FastAPI here)."""
+"""What an employee id, a group id and a display name may be: one definition for the HTTP schemas, the
+command-line tools and the gallery (no FastAPI here)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,16 @@ EMPLOYEE_ID_RULE = "employee ids are 1-64 of A-Z a-z 0-9 . _ @ -, starting with 
 # Display names: any printable text, no control characters (NUL included).
 NAME_PATTERN = r"^[^\x00-\x1f\x7f]{1,200}$"
 
+# Group ids follow the same rules, and are unique regardless of case too.
+GROUP_ID_PATTERN = EMPLOYEE_ID_PATTERN
+GROUP_ID_RULE = "group ids are 1-64 of A-Z a-z 0-9 . _ @ -, starting with a letter or digit"
+
 _EMPLOYEE_ID = re.compile(EMPLOYEE_ID_PATTERN)
 
 
 def is_employee_id(text: str) -> bool:
+    return _EMPLOYEE_ID.fullmatch(text) is not None
+
+
+def is_group_id(text: str) -> bool:
     return _EMPLOYEE_ID.fullmatch(text) is not None

@@ -42,6 +42,8 @@ MICRO_BATCH_FACES = Histogram(
 )
 TEMPLATES = Gauge("facegate_index_templates", "Templates in the in-memory index: one per employee.",
                   multiprocess_mode="livemin")
+GROUPS = Gauge("facegate_groups", "Groups (a door's people) in this replica's index.", multiprocess_mode="livemin")
+LARGEST_GROUP = Gauge("facegate_largest_group_members", "Members of the largest group.", multiprocess_mode="livemin")
 STALE_TEMPLATES = Gauge("facegate_stale_templates",
                         "Templates made by another model than the one serving: their employees cannot be verified "
                         "until they are re-embedded or enroll again.", multiprocess_mode="livemax")

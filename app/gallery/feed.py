@@ -2,9 +2,10 @@
 
 Every enroll, replace, delete and reference added or removed appends a row to `gallery_changes` in its own
 transaction (see app.gallery.repository). Each replica remembers the last sequence number it applied and, in a
-background thread, reads what came after it and re-reads the current templates (one per reference) of each
-employee named there: an upsert or a removal in its index. Applying is idempotent, so a replica's own writes
-coming back, or a change read twice, do no harm.
+background thread, reads what came after it and re-reads the current templates (one per reference) and groups
+of each employee named there: an upsert or a removal in its index. A change of a group (created, deleted, or
+its members changed: action "group", the group's id in place of an employee's) re-reads its members.
+Applying is idempotent, so a replica's own writes coming back, or a change read twice, do no harm.
 
 When does it look? On PostgreSQL it LISTENs on a channel that every write NOTIFYs at commit, so a change
 arrives within milliseconds; it also polls every `poll_interval` seconds in case a notification is lost
@@ -37,20 +38,40 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.gallery import repository
+from app.gallery import groups, repository
 from app.gallery.index import EmbeddingIndex
 
 log = logging.getLogger(__name__)
 
 
 def fill_index(index: EmbeddingIndex, *, session: Session, model_id: str) -> None:
-    """Replace the index's contents with every template made by `model_id`, in one piece."""
+    """Replace the index's contents with every template made by `model_id`, and every group, in one piece."""
     ids, names, vectors = [], [], []
     for employee_id, name, vector in repository.iter_templates(session=session, model_id=model_id):
         ids.append(employee_id)
         names.append(name)
         vectors.append(vector)
     index.load(ids, names, np.stack(vectors) if vectors else np.zeros((0, index.dim), np.float32))
+    index.load_groups(groups.members_of(session=session))
+
+
+def refresh_groups(index: EmbeddingIndex, sessions: sessionmaker[Session], *, group_ids: list[str] = (),
+                   employee_ids: list[str] = ()) -> None:
+    """Read these groups' members and these employees' groups from the database, and make the index hold them
+    (a group gone is dropped). Read and applied under the index's groups lock: a reader that started earlier
+    has finished applying before this one reads, so the last thing applied is the newest thing read."""
+    if not group_ids and not employee_ids:
+        return
+    with index.groups_lock, sessions() as session:
+        members = groups.members_of(session=session, group_ids=list(group_ids)) if group_ids else {}
+        their_groups = groups.groups_of(session=session, employee_ids=list(employee_ids))
+        for group_id in group_ids:
+            if group_id in members:
+                index.set_group(group_id, members[group_id])
+            else:
+                index.drop_group(group_id)
+        for employee_id in employee_ids:
+            index.set_groups_of(employee_id, their_groups[employee_id])
 
 
 @dataclass(frozen=True)
@@ -111,7 +132,7 @@ class ChangeFollower:
             thread.join(timeout=5)
 
     def catch_up(self) -> int:
-        """Apply every change not applied yet; returns how many employees were refreshed."""
+        """Apply every change not applied yet; returns how many employees and groups were refreshed."""
         with self._lock, self.sessions() as session:
             away = time.time() - self.read_at > self.retention - self.gap_timeout  # cheap: asked first
             if away and repository.first_change(session=session) > self.last_seq + 1:
@@ -138,7 +159,9 @@ class ChangeFollower:
             if (self.on_model_change is not None and any(a == repository.MODEL_CHANGE for _, _, a in changes)
                     and self.on_model_change(session)):
                 return len(self.index)  # a new index, built from the database as it is now
-            employee_ids = sorted({employee_id for _, employee_id, a in changes if a != repository.MODEL_CHANGE})
+            employee_ids = sorted({key for _, key, action in changes
+                                   if action not in (repository.MODEL_CHANGE, groups.GROUP_CHANGE)})
+            group_ids = sorted({key for _, key, action in changes if action == groups.GROUP_CHANGE})
             current = repository.current_templates(session=session, employee_ids=employee_ids,
                                                    model_id=self.model_id)
         for employee_id in employee_ids:
@@ -147,8 +170,9 @@ class ChangeFollower:
                 self.index.upsert(employee_id, name, vectors)
             else:
                 self.index.remove(employee_id)
-        self.applied += len(employee_ids)
-        return len(employee_ids)
+        refresh_groups(self.index, self.sessions, group_ids=group_ids, employee_ids=employee_ids)
+        self.applied += len(employee_ids) + len(group_ids)
+        return len(employee_ids) + len(group_ids)
 
     def follow(self, index: EmbeddingIndex, model_id: str, session: Session) -> None:
         """Fill `index` with `model_id`'s templates and follow the feed into it from now on: a model switch, or

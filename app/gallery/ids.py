@@ -48,6 +48,24 @@ class IdTable:
         position = self._position(hashed, lambda row: self._ids[row] == encoded)
         return None if position is None else int(self._order[position])
 
+    def find_many(self, employee_ids: list[str]) -> np.ndarray:
+        """The rows of those of `employee_ids` that are in the table (the others are left out), in one pass of
+        binary searches: a group's members, thousands at a time."""
+        if not employee_ids or not self.size:
+            return np.zeros(0, np.int64)
+        encoded = [e.encode() for e in employee_ids]
+        hashes = np.fromiter((hash(e) for e in encoded), np.int64, len(encoded))
+        positions = np.minimum(np.searchsorted(self._sorted, hashes, side="left"), len(self._sorted) - 1)
+        rows = self._order[positions]
+        width = self._ids.dtype.itemsize  # a longer id is in no row, and would compare cut short
+        fits = np.fromiter((len(e) <= width for e in encoded), bool, len(encoded))
+        same = self._ids[rows] == np.array(encoded, dtype=self._ids.dtype)
+        found = (self._sorted[positions] == hashes) & fits & same
+        # 64-bit hashes that collide put the wanted row after the first of its hash: looked up one by one
+        collided = np.flatnonzero(~found & fits & (self._sorted[positions] == hashes))
+        extra = [row for i in collided if (row := self.find(employee_ids[i])) is not None]
+        return np.concatenate([rows[found], np.array(extra, np.int64)])
+
     def _position(self, hashed: int, accept) -> int | None:  # noqa: ANN001
         """Where in the sorted order the entry with this hash, for which accept(row) holds, sits."""
         position = int(np.searchsorted(self._sorted, hashed, side="left"))

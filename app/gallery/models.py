@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     TypeDecorator,
     UniqueConstraint,
     func,
@@ -117,6 +119,42 @@ class ReferencePhoto(Base):
     employee: Mapped[Employee] = relationship(back_populates="references")
 
 
+class Group(Base):
+    """A set of employees, such as the people a door admits: a key bound to groups (ApiKey.bound) verifies and
+    identifies only their members, and /identify searches only them. Deleting a group deletes no employee."""
+
+    __tablename__ = "groups"
+    # Ids are unique regardless of case, as employees' are (migration 0009).
+    __table_args__ = (Index("ux_groups_group_id_lower", text("lower(group_id)"), unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class GroupMember(Base):
+    """An employee's membership of a group; goes with either (the database's cascades)."""
+
+    __tablename__ = "group_members"
+    __table_args__ = (Index("ix_group_members_employee", "employee_pk"),)
+
+    group_pk: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    employee_pk: Mapped[int] = mapped_column(ForeignKey("employees.id", ondelete="CASCADE"), primary_key=True)
+
+
+class KeyGroup(Base):
+    """A group a key is bound to. A deleted group's bindings go with it, and the key stays bound (to what is
+    left, perhaps nothing): it never falls back to the whole gallery."""
+
+    __tablename__ = "api_key_groups"
+    __table_args__ = (Index("ix_api_key_groups_group", "group_pk"),)
+
+    key_pk: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    group_pk: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+
+
 class GalleryState(Base):
     """One row: the model whose templates every replica serves, and the one being rolled out beside it
     (app.cli.reembed). Enrollments make templates of both; the switch happens when every employee has one of the
@@ -140,8 +178,10 @@ class GalleryChange(Base):
 
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
                                      autoincrement=True)
+    # the employee's id; a group's id for action "group"; "" for "model"
     employee_id: Mapped[str] = mapped_column(String(64))
-    action: Mapped[str] = mapped_column(String(16))  # "upsert", "delete", or "model" (employee_id "")
+    # "upsert", "delete", "model" (the active model changed) or "group" (a group's members or existence)
+    action: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now(), index=True)
 
 
@@ -155,6 +195,8 @@ class ApiKey(Base):
     secret_hash: Mapped[str] = mapped_column(String(64))
     scope: Mapped[str] = mapped_column(String(16))  # "admin" or "verify"
     name: Mapped[str | None] = mapped_column(String(200))
+    # A door's key: it reaches only the members of its groups (api_key_groups), none if they are all gone.
+    bound: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
@@ -177,6 +219,9 @@ class AuditRecord(Base):
     # whose units the threshold is in)
     score: Mapped[float | None] = mapped_column(Float, nullable=True)
     rule: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # The groups a verify or identify was confined to (a bound key's, or an admin's `group`), comma-separated;
+    # null for the whole gallery
+    groups: Mapped[str | None] = mapped_column(Text, nullable=True)
     # X-Request-ID of the request (the client's or one made up): the row's line in the logs
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     # Refusals of anonymous clients are aggregated (app.services.audit): one row stands for `count` of them,
@@ -197,3 +242,4 @@ class VerifyFailure(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     employee_id: Mapped[str] = mapped_column(String(64))  # lower case: ids are unique regardless of case
     key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    groups: Mapped[str | None] = mapped_column(Text, nullable=True)  # the key's groups, as in the audit row

@@ -10,7 +10,15 @@ from sqlalchemy import delete, exists, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from app.gallery.models import AuditRecord, Employee, GalleryChange, GalleryState, ReferencePhoto, Template
+from app.gallery.models import (
+    AuditRecord,
+    Employee,
+    GalleryChange,
+    GalleryState,
+    GroupMember,
+    ReferencePhoto,
+    Template,
+)
 
 # PostgreSQL channel on which every committed gallery change is announced (app.gallery.feed listens).
 CHANNEL = "facegate_gallery"
@@ -28,16 +36,23 @@ def get_employee(*, session: Session, employee_id: str, for_update: bool = False
     return session.scalars(query).one_or_none()
 
 
-def list_employees(*, session: Session, offset: int, limit: int, search: str | None = None
-                   ) -> tuple[list[Employee], int]:
-    """A page of employees in id order; `search`: only those whose id or name contains it, in any case."""
+def name_matches(session: Session, search: str, id_column, name_column):  # noqa: ANN001, ANN201 - SQL
+    """Whether a row's id or name contains `search`, in any case. Ids are ASCII; names are not, and SQLite's
+    own lower() folds ASCII only (app.gallery.db adds Python's)."""
+    pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    name_lower = func.unicode_lower if session.get_bind().dialect.name == "sqlite" else func.lower
+    return func.lower(id_column).like(pattern, escape="\\") | name_lower(name_column).like(pattern, escape="\\")
+
+
+def list_employees(*, session: Session, offset: int, limit: int, search: str | None = None,
+                   group_pk: int | None = None) -> tuple[list[Employee], int]:
+    """A page of employees in id order; `search`: only those whose id or name contains it, in any case;
+    `group_pk`: only the members of that group."""
     conditions = []
     if search:
-        pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        # Ids are ASCII; names are not, and SQLite's own lower() folds ASCII only (app.gallery.db adds Python's).
-        name_lower = func.unicode_lower if session.get_bind().dialect.name == "sqlite" else func.lower
-        conditions.append(func.lower(Employee.employee_id).like(pattern, escape="\\")
-                          | name_lower(Employee.name).like(pattern, escape="\\"))
+        conditions.append(name_matches(session, search, Employee.employee_id, Employee.name))
+    if group_pk is not None:
+        conditions.append(Employee.id.in_(select(GroupMember.employee_pk).where(GroupMember.group_pk == group_pk)))
     total = session.scalar(select(func.count(Employee.id)).where(*conditions)) or 0
     rows = session.scalars(
         select(Employee).where(*conditions).order_by(Employee.employee_id).offset(offset).limit(limit)

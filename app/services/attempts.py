@@ -34,9 +34,11 @@ class FailedAttempts:
                        ("key_id", settings.lockout.max_failures_per_key))
         self.enabled = any(limit for _, limit in self.limits)
 
-    def reserve(self, session: Session, *, employee_id: str, key_id: str | None) -> int | None:
+    def reserve(self, session: Session, *, employee_id: str, key_id: str | None, groups: str | None = None
+                ) -> int | None:
         """Take one of the window's attempts for the employee and the key, or raise TooManyAttempts. Commits.
-        Returns the reservation to `release` if the attempt does not fail (None when both limits are off)."""
+        Returns the reservation to `release` if the attempt does not fail (None when both limits are off).
+        `groups`: those the key is bound to, comma-separated, kept with a failure for the operator to read."""
         if not self.enabled:
             return None
         session.rollback()  # a fresh transaction: on SQLite a read one could not take the write lock
@@ -49,7 +51,7 @@ class FailedAttempts:
         except TooManyAttempts:
             session.rollback()
             raise
-        row = VerifyFailure(at=now, **values)
+        row = VerifyFailure(at=now, groups=groups, **values)
         session.add(row)
         session.commit()
         return row.id

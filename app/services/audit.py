@@ -55,6 +55,7 @@ class AuditEntry:
     threshold: float | None = None
     score: float | None = None  # identify: the best match's AS-norm score
     rule: str | None = None  # identify: the rule that decided
+    groups: str | None = None  # the groups the decision was confined to, comma-separated (None: all)
     at: datetime = field(default_factory=utcnow)
     request_id: str | None = field(default_factory=REQUEST_ID.get)  # the request it was made in, if any
     count: int = 1  # the events the row stands for: more than one for counted anonymous refusals
@@ -195,7 +196,7 @@ class AuditTrail:
                 session.add_all([AuditRecord(at=entry.at, key_id=caller.key_id, action=entry.action,
                                              employee_id=entry.employee_id, decision=entry.decision,
                                              distance=entry.distance, threshold=entry.threshold,
-                                             score=entry.score, rule=entry.rule,
+                                             score=entry.score, rule=entry.rule, groups=entry.groups,
                                              request_id=entry.request_id, count=entry.count, source=entry.source)
                                  for caller, entry in rows])
                 session.commit()

@@ -7,6 +7,11 @@ which is why a plain, fast hash is enough: there is nothing to guess. Scopes:
 - `verify`: verify and identify, nothing else;
 - `metrics`: read GET /metrics, nothing else (for Prometheus; an admin key may read them too).
 
+A verify key may be bound to groups (a door's key: `create --scope verify --group lab-3`): it then verifies
+and identifies only their members, and answers for anyone else as for an unknown employee. Deleting a group
+unbinds it from its keys, which stay bound to what is left, perhaps nothing: a bound key never falls back to
+the whole gallery.
+
 A request sends its key in X-API-Key, or as `Authorization: Bearer <key>` (what Prometheus sends).
 """
 
@@ -24,33 +29,63 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.gallery import groups as gallery_groups
 from app.gallery.models import ApiKey, utcnow
 
 SCOPES = ("admin", "verify", "metrics")
 PREFIX = "fg"
 
 
+MAX_KEY_GROUPS = 64
+
+
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: the key's id and scope (both None when auth is off)."""
+    """Who is calling: the key's id and scope (both None when auth is off), and the groups it is bound to
+    (None: it reaches the whole gallery)."""
 
     key_id: str | None
     scope: str | None
+    groups: frozenset[str] | None = None
+
+    @property
+    def audited_groups(self) -> str | None:
+        """The key's groups as the audit trail and the lockout's rows keep them."""
+        return None if self.groups is None else ",".join(sorted(self.groups))
 
 
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_key(session: Session, scope: str, name: str | None = None) -> tuple[str, ApiKey]:
-    """A new key: returns the full key (shown once, never stored) and its row."""
+def create_key(session: Session, scope: str, name: str | None = None, groups: list[str] = ()
+               ) -> tuple[str, ApiKey]:
+    """A new key: returns the full key (shown once, never stored) and its row. `groups`: bind a verify key to
+    these (existing) groups."""
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}")
+    if groups and scope != "verify":
+        raise ValueError("only a verify key can be bound to groups (a door's key)")
+    if len(set(groups)) > MAX_KEY_GROUPS:
+        raise ValueError(f"a key can be bound to at most {MAX_KEY_GROUPS} groups")
+    found = [gallery_groups.get_group(session=session, group_id=g) for g in dict.fromkeys(groups)]
+    missing = [g for g, group in zip(dict.fromkeys(groups), found, strict=True) if group is None]
+    if missing:
+        raise ValueError(f"no such group: {', '.join(missing)}")
     key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
     row = ApiKey(key_id=key_id, secret_hash=_hash(secret), scope=scope, name=name)
     session.add(row)
+    session.flush()
+    if groups:
+        gallery_groups.bind_key(session=session, key=row, groups=found)
     session.commit()
     return f"{PREFIX}_{key_id}_{secret}", row
+
+
+def groups_of_keys(session: Session, rows: list[ApiKey]) -> dict[str, list[str] | None]:
+    """key id -> the groups it is bound to (None for an unbound key)."""
+    bound = gallery_groups.key_groups(session=session, key_pks=[row.id for row in rows if row.bound])
+    return {row.key_id: bound[row.id] if row.bound else None for row in rows}
 
 
 def list_keys(session: Session) -> list[ApiKey]:
@@ -79,15 +114,15 @@ def parse(key: str) -> tuple[str, str] | None:
 class KeyStore:
     """Checks request keys against the database, with a short cache so a request costs no query.
 
-    A revocation takes effect within `ttl` seconds on every replica.
+    A revocation, and a change of the key's groups, takes effect within `ttl` seconds on every replica.
     """
 
     def __init__(self, sessions: sessionmaker[Session], ttl: float = 5.0, max_entries: int = 10_000) -> None:
         self.sessions, self.ttl, self.max_entries = sessions, ttl, max_entries
-        # key id -> (read at, hash, scope), least recently used first; unknown ids are cached too (hash None),
+        # key id -> (read at, hash, scope, groups), least recently used first; unknown ids are cached too (hash None),
         # so a flood of made-up ids costs one query each at most once per ttl and never grows the cache past
         # max_entries.
-        self._cache: OrderedDict[str, tuple[float, str | None, str | None]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[float, str | None, str | None, frozenset[str] | None]] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -107,14 +142,15 @@ class KeyStore:
         if cached is None or now - cached[0] > self.ttl:
             with self.sessions() as session:
                 row = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).one_or_none()
-            live = row is not None and row.revoked_at is None
-            cached = (now, row.secret_hash if live else None, row.scope if live else None)
+                live = row is not None and row.revoked_at is None
+                groups = frozenset(groups_of_keys(session, [row])[key_id] or ()) if live and row.bound else None
+            cached = (now, row.secret_hash if live else None, row.scope if live else None, groups)
             with self._lock:
                 self._cache[key_id] = cached
                 self._cache.move_to_end(key_id)
                 while len(self._cache) > self.max_entries:
                     self._cache.popitem(last=False)
-        _, secret_hash, scope = cached
+        _, secret_hash, scope, groups = cached
         if secret_hash is None or not hmac.compare_digest(secret_hash, _hash(secret)):
             return None
-        return Caller(key_id, scope)
+        return Caller(key_id, scope, groups)

@@ -7,6 +7,7 @@ commits before the index changes. A bad photo or a failed commit therefore leave
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -22,6 +23,8 @@ from app.core.config import Settings
 from app.core.errors import (
     EmployeeExists,
     EmployeeNotFound,
+    Forbidden,
+    GroupNotFound,
     LastReference,
     ModelChanging,
     NotOnePerson,
@@ -34,6 +37,7 @@ from app.core.errors import (
     TooManyPhotos,
     TooManyReferences,
 )
+from app.gallery import groups as gallery_groups
 from app.gallery import repository
 from app.gallery.index import EmbeddingIndex, Match, Template  # Match: the candidates identify answers with
 from app.gallery.models import AuditRecord, Employee
@@ -93,18 +97,19 @@ class EmployeeView:
     model_id: str | None
     current_model: bool
     references: list[Reference]
+    groups: list[str]
 
     @property
     def enrolled_at(self) -> datetime | None:
         return self.references[0].enrolled_at if self.references else None
 
     @classmethod
-    def of(cls, employee: Employee, serving_model: str) -> EmployeeView:
+    def of(cls, employee: Employee, serving_model: str, groups: list[str]) -> EmployeeView:
         templates = sorted(employee.templates, key=lambda t: (t.model_id != serving_model, t.slot))
         model_id = templates[0].model_id if templates else None
         return cls(employee.employee_id, employee.name, employee.updated_at, model_id,
                    model_id == serving_model,
-                   [Reference(t.slot, t.created_at) for t in templates if t.model_id == model_id])
+                   [Reference(t.slot, t.created_at) for t in templates if t.model_id == model_id], groups)
 
 
 # The rules /verify and /identify decide by: the AS-norm score against the model's cohort, or, for a model
@@ -135,6 +140,7 @@ class Identification:
     model_id: str
     face: FaceBox
     quality: Quality
+    searched: int = 0  # templates searched: N of the 1:N rule
 
 
 def face_chips(data: bytes, *, settings: Settings, pipeline: FacePipeline,
@@ -361,11 +367,13 @@ class RecognitionService:
         tail for that kind at the default's FAR (1e-3)."""
         return interpolated(of_kind(serving.normalised_levels, references), VERIFY_FAR)
 
-    def identify_threshold_of(self, serving: Serving, references: int = 1) -> float:
-        """The 1:N threshold for a template fused from this many references in the gallery as it is now
-        (`FACEGATE_IDENTIFY_FPIR`), in the units of the serving model's rule: an AS-norm score to reach, or a
-        distance not to exceed."""
-        fpir, size = self.settings.identify.fpir, len(serving.index)
+    def identify_threshold_of(self, serving: Serving, references: int = 1, gallery_size: int | None = None
+                              ) -> float:
+        """The 1:N threshold for a template fused from this many references in a search of `gallery_size`
+        templates (default: the whole gallery as it is now) at `FACEGATE_IDENTIFY_FPIR`, in the units of the
+        serving model's rule: an AS-norm score to reach, or a distance not to exceed."""
+        fpir = self.settings.identify.fpir
+        size = len(serving.index) if gallery_size is None else gallery_size
         if self.rule_of(serving) == AS_NORM:
             return identify_score_threshold(of_kind(serving.normalised_levels, references), fpir=fpir,
                                             gallery_size=size)
@@ -503,16 +511,29 @@ class RecognitionService:
         serving.index.upsert(employee.employee_id, employee.name, vectors)
         return len(vectors)
 
-    def employees(self, *, session: Session, offset: int, limit: int, search: str | None = None
-                  ) -> tuple[list[EmployeeView], int]:
-        employees, total = repository.list_employees(session=session, offset=offset, limit=limit, search=search)
-        return [EmployeeView.of(e, self.model_id) for e in employees], total
+    def employees(self, *, session: Session, offset: int, limit: int, search: str | None = None,
+                  group: str | None = None) -> tuple[list[EmployeeView], int]:
+        """A page of employees; `group`: only its members."""
+        group_pk = None
+        if group is not None:
+            found = gallery_groups.get_group(session=session, group_id=group)
+            if found is None:
+                raise GroupNotFound(f"no group {group!r}")
+            group_pk = found.id
+        employees, total = repository.list_employees(session=session, offset=offset, limit=limit, search=search,
+                                                      group_pk=group_pk)
+        return self.views(session, employees), total
+
+    def views(self, session: Session, employees: list[Employee]) -> list[EmployeeView]:
+        """The employees as the API shows them, their groups read in one query."""
+        groups = gallery_groups.groups_of(session=session, employee_ids=[e.employee_id for e in employees])
+        return [EmployeeView.of(e, self.model_id, groups[e.employee_id]) for e in employees]
 
     def employee(self, *, session: Session, employee_id: str) -> EmployeeView:
         employee = repository.get_employee(session=session, employee_id=employee_id)
         if employee is None:
             raise EmployeeNotFound(f"no employee {employee_id!r}")
-        return EmployeeView.of(employee, self.model_id)
+        return self.views(session, [employee])[0]
 
     def audit_records(self, *, session: Session, **filters: object) -> tuple[list[AuditRecord], int]:
         """The audit trail, filtered and paged (repository.audit_records)."""
@@ -523,7 +544,7 @@ class RecognitionService:
         return repository.count_stale_templates(session=session, model_id=self.model_id)
 
     def verify(self, *, session: Session, employee_id: str, frames: list[bytes], threshold: float | None,
-               key_id: str | None = None) -> Verification:
+               key_id: str | None = None, within: Collection[str] | None = None) -> Verification:
         """1:1 at the calibrated threshold, or at a stricter one the caller asks for (never a looser one).
 
         A failed verification counts against the employee and the key (app.services.attempts): the attempt is
@@ -533,17 +554,23 @@ class RecognitionService:
         An employee with several references is compared with their template, the references fused, at the
         threshold calibrated for templates of that many. With the model's cohort the AS-norm score decides
         (rule as-norm); a request's own `threshold` is a distance, which the match must then also be within.
+
+        `within`: the caller reaches only the members of these groups (a door's key). Anyone else is answered
+        as an unknown employee is, on the same path (404, no photo looked at), so that a key cannot learn who
+        exists elsewhere.
         """
         serving = self._serving()
-        template = serving.index.template(employee_id)
+        reachable = within is None or serving.index.is_within(employee_id, within)
+        template = serving.index.template(employee_id) if reachable else None
         calibrated = self.threshold_of(serving, 1 if template is None else max(template.references, len(frames)))
         if threshold is not None and threshold > calibrated:
             raise ThresholdTooLoose(f"threshold {threshold:g} is looser than the calibrated {calibrated:.4f}; "
                                     "a request may only make the decision stricter")
-        reservation = self.attempts.reserve(session, employee_id=employee_id, key_id=key_id)
+        reservation = self.attempts.reserve(session, employee_id=employee_id, key_id=key_id,
+                                            groups=None if within is None else ",".join(sorted(within)))
         try:
             if template is None:
-                self._raise_missing(session, employee_id)
+                self._raise_missing(session, employee_id, reachable=reachable)
             probe = self.burst(frames, serving)
         except BaseException:
             self.attempts.release(session, reservation)  # no decision was made: nothing failed
@@ -562,31 +589,52 @@ class RecognitionService:
         return Verification(employee_id, match, distance, decided_by, serving.model_id, probe.face, probe.quality,
                             references=template.references, score=score, rule=self.rule_of(serving))
 
-    def identify(self, *, frames: list[bytes], top_k: int) -> Identification:
+    def identify(self, *, frames: list[bytes], top_k: int, within: Collection[str] | None = None
+                 ) -> Identification:
         """The best employee if they pass the 1:N threshold, and the `top_k` best as candidates when the
         settings show candidates (off by default: a door's key must not list names for any photo).
 
         With the model's cohort the AS-norm score ranks and decides (the FPIR rule applies to it), and the
         named employee must also pass their template's 1:1 threshold: /identify never names someone whom
         /verify would refuse for the same photo. Without one, the distance ranks and decides.
+
+        `within`: search only the members of these groups (a door's key, or an admin's `group`); N in the 1:N
+        rule is then the number of templates searched.
         """
         serving = self._serving()
         probe = self.burst(frames, serving)
         with metrics.stage_timer("search"):
             candidates = serving.index.search(probe.vector, top_k if self.settings.identify.candidates else 1,
-                                              normalise=self.rule_of(serving) == AS_NORM)
-        best, threshold = self.decide(serving, candidates[0] if candidates else None, frames=probe.frames)
+                                              normalise=self.rule_of(serving) == AS_NORM, within=within)
+        searched = serving.index.size_within(within)
+        best, threshold = self.decide(serving, candidates[0] if candidates else None, frames=probe.frames,
+                                      gallery_size=searched)
         shown = candidates if self.settings.identify.candidates else [best] if best else []
         return Identification(best, shown, threshold, self.rule_of(serving), serving.model_id, probe.face,
-                              probe.quality)
+                              probe.quality, searched)
 
-    def decide(self, serving: Serving, best: Match | None, frames: int = 1) -> tuple[Match | None, float]:
-        """(the employee named, or None; the 1:N threshold): the best candidate of a search, if it passes the
-        threshold for their kind of template (how many references it fuses, or frames the probe does, the
-        larger: each kind has its own impostor tail, so that every template keeps the per-comparison FAR the
-        FPIR rule assumes)."""
+    def searched_groups(self, bound: frozenset[str] | None, asked: str | None) -> frozenset[str] | None:
+        """The groups an /identify searches: the key's (`bound`; None: unbound), narrowed to the one the request
+        names (`asked`). An unbound key may name any group that exists (404 group_not_found otherwise); a bound
+        key only one of its own (403 forbidden otherwise, whether or not the group exists)."""
+        if asked is None:
+            return bound
+        if bound is not None:
+            if asked not in bound:
+                raise Forbidden("this key is bound to its groups; `group` may name only one of them")
+            return frozenset({asked})
+        if not self.index.has_group(asked):
+            raise GroupNotFound(f"no group {asked!r}")
+        return frozenset({asked})
+
+    def decide(self, serving: Serving, best: Match | None, frames: int = 1, gallery_size: int | None = None
+               ) -> tuple[Match | None, float]:
+        """(the employee named, or None; the 1:N threshold): the best candidate of a search among
+        `gallery_size` templates (default: the whole index), if it passes the threshold for their kind of
+        template (how many references it fuses, or frames the probe does, the larger: each kind has its own
+        impostor tail, so that every template keeps the per-comparison FAR the FPIR rule assumes)."""
         kind = max(best.references if best else 1, frames)
-        threshold = self.identify_threshold_of(serving, kind)
+        threshold = self.identify_threshold_of(serving, kind, gallery_size)
         if best is None:
             return None, threshold
         if self.rule_of(serving) == AS_NORM:
@@ -599,13 +647,16 @@ class RecognitionService:
         employee = repository.get_employee(session=session, employee_id=employee_id)
         if employee is None:
             raise EmployeeNotFound(f"no employee {employee_id!r}")
-        repository.delete_employee(session=session, employee=employee)  # the stored photo goes with them
+        repository.delete_employee(session=session, employee=employee)  # their photos and memberships too
         session.commit()
-        self.serving.index.remove(employee_id)
+        index = self.serving.index
+        index.remove(employee_id)
+        with index.groups_lock:  # app.gallery.feed.refresh_groups
+            index.set_groups_of(employee_id, ())
         log.info("deleted %s", employee_id)
 
-    def _raise_missing(self, session: Session, employee_id: str) -> None:
-        if repository.get_employee(session=session, employee_id=employee_id) is None:
+    def _raise_missing(self, session: Session, employee_id: str, *, reachable: bool = True) -> None:
+        if repository.get_employee(session=session, employee_id=employee_id) is None or not reachable:
             raise EmployeeNotFound(f"no employee {employee_id!r}")
         raise StaleTemplate(f"employee {employee_id!r} was enrolled with another model; enroll again")
 

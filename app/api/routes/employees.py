@@ -16,7 +16,7 @@ from app.api.schemas import (
     ReferenceAddedOut,
     ReferenceOut,
 )
-from app.core.identifiers import EMPLOYEE_ID_PATTERN, NAME_PATTERN
+from app.core.identifiers import EMPLOYEE_ID_PATTERN, GROUP_ID_PATTERN, NAME_PATTERN
 from app.services.recognition import EmployeeView
 
 router = APIRouter(prefix="/employees", tags=["employees"], responses=AUTH_ERRORS,
@@ -30,17 +30,20 @@ def employee_out(employee: EmployeeView) -> EmployeeOut:
         employee_id=employee.employee_id, name=employee.name, updated_at=employee.updated_at,
         enrolled_at=employee.enrolled_at, model_id=employee.model_id, current_model=employee.current_model,
         references=[ReferenceOut(reference=r.slot, enrolled_at=r.enrolled_at) for r in employee.references],
+        groups=employee.groups,
     )
 
 
-@router.get("", response_model=EmployeePage)
+@router.get("", response_model=EmployeePage, responses={404: {"model": ErrorOut, "description": "group_not_found"}})
 def list_employees(service: ServiceDep, session: SessionDep, _: AdminCaller,
                    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
                    limit: Annotated[int, Query(ge=1, le=500)] = 50,
                    q: Annotated[str | None, Query(pattern=NAME_PATTERN, description="only employees whose id or "
-                                                  "name contains this, in any case")] = None) -> EmployeePage:
+                                                  "name contains this, in any case")] = None,
+                   group: Annotated[str | None, Query(pattern=GROUP_ID_PATTERN, description="only the members of "
+                                                      "this group")] = None) -> EmployeePage:
     """The employees in id order, a page at a time. Scope: admin."""
-    employees, total = service.employees(session=session, offset=offset, limit=limit, search=q)
+    employees, total = service.employees(session=session, offset=offset, limit=limit, search=q, group=group)
     return EmployeePage(items=[employee_out(e) for e in employees], total=total,
                         offset=offset, limit=limit)
 

@@ -18,7 +18,7 @@ from app.api.schemas import (
     QualityOut,
     VerifyOut,
 )
-from app.core.identifiers import EMPLOYEE_ID_PATTERN, NAME_PATTERN
+from app.core.identifiers import EMPLOYEE_ID_PATTERN, GROUP_ID_PATTERN, NAME_PATTERN
 from app.services.recognition import Match, RecognitionService
 from model.faces.config import Quality
 from model.faces.pipeline import FaceBox
@@ -117,8 +117,9 @@ def verify(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: Ve
     A door camera may send up to FACEGATE_MAX_FRAMES frames of one presentation (`image` repeated): they are
     fused into one probe, and must all show one person (422 not_one_person)."""
     with audit.record(caller, "verify", employee_id) as entry:
+        entry.groups = caller.audited_groups
         result = service.verify(session=session, employee_id=employee_id, frames=read_photos(image, service),
-                                threshold=threshold, key_id=caller.key_id)
+                                threshold=threshold, key_id=caller.key_id, within=caller.groups)
         entry.decision, entry.distance = ("match" if result.match else "no_match"), result.distance
         entry.threshold, entry.score, entry.rule = result.threshold, result.score, result.rule
     return VerifyOut(employee_id=result.employee_id, match=result.match, distance=result.distance,
@@ -127,19 +128,27 @@ def verify(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: Ve
                      face=face_out(result.face), quality=quality_out(result.quality))
 
 
-@router.post("/identify", response_model=IdentifyOut, responses=PHOTO_ERRORS)
+@router.post("/identify", response_model=IdentifyOut,
+             responses={404: {"model": ErrorOut, "description": "group_not_found"}, **PHOTO_ERRORS})
 def identify(service: ServiceDep, audit: AuditDep, caller: VerifyCaller, image: PhotosFile,
              top_k: Annotated[int, Form(ge=1, le=100, description="candidates to list, when the service "
-                                                  "lists candidates (FACEGATE_IDENTIFY_CANDIDATES)")] = 5
+                                                  "lists candidates (FACEGATE_IDENTIFY_CANDIDATES)")] = 5,
+             group: Annotated[str | None, Form(pattern=GROUP_ID_PATTERN, examples=["lab-3"],
+                                               description="search only this group's members, as a door's key "
+                                                           "bound to it would (a bound key: one of its own)")] = None,
              ) -> IdentifyOut:
     """1:N open set - who is this, if anyone? Scope: verify (or admin).
 
     The threshold keeps the share of strangers named as an employee at FACEGATE_IDENTIFY_FPIR (0.1 % by
     default) whatever the gallery's size, so it is stricter than /verify's; the response gives the one used and
     the rule it is in. Up to FACEGATE_MAX_FRAMES frames of one presentation are fused, as at /verify.
+
+    A key bound to groups searches only their members, and N is their number; so does `group`.
     """
+    within = service.searched_groups(caller.groups, group)
     with audit.record(caller, "identify") as entry:
-        result = service.identify(frames=read_photos(image, service), top_k=top_k)
+        entry.groups = None if within is None else ",".join(sorted(within))
+        result = service.identify(frames=read_photos(image, service), top_k=top_k, within=within)
         entry.threshold, entry.rule = result.threshold, result.rule
         if result.match:
             entry.decision, entry.employee_id = "match", result.match.employee_id
@@ -148,6 +157,7 @@ def identify(service: ServiceDep, audit: AuditDep, caller: VerifyCaller, image: 
             entry.decision = "unknown"
     return IdentifyOut(match=candidate_out(result.match) if result.match else None,
                        candidates=[candidate_out(c) for c in result.candidates],
-                       threshold=result.threshold, rule=result.rule, model_id=result.model_id,
+                       threshold=result.threshold, rule=result.rule, searched=result.searched,
+                       model_id=result.model_id,
                        face=face_out(result.face),
                        quality=quality_out(result.quality))
