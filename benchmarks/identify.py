@@ -2,6 +2,7 @@
 (rank-1 hit rate), at gallery sizes 100, 1,000 and 5,000, with the service's own decision.
 
     python -m benchmarks.identify [--fpir 1e-3] [--sizes 100 1000 5000] [--references 3] [--cache DIR]
+                                  [--groups 50 500] [--group-gallery 5000]
 
 One reference each: the gallery enrolls one photo each of LFW people who have two or more photos; their other
 photos are the genuine probes. Every photo of the LFW people who are not enrolled is a stranger probe.
@@ -16,6 +17,12 @@ into the service's search index (app.gallery.index), and the service decides (Re
 thresholds from the model card, calibrated on CelebA only. Each row is measured with each lever on in turn,
 so that each one's share of the gain shows: "distance" ranks and decides by distance (the rule before the
 cohort), "as-norm" by the score normalised against the model's cohort.
+
+Groups (`--groups`): a door admits a group of G of the enrolled LFW people, inside a gallery of
+`--group-gallery` (one reference each, padded as above), and searches only them, with G as N in the 1:N
+rule, as /identify does for a key bound to the group. Its genuine probes are the group's members' other
+photos; its strangers are every photo of an LFW person outside the group, enrolled elsewhere in the gallery
+or not at all (to a door, an employee of another floor is a stranger).
 """
 
 from __future__ import annotations
@@ -44,25 +51,32 @@ def embedded(embedder: Embedder, source: Path, cache: Path) -> tuple[np.ndarray,
     return vectors[found], faces.labels[found]
 
 
-def decided(service: RecognitionService, serving: Serving, probes: np.ndarray) -> tuple[list[str | None], float]:
-    """Whom the service names for each probe (None: unknown), and the threshold."""
+def decided(service: RecognitionService, serving: Serving, probes: np.ndarray, within: set[str] | None = None
+            ) -> tuple[list[str | None], float]:
+    """Whom the service names for each probe (None: unknown), and the threshold; `within`: searching only
+    these groups."""
     named, threshold = [], 0.0
+    searched = serving.index.size_within(within)
     for probe in probes:
-        found = serving.index.search(probe, 1)
-        best, threshold = service.decide(serving, found[0] if found else None)
+        found = serving.index.search(probe, 1, within=within)
+        best, threshold = service.decide(serving, found[0] if found else None, gallery_size=searched)
         named.append(best.employee_id if best else None)
     return named, threshold
 
 
 def trial(embedder: Embedder, fpir: float, ids: list[str], references: np.ndarray, genuine: np.ndarray,
-          truth: list[str], strangers: np.ndarray) -> tuple[float, float, float]:
+          truth: list[str], strangers: np.ndarray, group: list[str] | None = None) -> tuple[float, float, float]:
     """(threshold, FPIR, rank-1) of the service's decision over a gallery of `ids` with `references` (an id
-    listed R times has R references)."""
+    listed R times has R references); `group`: searching only these members."""
     serving = Serving(embedder, pipeline=None, index=EmbeddingIndex(embedder.dim, cohort=embedder.cohort))
     serving.index.load(ids, [None] * len(ids), references.astype(np.float32))
+    within = None
+    if group is not None:
+        serving.index.load_groups({"door": group})
+        within = {"door"}
     service = RecognitionService(settings=Settings(identify_fpir=fpir, threshold=None), serving=serving)
-    named, threshold = decided(service, serving, genuine)
-    stranger_named, _ = decided(service, serving, strangers)
+    named, threshold = decided(service, serving, genuine, within)
+    stranger_named, _ = decided(service, serving, strangers, within)
     fpir_measured = float(np.mean([n is not None for n in stranger_named]))
     rank1 = float(np.mean([n == t for n, t in zip(named, truth, strict=True)]))
     return threshold, fpir_measured, rank1
@@ -77,6 +91,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 5000])
     parser.add_argument("--references", type=int, default=3, help="the multi-reference gallery's (0: none)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--groups", type=int, nargs="*", default=[50, 500], metavar="G",
+                        help="door groups of these sizes within the --group-gallery (none: skip)")
+    parser.add_argument("--group-gallery", type=int, default=5000)
     args = parser.parse_args()
 
     normalised = Embedder.load(args.model, "cpu")
@@ -96,26 +113,36 @@ def main() -> None:
     print(f"model {plain.model_id}, augment {plain.augment}; FPIR target {args.fpir:g}; cohort "
           f"{f'{len(cohort.vectors)} vectors, K={cohort.k}' if cohort else 'none'}; LFW: {len(photos)} people with "
           f"a detected face, {len(enrollable)} with 2+ photos; padding: {len(padding)} CelebA photos")
-    print(f"{'refs':>4} {'gallery':>7} {'LFW':>5} {'pad':>5} {'rule':>8} {'threshold':>9} {'strangers':>9} "
-          f"{'FPIR':>8} {'genuine':>7} {'rank-1':>7}")
+    print(f"{'refs':>4} {'gallery':>7} {'group':>5} {'LFW':>5} {'pad':>5} {'rule':>8} {'threshold':>9} "
+          f"{'strangers':>9} {'FPIR':>8} {'genuine':>7} {'rank-1':>7}")
 
     def report(references: int, ids: list[str], vectors: np.ndarray, lfw_people: int, pad: int,
-               genuine_rows: list[int], stranger_rows: list[int]) -> None:
+               genuine_rows: list[int], stranger_rows: list[int], group: list[str] | None = None) -> None:
         truth = [str(lfw_labels[r]) for r in genuine_rows]
         for rule, embedder in rules.items():
             threshold, fpir, rank1 = trial(embedder, args.fpir, ids, vectors, lfw[genuine_rows], truth,
-                                           lfw[stranger_rows])
-            print(f"{references:>4} {len(set(ids)):>7} {lfw_people:>5} {pad:>5} {rule:>8} {threshold:9.4f} "
-                  f"{len(stranger_rows):>9} {fpir:8.2%} {len(genuine_rows):>7} {rank1:7.2%}", flush=True)
+                                           lfw[stranger_rows], group)
+            print(f"{references:>4} {len(set(ids)):>7} {len(group) if group else '-':>5} {lfw_people:>5} {pad:>5} "
+                  f"{rule:>8} {threshold:9.4f} {len(stranger_rows):>9} {fpir:8.2%} {len(genuine_rows):>7} "
+                  f"{rank1:7.2%}", flush=True)
+
+    def one_each(size: int) -> tuple[list[str], np.ndarray, int, int]:
+        """A gallery of `size`: one photo each of the first enrollable LFW people, padded with CelebA."""
+        people = enrollable[:size]
+        pad = padding[:size - len(people)]
+        return ([*people, *(f"pad-{i}" for i in range(len(pad)))],
+                np.concatenate([np.stack([lfw[photos[p][0]] for p in people]), pad]), len(people), len(pad))
 
     for size in args.sizes:
-        people = enrollable[:size]
-        enrolled = set(people)
-        pad = padding[:size - len(people)]
-        report(1, [*people, *(f"pad-{i}" for i in range(len(pad)))],
-               np.concatenate([np.stack([lfw[photos[p][0]] for p in people]), pad]), len(people), len(pad),
-               [r for p in people for r in photos[p][1:]],
+        ids, vectors, lfw_people, pad = one_each(size)
+        enrolled = set(enrollable[:size])
+        report(1, ids, vectors, lfw_people, pad, [r for p in enrollable[:size] for r in photos[p][1:]],
                [r for p, rows in photos.items() if p not in enrolled for r in rows])
+    for g in args.groups:
+        ids, vectors, lfw_people, pad = one_each(args.group_gallery)
+        door = enrollable[:g]
+        report(1, ids, vectors, lfw_people, pad, [r for p in door for r in photos[p][1:]],
+               [r for p, rows in photos.items() if p not in set(door) for r in rows], group=door)
     if args.references:
         r = args.references
         people = sorted(p for p, rows in photos.items() if len(rows) > r)

@@ -227,11 +227,11 @@ def test_membership_reaches_the_other_replica_within_a_second(make_client, photo
         assert enroll(a, employee_id, photos.bytes(person, 1)).status_code == 201
     assert create(a, "lab-3").status_code == 201
     within(PROPAGATION_S, lambda: b.app.state.runtime.service.index.has_group("lab-3"))
+    serena = photos.bytes("Serena_Williams", 2)
     a.put("/groups/lab-3/members/sw")
-    within(PROPAGATION_S, lambda: (identify(b, photos.bytes("Serena_Williams", 2), group="lab-3").json()["match"]
-                                   or {}).get("employee_id") == "sw")
+    within(PROPAGATION_S, lambda: (identify(b, serena, group="lab-3").json()["match"] or {}).get("employee_id") == "sw")
     a.delete("/groups/lab-3/members/sw")
-    within(PROPAGATION_S, lambda: identify(b, photos.bytes("Serena_Williams", 2), group="lab-3").json()["match"] is None)
+    within(PROPAGATION_S, lambda: identify(b, serena, group="lab-3").json()["match"] is None)
     a.post("/groups/lab-3/members", json={"employee_ids": ["tb", "lb"]})
     within(PROPAGATION_S, lambda: b.app.state.runtime.service.index.size_within({"lab-3"}) == 2)
     a.delete("/groups/lab-3")
@@ -260,3 +260,86 @@ def test_metrics_count_groups_and_the_largest(gallery):
     text = gallery.get("/metrics").text
     assert "facegate_groups 2.0" in text and "facegate_largest_group_members 2.0" in text
     assert set(gallery.get("/readyz").json()) == {"status", "model_id", "device", "templates", "stale_templates"}
+
+
+def test_the_keys_cli_binds_a_door_key_to_groups(doors, database_url, monkeypatch, capsys, photos):
+    from app.cli.keys import main
+
+    monkeypatch.setenv("FACEGATE_DATABASE_URL", database_url)
+    assert main(["create", "--scope", "verify", "--group", "lab-4", "--name", "lab 4"]) == 0
+    key = capsys.readouterr().out.strip()
+    assert verify(doors, "sw", photos.bytes("Serena_Williams", 2), headers={"X-API-Key": key}).json()["match"]
+    assert verify(doors, "tb", photos.bytes("Tony_Blair", 2), headers={"X-API-Key": key}).status_code == 404
+    assert main(["create", "--scope", "verify", "--group", "nowhere"]) == 2
+    assert "no such group: nowhere" in capsys.readouterr().err
+    assert main(["create", "--scope", "admin", "--group", "lab-4"]) == 2
+    assert main(["list"]) == 0
+    listing = capsys.readouterr().out
+    assert "\tlab-4\tlab 4" in listing and "\tlab-3,lab-4\t" in listing and "\t*\ttests" in listing
+
+
+def test_downgrading_past_groups_revokes_the_keys_bound_to_them(database_url):
+    """Without its bindings a door's key would reach the whole gallery: the downgrade revokes it instead."""
+    from alembic import command
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.orm import Session
+
+    from app.gallery.db import alembic_config, migrate
+
+    migrate(database_url)
+    engine = create_engine(database_url)
+    with Session(engine) as session:
+        session.execute(text("INSERT INTO groups (group_id, created_at, updated_at) VALUES ('g', "
+                             "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+        session.commit()
+        door, _ = create_key(session, "verify", "door", ["g"])
+        plain, _ = create_key(session, "verify", "plain")
+    command.downgrade(alembic_config(database_url), "0008")
+    with engine.connect() as connection:
+        revoked = dict(connection.execute(text("SELECT key_id, revoked_at IS NOT NULL FROM api_keys")).all())
+    assert revoked == {door.split("_")[1]: True, plain.split("_")[1]: False}
+    command.upgrade(alembic_config(database_url), "head")
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_membership_and_deletion_racing_on_two_replicas_leave_them_agreeing(make_client, photos, database_url):
+    """Members added and removed on one replica while the group is deleted and made again on the other: no 5xx,
+    and both replicas end with what the database holds."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("two writers at once: PostgreSQL")
+    a, b = make_client(), make_client()
+    for employee_id, person in PEOPLE.items():
+        assert enroll(a, employee_id, photos.bytes(person, 1)).status_code == 201
+    assert create(a, "door").status_code == 201
+
+    def churn_members(_):
+        codes = []
+        for employee_id in PEOPLE:
+            codes.append(a.put(f"/groups/door/members/{employee_id}").status_code)
+            codes.append(a.post("/groups/door/members", json={"employee_ids": list(PEOPLE)}).status_code)
+            codes.append(a.delete(f"/groups/door/members/{employee_id}").status_code)
+        return codes
+
+    def churn_group(_):
+        codes = []
+        for _ in range(6):
+            codes.append(b.delete("/groups/door").status_code)
+            codes.append(create(b, "door").status_code)
+            codes.append(b.delete("/employees/lb").status_code)
+        return codes
+
+    with ThreadPoolExecutor(4) as pool:
+        codes = [c for result in pool.map(lambda f: f(None), [churn_members, churn_group, churn_members,
+                                                               churn_group]) for c in result]
+    assert all(c < 500 for c in codes), codes
+    truth = set(members(a, "door")) if a.get("/groups/door").status_code == 200 else None
+
+    def agree(client):
+        index = client.app.state.runtime.service.index
+        held = {e for e in PEOPLE if index.is_within(e, {"door"})} if index.has_group("door") else None
+        return held == truth
+
+    within(PROPAGATION_S, lambda: agree(a) and agree(b))

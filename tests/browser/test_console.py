@@ -389,3 +389,63 @@ def test_an_admin_enrolls_with_a_guided_capture_of_three_shots(camera_enroll, se
     expect(page.locator("#enroll-result .verdict")).to_have_text("Enrolled cam3 with 3 photos")
     employee = page.request.get(f"{server.url}/employees/cam3", headers={"X-API-Key": server.keys["admin"]}).json()
     assert [r["reference"] for r in employee["references"]] == [0, 1, 2]
+
+
+def test_an_admin_manages_a_group_and_its_members(open_page, server, photos):
+    """Create a group, add members by id (one unknown), page and search them, remove one, rename the group, see
+    it on an employee's page, identify within it, and delete it from the list."""
+    import httpx
+    from playwright.sync_api import expect
+
+    photo = photos.bytes("Serena_Williams", 1)
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": server.keys["admin"]}, timeout=60) as api:
+        for i in range(22):
+            response = api.post("/enroll", data={"employee_id": f"grp-{i:02d}"},
+                                files={"image": ("p.jpg", photo, "image/jpeg")})
+            assert response.status_code == 201, response.text
+    page = open_page()
+    sign_in(page, server, "admin")
+    page.locator("nav").get_by_role("button", name="Groups").click()
+    create = page.locator("#group-create-form")
+    create.get_by_label("Group id").fill("lab-3")
+    create.get_by_label("Name (optional)").fill("Lab 3")
+    create.get_by_role("button", name="Create group").click()
+    expect(page.locator("#group-title")).to_have_text("Lab 3 (lab-3)")
+
+    page.get_by_label("Add employees").fill(" ".join(f"grp-{i:02d}" for i in range(22)) + ", ghost")
+    page.locator("#member-add-form").get_by_role("button", name="Add").click()
+    expect(page.locator("#error")).to_contain_text("ghost")
+    caption = page.locator("#members-caption")
+    expect(caption).to_have_text("Members: 1–20 of 22")
+    page.locator("#members-pager").get_by_role("button", name="Next").click()
+    expect(caption).to_have_text("Members: 21–22 of 22")
+    page.get_by_label("Search members by id or name").fill("grp-05")
+    page.locator("#members-search-form").get_by_role("button", name="Search").click()
+    expect(caption).to_have_text("Members matching “grp-05”: 1–1 of 1")
+    page.get_by_role("button", name="Remove grp-05 from the group").click()
+    expect(caption).to_have_text("Members matching “grp-05”: none")
+    page.locator("#group-rename").fill("Lab three")
+    page.get_by_role("button", name="Rename").click()
+    expect(page.locator("#group-title")).to_have_text("Lab three (lab-3)")
+    screenshot(page, "console-group")
+
+    page.goto(f"{server.url}/console#employee/grp-00")
+    expect(page.locator("#employee-facts")).to_contain_text("lab-3")
+    page.locator("#employee-facts").get_by_role("link", name="lab-3").click()
+    expect(page.locator("#group-facts")).to_contain_text("21")
+
+    page.locator("nav").get_by_role("button", name="Verify & identify").click()
+    page.get_by_label("Who is this? (identify)").check()
+    page.locator("#try-group").fill("lab-3")
+    page.locator("#try-form input[type=file]").set_input_files(str(photos.path("Serena_Williams", 2)))
+    page.locator("#try-form").get_by_role("button", name="Check").click()
+    expect(page.locator("#try-result")).to_contain_text("Searched 21 employees of group lab-3.")
+
+    page.locator("nav").get_by_role("button", name="Groups").click()
+    row = page.locator("#groups-table tbody tr")
+    expect(row.locator("td").nth(2)).to_have_text("21")
+    page.get_by_role("button", name="Delete group lab-3").click()
+    page.locator("#confirm-ok").click()
+    expect(page.locator("#groups-caption")).to_have_text("Groups: none")
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": server.keys["admin"]}, timeout=60) as api:
+        assert api.get("/employees", params={"q": "grp-"}).json()["total"] == 22, "the members stay enrolled"

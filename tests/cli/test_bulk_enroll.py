@@ -156,3 +156,29 @@ def test_a_signal_stops_the_cli_cleanly_and_the_next_run_carries_on(tmp_path, ph
     with engine.connect() as connection:
         assert connection.scalar(select(func.count(Employee.id))) == len(people)
     engine.dispose()
+
+
+def test_groups_from_the_command_line_and_the_csv_are_joined_and_unknown_ones_fail(tmp_path, photos, database_url,
+                                                                                      make_client, monkeypatch, capsys):
+    client = make_client()
+    for group_id in ("site", "lab-3"):
+        assert client.post("/groups", data={"group_id": group_id}).status_code == 201
+    for i, person in enumerate(("Tony_Blair", "Colin_Powell", "Laura_Bush")):
+        (tmp_path / f"{i}.jpg").write_bytes(photos.bytes(person, 1))
+    mapping = tmp_path / "map.csv"
+    mapping.write_text("employee_id,path,groups\ntb,0.jpg,lab-3\ncp,1.jpg,\nlb,2.jpg,lab-3;nowhere\n")
+    monkeypatch.setenv("FACEGATE_DATABASE_URL", database_url)
+    assert main([str(tmp_path), "--csv", str(mapping), "--group", "site", "--processes", "1", "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "enrolled 2" in out and "group_not_found: 1" in out
+    assert client.get("/employees/lb").status_code == 404, "a row naming a missing group is not enrolled"
+
+    def members(group_id):
+        return [e["employee_id"] for e in client.get(f"/groups/{group_id}/members").json()["items"]]
+
+    assert (members("site"), members("lab-3")) == (["cp", "tb"], ["tb"])
+    assert client.get("/employees/tb").json()["groups"] == ["lab-3", "site"]
+    # a second run skips the enrolled and still writes their memberships (a run stopped in between)
+    assert client.delete("/groups/site/members/cp").status_code == 204
+    main([str(tmp_path), "--csv", str(mapping), "--group", "site", "--processes", "1", "--no-progress"])
+    assert members("site") == ["cp", "tb"]

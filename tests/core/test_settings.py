@@ -72,6 +72,9 @@ VARIABLES = {
     "QUALITY_MIN_BRIGHTNESS": ("50", "quality.min_brightness", 50.0),
     "QUALITY_MAX_BRIGHTNESS": ("200", "quality.max_brightness", 200.0),
     "MAX_FRAMES": ("3", "photos.max_frames", 3),
+    "MAX_GROUPS": ("20", "membership.max_groups", 20),
+    "MAX_GROUPS_PER_EMPLOYEE": ("4", "membership.max_per_employee", 4),
+    "MAX_GROUP_BULK": ("50", "membership.max_bulk", 50),
 }
 
 

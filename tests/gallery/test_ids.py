@@ -33,3 +33,15 @@ def test_an_empty_table_finds_nothing():
     table.load([])
     assert table.size == 0 and table.find("a") is None
     assert table.append("a") == 0 and table.find("a") == 0
+
+
+def test_many_ids_are_found_at_once_as_one_by_one():
+    table = IdTable()
+    table.load([f"e{i}" for i in range(100)])
+    table.append("a-much-longer-id-than-the-others")
+    table.remove(table.find("e5"))
+    wanted = ["e1", "e5", "e99", "nobody", "a-much-longer-id-than-the-others", "e1" + "x" * 80, "e"]
+    rows = table.find_many(wanted)
+    assert sorted(rows.tolist()) == sorted(r for w in wanted if (r := table.find(w)) is not None)
+    assert len(rows) == 3
+    assert IdTable().find_many(["e1"]).tolist() == [] and table.find_many([]).tolist() == []

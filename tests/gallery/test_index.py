@@ -183,3 +183,72 @@ def test_the_device_search_normalises_as_the_formula_does():
     scores = normalised_on_device(torch.from_numpy(similarity), torch.from_numpy(0.5 / sd),
                                   torch.from_numpy(0.5 * mean / sd), 0.3, 0.05)
     assert scores.numpy() == pytest.approx(as_norm(similarity, mean, sd, 0.3, 0.05), rel=1e-5, abs=1e-5)
+
+
+def random_units(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_a_search_within_groups_ranks_exactly_their_members():
+    """Small groups (rows gathered) and large ones (all rows ranked, theirs picked), through rows that move,
+    members with no template, and groups changed and dropped: the same ranking as a search of the members
+    alone."""
+    rng = np.random.default_rng(7)
+    dim = 16
+    cohort = Cohort(random_units(rng, 300, dim), k=10)
+    vectors = random_units(rng, 400, dim)
+    ids = [f"e{i}" for i in range(400)]
+    index = EmbeddingIndex(dim, cohort=cohort)
+    index.load(ids, [None] * 400, vectors)
+    groups = {"door": {f"e{i}" for i in range(0, 400, 40)} | {"not-enrolled"},  # 10 rows: gathered
+              "floor": {f"e{i}" for i in range(0, 400, 2)},  # 200 rows: ranked with all
+              "empty": set()}
+    index.load_groups(groups)
+    for removed in ("e0", "e2", "e399"):  # rows move into the holes
+        index.remove(removed)
+    kept = {e: vectors[int(e[1:])] for e in ids if e not in ("e0", "e2", "e399")}
+    probe = random_units(rng, 1, dim)[0]
+    p_mean, p_sd = cohort.stats(probe[None])
+
+    def expected(members: set[str], k: int) -> list[str]:
+        present = sorted(e for e in members if e in kept)
+        stack = np.stack([kept[e] for e in present])
+        t_mean, t_sd = cohort.stats(stack)
+        scores = as_norm(stack @ probe, t_mean, t_sd, p_mean[0], p_sd[0])
+        return [present[i] for i in np.argsort(-scores)[:k]]
+
+    for within in ({"door"}, {"floor"}, {"door", "floor"}):
+        members = set().union(*(groups[g] for g in within))
+        found = index.search(probe, 5, within=within)
+        assert [m.employee_id for m in found] == expected(members, 5), within
+        assert index.size_within(within) == len([e for e in members if e in kept])
+    assert index.search(probe, 5, within={"empty"}) == [] and index.size_within({"empty"}) == 0
+    assert index.search(probe, 5, within={"no such group"}) == []
+    assert index.search(probe, 5, within=set()) == []
+
+    index.set_group("door", {"e40", "e80"})
+    assert {m.employee_id for m in index.search(probe, 5, within={"door"})} == {"e40", "e80"}
+    index.upsert("e0", None, vectors[0])
+    index.set_groups_of("e0", ["door", "no such group"])
+    assert index.groups_of("e0") == {"door"} and index.is_within("e0", {"door"})
+    assert index.size_within({"door"}) == 3
+    index.drop_group("door")
+    assert not index.has_group("door") and index.groups_of("e0") == set() and not index.is_within("e0", {"door"})
+    assert index.group_sizes() == {"floor": 199, "empty": 0}, "e0's groups were set to door alone"
+
+
+def test_the_device_ranking_of_a_group_equals_the_cpu_one():
+    """The GPU's gather (torch) against the CPU's (numpy), both run here on CPU tensors."""
+    import torch
+
+    rng = np.random.default_rng(8)
+    cohort = Cohort(random_units(rng, 100, 8), k=5)
+    index = EmbeddingIndex(8, cohort=cohort)
+    index.load([f"e{i}" for i in range(60)], [None] * 60, random_units(rng, 60, 8))
+    probe = random_units(rng, 1, 8)[0]
+    rows = np.array([3, 17, 42, 59])
+    stats = index.probe_stats(probe)
+    on_cpu = index._ranked_on_cpu(probe, 60, rows, stats)
+    on_device = index._ranked_on_device(torch.from_numpy(probe), 60, rows, stats).numpy()
+    assert on_device == pytest.approx(on_cpu, abs=1e-5)

@@ -4,12 +4,15 @@
 
 const KEY = "facegate.key";          // sessionStorage only: gone when the tab closes
 const SIGNED_IN = "facegate.signed"; // set even for an empty key (a service running without keys)
-const PAGE = { employees: 20, audit: 25 };
+const PAGE = { employees: 20, audit: 25, groups: 20, members: 20 };
 const state = {
   scope: null,
   employees: { offset: 0, q: "" },
+  groups: { offset: 0, q: "" },
+  members: { offset: 0, q: "" }, // of the group whose page is open
   audit: { offset: 0, filters: {} },
   employee: null, // the one whose page is open
+  group: null, // the one whose page is open
 };
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -36,7 +39,7 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, { params = {}, form = null } = {}) {
+async function api(method, path, { params = {}, form = null, json = undefined } = {}) {
   const url = new URL(path, location.origin);
   for (const [name, value] of Object.entries(params)) {
     if (value !== undefined && value !== null && value !== "") url.searchParams.set(name, value);
@@ -44,9 +47,10 @@ async function api(method, path, { params = {}, form = null } = {}) {
   const headers = {};
   const key = sessionStorage.getItem(KEY);
   if (key) headers["X-API-Key"] = key;
+  if (json !== undefined) headers["Content-Type"] = "application/json";
   let response;
   try {
-    response = await fetch(url, { method, headers, body: form });
+    response = await fetch(url, { method, headers, body: json !== undefined ? JSON.stringify(json) : form });
   } catch {
     throw new ApiError(0, "network", "the service could not be reached");
   }
@@ -76,6 +80,10 @@ const WORDS = {
   too_many_photos: "Too many photos in one request.",
   employee_exists: "This employee is already enrolled. Tick “Replace the reference photo” to replace it.",
   employee_not_found: "No employee has that id.",
+  group_not_found: "No group has that id (someone may have deleted it).",
+  group_exists: "A group with that id (or one differing only in case) exists already.",
+  too_many_groups: "Too many groups: the service's limit on groups, or on one employee's groups, is reached.",
+  too_many_members: "Too many employees in one call. Add them in smaller lists.",
   stale_template: "This employee was enrolled with an older model: enroll them again.",
   threshold_too_loose: "That threshold is looser than the calibrated one.",
   too_many_attempts: "Too many failed attempts for this employee or key.",
@@ -118,15 +126,16 @@ function say(text) {
 
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
 
-// --- views: #employees, #employee/<id>, #enroll, #try, #audit ------------------------------------------------
+// --- views: #employees, #employee/<id>, #groups, #group/<id>, #enroll, #try, #audit --------------------------
 
-const VIEWS = ["signin", "employees", "employee", "enroll", "try", "audit"];
-const ADMIN_VIEWS = ["employees", "employee", "enroll", "audit"];
+const VIEWS = ["signin", "employees", "employee", "groups", "group", "enroll", "try", "audit"];
+const ADMIN_VIEWS = ["employees", "employee", "groups", "group", "enroll", "audit"];
+const PARENT = { employee: "employees", group: "groups" }; // a page's section in the navigation
 
 function show(name) {
   for (const view of VIEWS) $(`#view-${view}`).hidden = view !== name;
   for (const button of document.querySelectorAll("nav button")) {
-    if (button.dataset.view === name || (name === "employee" && button.dataset.view === "employees")) {
+    if (button.dataset.view === name || button.dataset.view === PARENT[name]) {
       button.setAttribute("aria-current", "page");
     } else {
       button.removeAttribute("aria-current");
@@ -147,6 +156,9 @@ async function route() {
   try {
     if (view === "employees") await loadEmployees();
     if (view === "employee") await loadEmployee(decodeURIComponent(rest.join("/")));
+    if (view === "groups") await loadGroups();
+    if (view === "group") await loadGroup(decodeURIComponent(rest.join("/")));
+    if (view === "try") tryFields();
     if (view === "audit") await loadAudit();
   } catch (error) {
     showError(error);
@@ -414,8 +426,11 @@ async function loadEmployee(employeeId) {
   const facts = [["Employee id", employee.employee_id], ["Name", employee.name || "—"],
                  ["Enrolled", when(employee.enrolled_at)], ["Updated", when(employee.updated_at)],
                  ["Model", employee.current_model ? "current" : "older model: enroll again"]];
+  const groups = employee.groups.length ? employee.groups.flatMap((groupId, i) => [i ? ", " : null,
+    el("a", { href: `#group/${encodeURIComponent(groupId)}`, text: groupId })]) : ["none"];
   $("#employee-facts").replaceChildren(...facts.flatMap(([term, value]) => [el("dt", { text: term }),
-                                                                             el("dd", { text: value })]));
+                                                                             el("dd", { text: value })]),
+                                       el("dt", { text: "Groups" }), el("dd", {}, ...groups));
   const only = employee.references.length === 1;
   $("#references").replaceChildren(...employee.references.map((reference) => el("li", {},
     el("span", { text: `Reference ${reference.reference}${reference.reference === 0 ? " (the enrollment's photo)" : ""}`
@@ -449,6 +464,131 @@ async function addReference(event) {
                             { form: photoForm(referencePicker.blob) });
     say(`Added reference ${added.reference}: ${employeeId} now has ${added.references}.`);
     await loadEmployee(employeeId);
+  } catch (error) {
+    showError(error);
+  }
+}
+
+// --- groups --------------------------------------------------------------------------------------------------
+
+async function loadGroups() {
+  const { offset, q } = state.groups;
+  say("Loading groups…");
+  const page = await api("GET", "/groups", { params: { offset, limit: PAGE.groups, q } });
+  $("#groups-table tbody").replaceChildren(...page.items.map((group) => el("tr", {},
+    el("td", {}, el("a", { href: `#group/${encodeURIComponent(group.group_id)}`, text: group.group_id })),
+    el("td", { text: group.name || "—" }),
+    el("td", { text: String(group.members) }),
+    el("td", { class: "actions" }, el("button", {
+      type: "button", class: "danger", text: "Delete…", "aria-label": `Delete group ${group.group_id}`,
+      onclick: () => deleteGroup(group.group_id),
+    })),
+  )));
+  const shown = pager("#groups-pager", page);
+  $("#groups-caption").textContent = q ? `Groups matching “${q}”: ${shown}` : `Groups: ${shown}`;
+  say("");
+}
+
+async function createGroup(event) {
+  event.preventDefault();
+  clearError();
+  const form = event.target;
+  if (!form.reportValidity()) return;
+  const body = new FormData();
+  const groupId = field(form, "group_id").value.trim();
+  body.append("group_id", groupId);
+  const name = field(form, "name").value.trim();
+  if (name) body.append("name", name);
+  try {
+    await api("POST", "/groups", { form: body });
+    form.reset();
+    say(`Created group ${groupId}.`);
+    go(`group/${encodeURIComponent(groupId)}`);
+  } catch (error) {
+    showError(error);
+  }
+}
+
+async function deleteGroup(groupId) {
+  if (!await confirmDialog(`Delete group ${groupId}? Its members stay enrolled; the doors' keys bound to it will `
+                           + "admit no one through it.")) return;
+  try {
+    await api("DELETE", `/groups/${encodeURIComponent(groupId)}`);
+    say(`Deleted group ${groupId}.`);
+    go("groups");
+  } catch (error) {
+    showError(error);
+  }
+}
+
+async function loadGroup(groupId) {
+  if (!state.group || state.group.group_id !== groupId) state.members = { offset: 0, q: "" };
+  const group = await api("GET", `/groups/${encodeURIComponent(groupId)}`);
+  state.group = group;
+  $("#group-title").textContent = group.name ? `${group.name} (${group.group_id})` : group.group_id;
+  const facts = [["Group id", group.group_id], ["Name", group.name || "—"], ["Members", String(group.members)],
+                 ["Created", when(group.created_at)], ["Updated", when(group.updated_at)]];
+  $("#group-facts").replaceChildren(...facts.flatMap(([term, value]) => [el("dt", { text: term }),
+                                                                          el("dd", { text: value })]));
+  $("#group-rename").value = group.name || "";
+  $("#members-search").value = state.members.q;
+  const { offset, q } = state.members;
+  const page = await api("GET", `/groups/${encodeURIComponent(groupId)}/members`,
+                         { params: { offset, limit: PAGE.members, q } });
+  $("#members-table tbody").replaceChildren(...page.items.map((employee) => el("tr", {},
+    el("td", {}, el("a", { href: `#employee/${encodeURIComponent(employee.employee_id)}`,
+                           text: employee.employee_id })),
+    el("td", { text: employee.name || "—" }),
+    el("td", { class: "actions" }, el("button", {
+      type: "button", class: "danger", text: "Remove", "aria-label": `Remove ${employee.employee_id} from the group`,
+      onclick: () => removeMember(group.group_id, employee.employee_id),
+    })),
+  )));
+  const shown = pager("#members-pager", page);
+  $("#members-caption").textContent = q ? `Members matching “${q}”: ${shown}` : `Members: ${shown}`;
+}
+
+async function renameGroup(event) {
+  event.preventDefault();
+  clearError();
+  const groupId = state.group.group_id;
+  const body = new FormData();
+  const name = $("#group-rename").value.trim();
+  if (name) body.append("name", name);
+  try {
+    await api("PATCH", `/groups/${encodeURIComponent(groupId)}`, { form: body });
+    say(name ? `Renamed ${groupId} to “${name}”.` : `Removed ${groupId}'s name.`);
+    await loadGroup(groupId);
+  } catch (error) {
+    showError(error);
+  }
+}
+
+async function addMembers(event) {
+  event.preventDefault();
+  clearError();
+  const groupId = state.group.group_id;
+  const ids = [...new Set($("#member-add").value.split(/[\s,;]+/).filter(Boolean))];
+  if (!ids.length) return showError("Type the ids of the employees to add.");
+  try {
+    const added = await api("POST", `/groups/${encodeURIComponent(groupId)}/members`,
+                            { json: { employee_ids: ids } });
+    const missing = added.not_found.length ? ` No employee has the id ${added.not_found.join(", ")}.` : "";
+    say(`Added ${added.added} to ${groupId} (${added.already} were members already).${missing}`);
+    if (added.not_found.length) showError(`No employee has the id ${added.not_found.join(", ")}; the others were added.`);
+    $("#member-add").value = "";
+    await loadGroup(groupId);
+  } catch (error) {
+    showError(error);
+  }
+}
+
+async function removeMember(groupId, employeeId) {
+  clearError();
+  try {
+    await api("DELETE", `/groups/${encodeURIComponent(groupId)}/members/${encodeURIComponent(employeeId)}`);
+    say(`Removed ${employeeId} from ${groupId}.`);
+    await loadGroup(groupId);
   } catch (error) {
     showError(error);
   }
@@ -561,6 +701,8 @@ async function tryPhoto(event) {
                                           : "Below the threshold is a match.") }),
       );
     } else {
+      const group = field(form, "group").value.trim();
+      if (group && state.scope === "admin") body.append("group", group);
       const answer = await api("POST", "/identify", { form: body });
       const best = answer.match || answer.candidates[0] || null;
       tryPicker.showFace(answer.face, Boolean(answer.match));
@@ -568,6 +710,8 @@ async function tryPhoto(event) {
         el("p", { class: `verdict ${answer.match ? "match" : "no-match"}`,
                   text: answer.match ? `This is ${answer.match.employee_id}${answer.match.name ? ` (${answer.match.name})` : ""}`
                                      : "Unknown: nobody in the gallery is close enough" }),
+        el("p", { class: "help", text: `Searched ${answer.searched} employee${answer.searched === 1 ? "" : "s"}`
+                                       + (group ? ` of group ${group}` : "") + "." }),
         meter(best ? (answer.rule === "as-norm" ? best.score : best.distance) : null, answer.threshold, answer.rule),
         answer.candidates.length ? el("ol", {}, ...answer.candidates.map((c) => el("li", {
           text: `${c.employee_id}${c.name ? ` (${c.name})` : ""}: distance ${c.distance.toFixed(3)}`
@@ -577,6 +721,18 @@ async function tryPhoto(event) {
     result.hidden = false;
   } catch (error) {
     showError(error);
+  }
+}
+
+// The try form's fields for its question: an employee id to verify against; a group to identify within (an
+// admin's key: a door's view; a door's key searches its own groups already).
+function tryFields() {
+  const verifying = field($("#try-form"), "mode").value === "verify";
+  const grouping = !verifying && state.scope === "admin";
+  for (const [id, shown] of [["try-id", verifying], ["try-group", grouping]]) {
+    $(`#${id}`).disabled = !shown;
+    $(`#${id}`).hidden = !shown;
+    $(`label[for=${id}]`).hidden = !shown;
   }
 }
 
@@ -593,6 +749,7 @@ async function loadAudit() {
     el("td", { text: row.decision }),
     el("td", { text: row.distance === null ? "—" : `${row.distance.toFixed(3)} / ${row.threshold === null ? "—"
                                                                                    : row.threshold.toFixed(3)}` }),
+    el("td", { text: row.groups || "—" }),
     el("td", { text: row.key_id || "—" }),
   )));
   $("#audit-caption").textContent = `Audit records, newest first: ${pager("#audit-pager", page)}`;
@@ -635,7 +792,23 @@ document.addEventListener("DOMContentLoaded", async () => {
     state.audit = { offset: 0, filters: auditFilters(event.target) };
     route();
   });
+  $("#groups-search-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.groups = { offset: 0, q: $("#groups-search").value.trim() };
+    route();
+  });
+  $("#members-search-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.members = { offset: 0, q: $("#members-search").value.trim() };
+    route();
+  });
+  $("#group-create-form").addEventListener("submit", createGroup);
+  $("#group-rename-form").addEventListener("submit", renameGroup);
+  $("#member-add-form").addEventListener("submit", addMembers);
+  $("#group-delete").addEventListener("click", () => deleteGroup(state.group.group_id));
   for (const [selector, list, size] of [["#employees-pager", "employees", PAGE.employees],
+                                        ["#groups-pager", "groups", PAGE.groups],
+                                        ["#members-pager", "members", PAGE.members],
                                         ["#audit-pager", "audit", PAGE.audit]]) {
     for (const button of document.querySelectorAll(`${selector} button`)) {
       button.addEventListener("click", () => {
@@ -654,12 +827,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("#enroll-form").addEventListener("submit", enroll);
   $("#try-form").addEventListener("submit", tryPhoto);
   for (const radio of document.querySelectorAll("#try-form input[name=mode]")) {
-    radio.addEventListener("change", () => {
-      const verifying = field($("#try-form"), "mode").value === "verify";
-      $("#try-id").disabled = !verifying;
-      $("label[for=try-id]").hidden = !verifying;
-      $("#try-id").hidden = !verifying;
-    });
+    radio.addEventListener("change", tryFields);
   }
   enrollPicker = picker($("#enroll-form .picker"), { check: true });
   tryPicker = picker($("#try-form .picker"));
