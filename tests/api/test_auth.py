@@ -36,12 +36,17 @@ def calls(photo: bytes):
         ("admin", "delete", "/employees/nobody/references/0", {}),
         ("admin", "post", "/enroll/check", image),
         ("admin", "get", "/audit", {}),
+        ("admin", "get", "/groups", {}),
+        ("admin", "post", "/groups", {"data": {"group_id": "lab-3"}}),
+        ("admin", "post", "/groups/nowhere/members", {"json": {"employee_ids": ["tb"]}}),
+        ("admin", "put", "/groups/nowhere/members/tb", {}),
+        ("admin", "delete", "/groups/nowhere", {}),
         ("verify", "post", "/verify", {"data": {"employee_id": "tb"}, **image}),
         ("verify", "post", "/identify", image),
     ]
 
 
-@pytest.mark.parametrize("index", range(10))
+@pytest.mark.parametrize("index", range(15))
 def test_each_endpoint_needs_a_key_of_its_scope(secured, photos, index):
     scope, method, path, kwargs = calls(photos.bytes("Tony_Blair", 2))[index]
     # an admin key may verify and identify too (it holds every power already); a door's key may not administer
@@ -125,7 +130,7 @@ def test_the_audit_trail_records_every_action_and_no_biometrics(secured, photos)
         (admin_id, "delete", "tb", "deleted"),
     ]
     assert columns == {"id", "at", "key_id", "action", "employee_id", "decision", "distance", "threshold",
-                       "request_id", "count", "source", "score", "rule"}
+                       "request_id", "count", "source", "score", "rule", "groups"}
     assert len({r.request_id for r in records}) == len(records)  # each request has an id of its own
     service = secured.app.state.runtime.service
     # the rule and the threshold each decision was made at (AS-norm scores): 1:1's for verify, the gallery's

@@ -22,7 +22,8 @@ from PIL import Image
 from tests.live import live_server
 
 REQUESTS = 1000
-ENDPOINTS = ("enroll", "verify", "identify", "list", "get", "delete", "add_reference", "remove_reference", "check")
+ENDPOINTS = ("enroll", "verify", "identify", "list", "get", "delete", "add_reference", "remove_reference", "check",
+             "group_create", "group_list", "group_members", "group_join", "group_delete")
 
 
 def sixteen_bit_png() -> bytes:
@@ -39,6 +40,7 @@ def target(database_url, photos):
         for employee_id, person in (("tb", "Tony_Blair"), ("cp", "Colin_Powell")):
             client.post("/enroll", data={"employee_id": employee_id}, headers=admin,
                         files={"image": ("a.jpg", photos.bytes(person, 1), "image/jpeg")}).raise_for_status()
+        client.post("/groups", data={"group_id": "tb"}, headers=admin).raise_for_status()
         real = photos.bytes("Tony_Blair", 2)
         images = [real, real[: len(real) // 2], b"", b"GIF89a", sixteen_bit_png(), photos.bytes("Colin_Powell", 2)]
         yield client, server.keys, images
@@ -91,7 +93,10 @@ def send(client: httpx.Client, keys: dict[str, str], images: list[bytes], r: dic
             data["threshold"] = r["threshold"]
         return client.post("/verify", data=data, files=files, headers=headers)
     if r["endpoint"] == "identify":
-        return client.post("/identify", data={"top_k": r["number"]}, files=files, headers=headers)
+        group = {"group": r["name"]} if r["name"] is not None else {}
+        return client.post("/identify", data={"top_k": r["number"], **group}, files=files, headers=headers)
+    if r["endpoint"].startswith("group"):
+        return send_group(client, headers, r)
     if r["endpoint"] == "check":
         return client.post("/enroll/check", files=files, headers=headers)
     if r["endpoint"] == "list":
@@ -104,6 +109,23 @@ def send(client: httpx.Client, keys: dict[str, str], images: list[bytes], r: dic
     if r["endpoint"] == "remove_reference":
         return client.delete(f"{path}/references/{quote(r['number'], safe='')}", headers=headers)
     return client.request("GET" if r["endpoint"] == "get" else "DELETE", path, headers=headers)
+
+
+def send_group(client: httpx.Client, headers: dict[str, str], r: dict) -> httpx.Response:
+    """The groups' endpoints: hostile ids in the path and the fields, and lists that are not lists of ids."""
+    path = f"/groups/{quote(r['employee_id'], safe='')}"
+    if r["endpoint"] == "group_create":
+        data = {"group_id": [r["employee_id"], "tb"] if r["repeat"] else r["employee_id"]}
+        return client.post("/groups", data=data | ({"name": r["name"]} if r["name"] is not None else {}),
+                           headers=headers)
+    if r["endpoint"] == "group_list":
+        return client.get("/groups", params={"offset": r["number"], "q": r["name"]}, headers=headers)
+    if r["endpoint"] == "group_members":
+        body = {"employee_ids": [r["employee_id"], "cp"] if r["repeat"] else r["number"]}
+        return client.post(f"{path}/members", json=body, headers=headers)
+    if r["endpoint"] == "group_join":
+        return client.put(f"{path}/members/{quote(r['name'] or 'tb', safe='')}", headers=headers)
+    return client.delete(path, headers=headers)
 
 
 def test_generated_requests_never_get_a_5xx_a_dropped_connection_or_a_changed_gallery(target):
