@@ -46,7 +46,6 @@ class GroupView:
 @dataclass(frozen=True)
 class MembersAdded:
     group_id: str
-    joined: list[str]  # the employees who are members now, whether they joined now or before
     added: int  # joined now
     already: int  # were members before
     not_found: list[str]  # no such employee: nothing was done for them
@@ -75,7 +74,7 @@ def join_group(*, session: Session, group_id: str, employee_ids: list[str], sett
                 raise TooManyGroups(f"{', '.join(full[:10])} would belong to more than {limit} groups "
                                     "(FACEGATE_MAX_GROUPS_PER_EMPLOYEE); nothing was changed")
             session.commit()
-            return MembersAdded(group.group_id, list(pks), added, len(pks) - added,
+            return MembersAdded(group.group_id, added, len(pks) - added,
                                 [e for e in employee_ids if e not in pks])
         except IntegrityError as exc:  # an employee deleted between the read and the write
             session.rollback()

@@ -24,6 +24,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -39,6 +40,11 @@ PREFIX = "fg"
 MAX_KEY_GROUPS = 64
 
 
+def audited(groups: Collection[str] | None) -> str | None:
+    """Groups as the audit trail and the lockout's rows keep them: comma-separated, sorted; None for all."""
+    return None if groups is None else ",".join(sorted(groups))
+
+
 @dataclass(frozen=True)
 class Caller:
     """Who is calling: the key's id and scope (both None when auth is off), and the groups it is bound to
@@ -47,11 +53,6 @@ class Caller:
     key_id: str | None
     scope: str | None
     groups: frozenset[str] | None = None
-
-    @property
-    def audited_groups(self) -> str | None:
-        """The key's groups as the audit trail and the lockout's rows keep them."""
-        return None if self.groups is None else ",".join(sorted(self.groups))
 
 
 def _hash(secret: str) -> str:

@@ -44,6 +44,7 @@ from app.gallery.models import AuditRecord, Employee
 from app.gallery.models import Template as StoredTemplate
 from app.services.attempts import FailedAttempts
 from app.services.batcher import MicroBatcher
+from app.services.keys import audited
 from app.services.references import ReferenceCipher, Sealed
 from model.card.curves import VERIFY_FAR, identify_score_threshold, identify_threshold, interpolated
 from model.card.scores import as_norm, fuse
@@ -567,7 +568,7 @@ class RecognitionService:
             raise ThresholdTooLoose(f"threshold {threshold:g} is looser than the calibrated {calibrated:.4f}; "
                                     "a request may only make the decision stricter")
         reservation = self.attempts.reserve(session, employee_id=employee_id, key_id=key_id,
-                                            groups=None if within is None else ",".join(sorted(within)))
+                                            groups=audited(within))
         try:
             if template is None:
                 self._raise_missing(session, employee_id, reachable=reachable)

@@ -19,6 +19,7 @@ from app.api.schemas import (
     VerifyOut,
 )
 from app.core.identifiers import EMPLOYEE_ID_PATTERN, GROUP_ID_PATTERN, NAME_PATTERN
+from app.services.keys import audited
 from app.services.recognition import Match, RecognitionService
 from model.faces.config import Quality
 from model.faces.pipeline import FaceBox
@@ -117,7 +118,7 @@ def verify(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: Ve
     A door camera may send up to FACEGATE_MAX_FRAMES frames of one presentation (`image` repeated): they are
     fused into one probe, and must all show one person (422 not_one_person)."""
     with audit.record(caller, "verify", employee_id) as entry:
-        entry.groups = caller.audited_groups
+        entry.groups = audited(caller.groups)
         result = service.verify(session=session, employee_id=employee_id, frames=read_photos(image, service),
                                 threshold=threshold, key_id=caller.key_id, within=caller.groups)
         entry.decision, entry.distance = ("match" if result.match else "no_match"), result.distance
@@ -147,7 +148,7 @@ def identify(service: ServiceDep, audit: AuditDep, caller: VerifyCaller, image: 
     """
     within = service.searched_groups(caller.groups, group)
     with audit.record(caller, "identify") as entry:
-        entry.groups = None if within is None else ",".join(sorted(within))
+        entry.groups = audited(within)
         result = service.identify(frames=read_photos(image, service), top_k=top_k, within=within)
         entry.threshold, entry.rule = result.threshold, result.rule
         if result.match:
