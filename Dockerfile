@@ -21,7 +21,8 @@ WORKDIR /srv/facegate
 COPY --from=build --chown=facegate:facegate /srv/facegate /srv/facegate
 USER facegate
 ENV FACEGATE_HOST=0.0.0.0 FACEGATE_PORT=8000 FACEGATE_DATABASE_URL=sqlite:////srv/facegate/data/facegate.db
-RUN mkdir -p /srv/facegate/data
+# data: the SQLite default's file; audit-spool: audit rows waiting while the database is away (mount a volume)
+RUN mkdir -p /srv/facegate/data /srv/facegate/audit-spool
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["/srv/facegate/.venv/bin/python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]

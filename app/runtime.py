@@ -14,11 +14,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core import metrics
-from app.core.config import Settings
+from app.core.config import MiB, Settings
 from app.gallery import db, repository
 from app.gallery.feed import ChangeFollower, bootstrap
 from app.gallery.index import EmbeddingIndex
 from app.services.audit import AuditTrail
+from app.services.audit_spool import AuditSpool
 from app.services.batcher import MicroBatcher
 from app.services.groups import GroupService
 from app.services.keys import KeyStore
@@ -180,8 +181,9 @@ def start(settings: Settings) -> Runtime:
              f"up to {settings.compute.micro_batch_size} faces within {settings.compute.micro_batch_delay_ms:g} ms"
              if serving.batcher else "off")
     service = RecognitionService(settings=settings, serving=serving, upcoming=upcoming, cipher=cipher)
-    runtime = Runtime(settings, engine, sessions, service, follower,
-                      KeyStore(sessions, ttl=settings.keys.cache_seconds), AuditTrail(sessions),
+    keys = KeyStore(sessions, ttl=settings.keys.cache_seconds, grace=settings.keys.grace_seconds)
+    audit = AuditTrail(sessions, spool=AuditSpool(settings.audit.spool_dir, settings.audit.spool_max_mb * MiB))
+    runtime = Runtime(settings, engine, sessions, service, follower, keys, audit,
                       GroupService(settings=settings, recognition=service, sessions=sessions), models)
     follower.on_model_change = runtime.follow_model
     follower.start()

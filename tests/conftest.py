@@ -96,7 +96,7 @@ def photos(testfaces: Path) -> Photos:
 
 
 @pytest.fixture
-def make_client(database_url: str) -> Iterator[ClientFactory]:
+def make_client(database_url: str, tmp_path: Path) -> Iterator[ClientFactory]:
     """Start the real app (shipped model, real database); `make_client.stop(client)` shuts one down, so that
     a second call is a restart on the same database."""
     # Imported here, not at the top: the import warns about httpx, and pytest's filters apply only in tests.
@@ -111,6 +111,7 @@ def make_client(database_url: str) -> Iterator[ClientFactory]:
         overrides.setdefault("auth", False)  # tests/api/test_auth.py turns it on
         # Tests verify many impostors against one employee; tests/api/test_lockout.py turns the lockout on.
         overrides.setdefault("verify_max_failures", 0)
+        overrides.setdefault("audit_spool_dir", str(tmp_path / "audit-spool"))  # never the repository's
         settings = Settings(database_url=database_url, auto_migrate=True, **overrides)
         client = TestClient(create_app(settings))
         client.__enter__()

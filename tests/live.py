@@ -4,9 +4,11 @@ connections dropped or kept, a body the server never read."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,7 +54,9 @@ def live_server(database_url: str, *, workers: int = 1, env: dict[str, str] | No
         keys = {scope: create_key(session, scope, "tests")[0] for scope in SCOPES}
     engine.dispose()
     port = free_port()
+    spool = tempfile.mkdtemp(prefix="facegate-audit-spool-")  # never the repository's
     env = {**os.environ, "FACEGATE_DATABASE_URL": database_url, "FACEGATE_AUTH": "true",
+           "FACEGATE_AUDIT_SPOOL_DIR": spool,
            **{f"FACEGATE_{k.upper()}": v for k, v in settings.items()}, **(env or {})}
     output = open(log, "ab") if log else None  # noqa: SIM115 - closed in the finally below
     server = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port",
@@ -78,3 +82,4 @@ def live_server(database_url: str, *, workers: int = 1, env: dict[str, str] | No
             server.wait(timeout=60)
         if output:
             output.close()
+        shutil.rmtree(spool, ignore_errors=True)

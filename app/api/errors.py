@@ -16,7 +16,8 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as DBAPITimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.core.errors import DomainError, NotReady
+from app.core.errors import DatabaseConflict, DomainError, NotReady
+from app.services.conflicts import is_conflict
 from model.faces.errors import FaceError, FaceTooSmall, ImageTooLarge, InvalidImage, MultipleFaces, NoFaceDetected
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,11 @@ DATABASE_AWAY = (OperationalError, DBAPITimeout)
 
 
 def database_down(exc: SQLAlchemyError) -> JSONResponse:
-    """A database error that a retry may cure (the server away, a connection lost): 503 with Retry-After."""
+    """A database error that a retry may cure (the server away, a connection lost): 503 with Retry-After; a
+    deadlock or a serialisation failure that no retry cured (app.services.conflicts) has its own code."""
+    if is_conflict(exc):
+        log.error("database conflict: %s", exc.orig.__class__.__name__)
+        return error_response(DatabaseConflict("the write met another one (a deadlock); try again"))
     log.error("database unavailable: %s", getattr(exc, "orig", None) or exc.__class__.__name__)
     return error_response(NotReady("the database is unavailable; try again"))
 

@@ -79,6 +79,10 @@ class KeySettings(Group):
     required: bool = Field(default=True, **variable("AUTH"))
     # How long a replica trusts what it read about a key: a revocation takes effect within this time.
     cache_seconds: float = Field(default=5.0, ge=0.0, le=300.0)
+    # While the database is away, a key read valid within this many seconds stays valid (0: off); a revocation
+    # made in the cache's seconds before an outage then waits for the database (app.services.keys).
+    grace_seconds: float = Field(default=300.0, ge=0.0, le=3600.0, description="how long a key read valid stays "
+                                 "valid while the database is away (0: off)")
 
 
 class ReferenceSettings(Group):
@@ -108,6 +112,17 @@ class MembershipSettings(Group):
                                   **variable("MAX_GROUPS_PER_EMPLOYEE"))
     max_bulk: int = Field(default=1_000, ge=1, le=100_000, description="employees one call may add to a group "
                           "(POST /groups/{id}/members)", **variable("MAX_GROUP_BULK"))
+
+
+class AuditSettings(Group):
+    prefix = "AUDIT_"
+
+    # Where audit rows wait while the database is away (app.services.audit_spool), replayed in order once it is
+    # back, by this process or, after a restart, the next one: keep it on a volume that outlives the container.
+    spool_dir: Path = Field(default=Path("audit-spool"), description="where audit rows wait while the database is "
+                            "away (relative to the working directory)")
+    # When the spool holds this much, no decision is made (503 audit_unavailable) until the database is back.
+    spool_max_mb: int = Field(default=256, ge=1, le=1_000_000)
 
 
 class IdentifySettings(Group):
@@ -242,6 +257,7 @@ class Settings(BaseSettings):
     keys: KeySettings = Field(default_factory=KeySettings)
     references: ReferenceSettings = Field(default_factory=ReferenceSettings)
     membership: MembershipSettings = Field(default_factory=MembershipSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     identify: IdentifySettings = Field(default_factory=IdentifySettings)
     lockout: LockoutSettings = Field(default_factory=LockoutSettings)
     compute: ComputeSettings = Field(default_factory=ComputeSettings)

@@ -133,6 +133,19 @@ class NotReady(DomainError):
     retry_after = 2
 
 
+class AuditUnavailable(DomainError):
+    """The audit trail cannot be written: the database is away and the local spool is full. No decision is
+    made without its record (fail closed)."""
+
+    code, status, retry_after = "audit_unavailable", 503, 5
+
+
+class DatabaseConflict(DomainError):
+    """A write met another one (a deadlock or a serialisation failure) every time it was tried."""
+
+    code, status, retry_after = "database_conflict", 503, 1
+
+
 class ModelChanging(DomainError):
     """An enrollment made by a replica whose model was just replaced as the gallery's active one: it is not
     written (its template could not be compared any more); the replica follows within a second, retry."""

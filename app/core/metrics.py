@@ -42,6 +42,10 @@ MICRO_BATCH_FACES = Histogram(
 )
 TEMPLATES = Gauge("facegate_index_templates", "Templates in the in-memory index: one per employee.",
                   multiprocess_mode="livemin")
+AUDIT_SPOOL_BYTES = Gauge("facegate_audit_spool_bytes", "Audit rows waiting in the local spool for the database, "
+                          "in bytes.", multiprocess_mode="livesum")
+AUDIT_ACCEPTING = Gauge("facegate_audit_accepting", "1 while decisions are accepted; 0 while the audit spool is full "
+                        "and the database away (503 audit_unavailable).", multiprocess_mode="livemin")
 GROUPS = Gauge("facegate_groups", "Groups (a door's people) in this replica's index.", multiprocess_mode="livemin")
 LARGEST_GROUP = Gauge("facegate_largest_group_members", "Members of the largest group.", multiprocess_mode="livemin")
 STALE_TEMPLATES = Gauge("facegate_stale_templates",

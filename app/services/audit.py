@@ -12,9 +12,14 @@ their `count`. 30,000 requests with made-up keys cost a few rows, not 30,000; th
 A request only queues its row; one writer thread inserts what has queued up in one transaction, so concurrent
 requests never queue behind each other's audit commits (on SQLite, one commit per request made the tail
 latency at 16 concurrent requests seconds long). A row reaches the database within `interval` seconds of the
-first row of its batch, plus the time of the insert. The queue is bounded: when the database is too slow or
-gone and the queue is full, rows are dropped, counted (`dropped`) and logged, never silently. An audit
-failure never turns a decision into an error.
+first row of its batch, plus the time of the insert.
+
+When the database cannot take a batch (it is away), the rows go to the spool (app.services.audit_spool), a
+bounded local file, and so does every later row until the spool is replayed into the database, in order,
+once it is back (tried every `retry` seconds; and at start-up, for what a stopped process left). While the
+spool is full the trail accepts no decision: `record` raises AuditUnavailable (503) before the route does
+anything, and /readyz says so. Without a spool (the command-line tools) a failed batch is dropped, counted
+(`dropped`) and logged, never silently; so is a row that finds the in-memory queue full.
 """
 
 from __future__ import annotations
@@ -32,9 +37,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core import metrics
-from app.core.errors import DomainError
+from app.core.errors import AuditUnavailable, DomainError
 from app.core.logs import REQUEST_ID
 from app.gallery.models import AuditRecord, utcnow
+from app.services.audit_spool import AuditSpool, Row
 from app.services.keys import Caller
 from model.faces.errors import FaceError
 
@@ -69,12 +75,27 @@ class Tally:
     count: int = 0
 
 
+def as_row(caller: Caller, entry: AuditEntry) -> Row:
+    """An audit row as the spool keeps it (JSON), and as the database is given it."""
+    return {"at": entry.at.isoformat(), "key_id": caller.key_id, "action": entry.action,
+            "employee_id": entry.employee_id, "decision": entry.decision, "distance": entry.distance,
+            "threshold": entry.threshold, "score": entry.score, "rule": entry.rule, "groups": entry.groups,
+            "request_id": entry.request_id, "count": entry.count, "source": entry.source}
+
+
 class AuditTrail:
     def __init__(self, sessions: sessionmaker[Session], interval: float = 0.1, max_queued: int = 100_000,
-                 max_batch: int = 1000, window: float = 10.0, max_sources: int = 1000) -> None:
+                 max_batch: int = 1000, window: float = 10.0, max_sources: int = 1000,
+                 spool: AuditSpool | None = None, retry: float = 1.0) -> None:
         self.sessions, self.interval, self.max_batch = sessions, interval, max_batch
         self.window, self.max_sources = window, max_sources
+        self.spool, self.retry = spool, retry
         self.dropped = 0  # rows lost to a full queue or a failed insert
+        self.full = False  # the spool is full: no decision is accepted until it is replayed
+        self._spooling = spool is not None and spool.pending  # rows wait in the spool: later ones follow them
+        self._tried_at = 0.0
+        if spool is not None:
+            metrics.AUDIT_ACCEPTING.set(1)
         # anonymous refusals in the current window: (source, action, code) -> tally
         self._tallies: dict[tuple[str | None, str, str], Tally] = {}
         self._tallies_lock = threading.Lock()
@@ -86,7 +107,11 @@ class AuditTrail:
 
     @contextmanager
     def record(self, caller: Caller, action: str, employee_id: str | None = None) -> Iterator[AuditEntry]:
-        """Audit the block: the caller fills in the decision; a domain error's code becomes the decision."""
+        """Audit the block: the caller fills in the decision; a domain error's code becomes the decision.
+        Refused (AuditUnavailable, before the block runs) while the spool is full."""
+        if self.full:
+            raise AuditUnavailable("the audit trail cannot be written (the database is away and the local spool "
+                                   "is full): no decision is made without its record")
         entry = AuditEntry(action, employee_id)
         try:
             yield entry
@@ -161,19 +186,25 @@ class AuditTrail:
         return True
 
     def close(self) -> None:
+        """Write what is queued (to the database, or to the spool while it is away) and stop."""
         self._roll(force=True)
         self._queue.put(None)
         self._writer.join(timeout=30)
         if self._writer.is_alive():
             log.error("the audit writer did not finish within 30 s; %d rows were still queued", self._queue.qsize())
+        if self.spool is not None:
+            self.spool.close()
 
     def _run(self) -> None:
         """Take the first row, gather what arrives in the next `interval` (at most max_batch rows), write it."""
         while True:
-            try:  # wake at least once a window, so that a tally is written even when nothing else comes
-                batch = [self._queue.get(timeout=self.window)]
+            # wake at least once a window, so that a tally is written even when nothing else comes, and once
+            # every `retry` while rows wait in the spool
+            try:
+                batch = [self._queue.get(timeout=self.retry if self._spooling else self.window)]
             except queue.Empty:
                 self._roll()
+                self._replay()
                 continue
             deadline = time.monotonic() + self.interval
             while batch[-1] is not None and len(batch) < self.max_batch:
@@ -188,20 +219,64 @@ class AuditTrail:
             if batch[-1] is None:
                 return
 
+    def _insert(self, rows: list[Row]) -> None:
+        """One transaction of audit rows; raises SQLAlchemyError when the database cannot take them."""
+        with self.sessions() as session:
+            session.add_all([AuditRecord(**{**row, "at": datetime.fromisoformat(row["at"])}) for row in rows])
+            session.commit()
+
     def _write(self, rows: list[tuple[Caller, AuditEntry]]) -> None:
+        if rows and self._spooling:
+            self._replay()
         if not rows:
             return
+        batch = [as_row(caller, entry) for caller, entry in rows]
+        if not self._spooling:
+            try:
+                self._insert(batch)
+                return
+            except SQLAlchemyError as exc:
+                error = exc.__class__.__name__
+        else:
+            error = "rows before them wait in the spool"
+        self._to_spool(batch, error)
+
+    def _to_spool(self, batch: list[Row], error: str) -> None:
+        """Keep rows the database did not take in the spool (or, without one or with it full, count them lost)."""
         try:
-            with self.sessions() as session:
-                session.add_all([AuditRecord(at=entry.at, key_id=caller.key_id, action=entry.action,
-                                             employee_id=entry.employee_id, decision=entry.decision,
-                                             distance=entry.distance, threshold=entry.threshold,
-                                             score=entry.score, rule=entry.rule, groups=entry.groups,
-                                             request_id=entry.request_id, count=entry.count, source=entry.source)
-                                 for caller, entry in rows])
-                session.commit()
-        except SQLAlchemyError as exc:
-            self.dropped += len(rows)
-            metrics.AUDIT_DROPPED.inc(len(rows))
-            log.error("%d audit records lost (%s), the first: %s %s %s by %s", len(rows), exc.__class__.__name__,
-                      rows[0][1].action, rows[0][1].employee_id, rows[0][1].decision, rows[0][0].key_id)
+            kept = self.spool is not None and self.spool.append(batch)
+        except OSError as exc:
+            log.error("audit spool: %s", exc)
+            kept = False
+        if kept:
+            if not self._spooling:
+                log.warning("audit: the database did not take %d rows (%s): spooling to %s until it does",
+                            len(batch), error, self.spool.path)
+            self._spooling = True
+            metrics.AUDIT_SPOOL_BYTES.set(self.spool.size)
+            return
+        if self.spool is not None and not self.full:
+            self.full = True
+            metrics.AUDIT_ACCEPTING.set(0)
+            log.error("audit: the spool is full (%d bytes): no decision is accepted until the database is back",
+                      self.spool.max_bytes)
+        self.dropped += len(batch)
+        metrics.AUDIT_DROPPED.inc(len(batch))
+        log.error("%d audit records lost (%s), the first: %s %s %s by %s", len(batch), error, batch[0]["action"],
+                  batch[0]["employee_id"], batch[0]["decision"], batch[0]["key_id"])
+
+    def _replay(self) -> None:
+        """Write the spooled rows into the database, oldest first, if it takes them now (at most once a
+        `retry`)."""
+        if not self._spooling or time.monotonic() - self._tried_at < self.retry:
+            return
+        self._tried_at = time.monotonic()
+        try:
+            replayed = self.spool.replay(self._insert)
+        except SQLAlchemyError:
+            metrics.AUDIT_SPOOL_BYTES.set(self.spool.size)
+            return
+        self._spooling, self.full = False, False
+        metrics.AUDIT_SPOOL_BYTES.set(0)
+        metrics.AUDIT_ACCEPTING.set(1)
+        log.warning("audit: the database is back; %d spooled rows written", replayed)

@@ -25,6 +25,7 @@ from app.gallery import groups, repository
 from app.gallery.feed import refresh_groups
 from app.gallery.index import EmbeddingIndex
 from app.gallery.models import Group
+from app.services.conflicts import retried
 from app.services.recognition import EmployeeView, RecognitionService
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class MembersAdded:
     not_found: list[str]  # no such employee: nothing was done for them
 
 
+@retried
 def join_group(*, session: Session, group_id: str, employee_ids: list[str], settings: Settings) -> MembersAdded:
     """Add employees to a group (at most FACEGATE_MAX_GROUP_BULK per call), and commit: the API's write, and bulk
     enrollment's. Ids with no employee are named in the answer, the others join. An employee in
@@ -128,6 +130,7 @@ class GroupService:
         session.commit()
         return GroupView.of(group, groups.count_members(session=session, group=group))
 
+    @retried
     def delete(self, *, session: Session, group_id: str) -> None:
         """The group goes, with its memberships and key bindings; no employee does. A key bound to it then
         reaches no one through it."""
@@ -156,6 +159,7 @@ class GroupService:
             raise EmployeeNotFound(f"no employee {employee_id!r}")
         return bool(result.added)
 
+    @retried
     def remove_member(self, *, session: Session, group_id: str, employee_id: str) -> None:
         group = self._group(session, group_id, for_update=True)
         pks = groups.employee_pks(session=session, employee_ids=[employee_id])

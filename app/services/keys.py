@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import threading
@@ -28,10 +29,14 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as DBTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.gallery import groups as gallery_groups
 from app.gallery.models import ApiKey, utcnow
+
+log = logging.getLogger(__name__)
 
 SCOPES = ("admin", "verify", "metrics")
 PREFIX = "fg"
@@ -116,10 +121,17 @@ class KeyStore:
     """Checks request keys against the database, with a short cache so a request costs no query.
 
     A revocation, and a change of the key's groups, takes effect within `ttl` seconds on every replica.
+
+    While the database is away, a key read valid within the last `grace` seconds stays valid (a door keeps
+    identifying from the in-memory index through a short outage); any other key is answered 503 by the gate,
+    since an unknown key cannot be told from a valid one then. The price: a revocation committed in the `ttl`
+    before an outage may wait for the database to come back (no revocation can be written during one). As
+    soon as the database answers, the next look-up applies it. `grace` 0 turns this off.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], ttl: float = 5.0, max_entries: int = 10_000) -> None:
-        self.sessions, self.ttl, self.max_entries = sessions, ttl, max_entries
+    def __init__(self, sessions: sessionmaker[Session], ttl: float = 5.0, max_entries: int = 10_000,
+                 grace: float = 0.0) -> None:
+        self.sessions, self.ttl, self.max_entries, self.grace = sessions, ttl, max_entries, grace
         # key id -> (read at, hash, scope, groups), least recently used first; unknown ids are cached too (hash None),
         # so a flood of made-up ids costs one query each at most once per ttl and never grows the cache past
         # max_entries.
@@ -141,17 +153,32 @@ class KeyStore:
             if cached is not None:
                 self._cache.move_to_end(key_id)
         if cached is None or now - cached[0] > self.ttl:
-            with self.sessions() as session:
-                row = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).one_or_none()
-                live = row is not None and row.revoked_at is None
-                groups = frozenset(groups_of_keys(session, [row])[key_id] or ()) if live and row.bound else None
-            cached = (now, row.secret_hash if live else None, row.scope if live else None, groups)
+            try:
+                cached = self._read(key_id, now)
+            except (OperationalError, DBTimeout):  # the database is away
+                if cached is None or cached[1] is None or now - cached[0] > self.grace:
+                    raise
+                log.debug("key %s: the database is away; trusted from %.0f s ago (FACEGATE_KEY_GRACE_SECONDS)",
+                          key_id, now - cached[0])
+                return self._caller(cached, key_id, secret)
             with self._lock:
                 self._cache[key_id] = cached
                 self._cache.move_to_end(key_id)
                 while len(self._cache) > self.max_entries:
                     self._cache.popitem(last=False)
+        return self._caller(cached, key_id, secret)
+
+    def _read(self, key_id: str, now: float) -> tuple[float, str | None, str | None, frozenset[str] | None]:
+        with self.sessions() as session:
+            row = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).one_or_none()
+            live = row is not None and row.revoked_at is None
+            groups = frozenset(groups_of_keys(session, [row])[key_id] or ()) if live and row.bound else None
+        return (now, row.secret_hash if live else None, row.scope if live else None, groups)
+
+    @staticmethod
+    def _caller(cached: tuple, key_id: str, secret: str) -> Caller | None:
         _, secret_hash, scope, groups = cached
         if secret_hash is None or not hmac.compare_digest(secret_hash, _hash(secret)):
             return None
         return Caller(key_id, scope, groups)
+

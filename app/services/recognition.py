@@ -44,6 +44,7 @@ from app.gallery.models import AuditRecord, Employee
 from app.gallery.models import Template as StoredTemplate
 from app.services.attempts import FailedAttempts
 from app.services.batcher import MicroBatcher
+from app.services.conflicts import retried
 from app.services.keys import audited
 from app.services.references import ReferenceCipher, Sealed
 from model.card.curves import VERIFY_FAR, identify_score_threshold, identify_threshold, interpolated
@@ -166,6 +167,7 @@ def check_quality(quality: Quality, settings: Settings) -> None:
                           + ". Take another (an admin may pass force=true)")
 
 
+@retried
 def save_enrollment(*, session: Session, employee_id: str, name: str | None, vectors: dict[str, np.ndarray],
                     replace: bool, photo: Sealed | None = None,
                     more: list[tuple[dict[str, np.ndarray], Sealed | None]] = ()
@@ -207,6 +209,7 @@ def save_enrollment(*, session: Session, employee_id: str, name: str | None, vec
     raise AssertionError("unreachable")
 
 
+@retried
 def save_reference(*, session: Session, employee_id: str, vectors: dict[str, np.ndarray], max_references: int,
                    photo: Sealed | None = None) -> tuple[Employee, dict[str, StoredTemplate], int]:
     """The one write of an added reference: its templates (model id -> vector) in the employee's next free slot,
@@ -485,6 +488,7 @@ class RecognitionService:
                           templates[serving.model_id].created_at, replaced=False, quality=probe.quality, slot=slot,
                           references=references)
 
+    @retried
     def remove_reference(self, *, session: Session, employee_id: str, slot: int) -> None:
         """Remove one of an employee's references; the last one goes only with the employee (DELETE)."""
         serving = self.serving
@@ -644,6 +648,7 @@ class RecognitionService:
             passes = best.distance <= threshold
         return (best if passes else None), threshold
 
+    @retried
     def delete(self, *, session: Session, employee_id: str) -> None:
         employee = repository.get_employee(session=session, employee_id=employee_id)
         if employee is None:

@@ -7,7 +7,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.deps import RuntimeDep
 from app.api.schemas import ErrorOut, HealthOut, ReadyOut
-from app.core.errors import NotReady
+from app.core.errors import AuditUnavailable, NotReady
 from app.gallery import db
 
 router = APIRouter(tags=["health"])
@@ -25,6 +25,8 @@ def readyz(runtime: RuntimeDep) -> ReadyOut:
     service = runtime.service
     if service.unavailable:
         raise NotReady(service.unavailable)
+    if runtime.audit.full:
+        raise AuditUnavailable("the database is away and the audit spool is full: no decision is accepted")
     try:
         db.ping(runtime.engine)
         with runtime.sessions() as session:
