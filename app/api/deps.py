@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 from sqlalchemy.orm import Session
 
@@ -97,13 +98,36 @@ MetricsCaller = Annotated[Caller, Depends(caller_with("metrics", "admin"))]
 MULTI_VALUED = frozenset({"image"})
 
 
+_DECLARED: dict[str, frozenset[str]] = {}  # route's unique id -> declared_fields
+
+
+def declared_fields(route: APIRoute) -> frozenset[str]:
+    """The form fields and query parameters a route reads, its dependencies' included (those a repetition could
+    make ambiguous)."""
+    if route.unique_id not in _DECLARED:
+        names, todo = set(), [route.dependant]
+        while todo:
+            dependant = todo.pop()
+            names |= {param.alias for param in (*dependant.body_params, *dependant.query_params)}
+            todo += dependant.dependencies
+        _DECLARED[route.unique_id] = frozenset(names)
+    return _DECLARED[route.unique_id]
+
+
 async def single_valued_fields(request: Request) -> None:
-    """Refuse a form field or query parameter given more than once (photos aside): "the last one wins" would
-    let a proxy or a log see one employee_id and the service use another."""
+    """Refuse a field or query parameter that the route reads given more than once (photos aside), or a form
+    field sent empty: "the last one wins" would let a proxy or a log see one employee_id and the service use
+    another, and an empty field would pass for one not sent (FastAPI reads "" as absent)."""
     form = await request.form()  # already parsed for the route; Starlette keeps it
+    route = request.scope.get("route")
+    declared = declared_fields(route) if isinstance(route, APIRoute) else None
     repeated = sorted({key for fields in (form, request.query_params)
                        for key, count in Counter(key for key, _ in fields.multi_items()).items()
-                       if count > 1 and not (fields is form and key in MULTI_VALUED)})
-    if repeated:
+                       if count > 1 and not (fields is form and key in MULTI_VALUED)
+                       and (declared is None or key in declared)})
+    empty = sorted({key for key, value in form.multi_items() if value == "" and (declared is None or key in declared)})
+    if repeated or empty:
         raise RequestValidationError([{"loc": ("body", key), "msg": "given more than once", "type": "repeated"}
-                                      for key in repeated])
+                                      for key in repeated]
+                                     + [{"loc": ("body", key), "msg": "given empty", "type": "empty"}
+                                        for key in empty])

@@ -7,6 +7,7 @@ Every error body is {"error": {"code": "...", "message": "..."}}; the codes are 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 
 from fastapi import FastAPI, Request
@@ -60,6 +61,21 @@ def database_down(exc: SQLAlchemyError) -> JSONResponse:
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
+HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method that the app's OpenAPI document gives this request's path (its routes, however they were
+    included), read once per app."""
+    table = getattr(request.app.state, "methods_by_path", None)
+    if table is None:
+        table = request.app.state.methods_by_path = [
+            (re.compile("^" + re.sub(r"\\\{[^}/]+\\\}", "[^/]+", re.escape(path)) + "$"),
+             {method.upper() for method in operations if method in HTTP_METHODS})
+            for path, operations in request.app.openapi()["paths"].items()]
+    return sorted({method for pattern, methods in table if pattern.match(request.url.path) for method in methods})
+
+
 def install_error_handlers(app: FastAPI, audit_refusal: Callable[[Request, str], None]) -> None:
     """`audit_refusal(request, code)` audits a request refused before its route ran (a validation error)."""
 
@@ -81,8 +97,11 @@ def install_error_handlers(app: FastAPI, audit_refusal: Callable[[Request, str],
         code = HTTP_CODES.get(exc.status_code, "http_error")
         if exc.status_code == 413:  # a streamed body cut off at the limit (app.api.guard), audited there
             code = ImageTooLarge.code
-        # Starlette's own headers go with it: the Allow list of a 405, which RFC 9110 requires
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405 and (methods := allowed_methods(request)):
+            # RFC 9110: Allow lists every method of the path, not only those of the first route that matched it
+            headers = {**(headers or {}), "Allow": ", ".join(methods)}
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers)
 
     async def _database_down(_: Request, exc: SQLAlchemyError) -> JSONResponse:
         return database_down(exc)

@@ -144,7 +144,12 @@ class LockoutSettings(Group):
     # sees the same. 0 turns a limit off.
     max_failures: int = Field(default=5, ge=0)
     max_failures_per_key: int = Field(
-        default=100, ge=0, description="failed verifications by one key within the window before 429 (0: off)")
+        default=100, ge=0, description="failed verifications by one key within the window before the key's alarm "
+        "(or 429, with FACEGATE_VERIFY_KEY_LIMIT=block; 0: off)")
+    # What the per-key limit does: `alarm` (the default) counts and logs it (facegate_lockout_key_alarms_total)
+    # and lets the door go on serving, since a busy door's genuine failures would otherwise lock out everyone;
+    # `block` answers 429 to the key, everyone at its door included, until the window has room again.
+    key_limit: Literal["alarm", "block"] = Field(default="alarm", **variable("VERIFY_KEY_LIMIT"))
     failure_window_seconds: float = Field(
         default=900.0, gt=0.0, le=86_400.0, description="the window failed verifications are counted in")
 

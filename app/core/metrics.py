@@ -46,6 +46,8 @@ AUDIT_SPOOL_BYTES = Gauge("facegate_audit_spool_bytes", "Audit rows waiting in t
                           "in bytes.", multiprocess_mode="livesum")
 AUDIT_ACCEPTING = Gauge("facegate_audit_accepting", "1 while decisions are accepted; 0 while the audit spool is full "
                         "and the database away (503 audit_unavailable).", multiprocess_mode="livemin")
+LOCKOUT_KEY_ALARMS = Counter("facegate_lockout_key_alarms_total", "Failed verifications by a key past its per-key "
+                             "limit (FACEGATE_VERIFY_MAX_FAILURES_PER_KEY), with the limit an alarm.")
 GROUPS = Gauge("facegate_groups", "Groups (a door's people) in this replica's index.", multiprocess_mode="livemin")
 LARGEST_GROUP = Gauge("facegate_largest_group_members", "Members of the largest group.", multiprocess_mode="livemin")
 STALE_TEMPLATES = Gauge("facegate_stale_templates",

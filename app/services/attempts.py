@@ -12,19 +12,31 @@ simultaneous wrong photos through on one server, and 12 on two).
 A refused attempt is not itself counted: a locked-out caller cannot extend the lock. The cost is that anyone
 with a verify key can lock an employee out of the door for up to one window by failing on purpose; that is
 the usual trade of a lockout, and the audit trail names the key that did it.
+
+The per-key limit is an alarm by default (FACEGATE_VERIFY_KEY_LIMIT=alarm): past it, each further failure by
+the key counts in facegate_lockout_key_alarms_total and is logged (once a minute per key), and the door goes on
+serving. A hard stop there (`block`) answers 429 to the whole door, its genuine employees included: a door
+that sees 100 failed verifications in 15 minutes is a busy door as often as an attack. With the alarm, a
+stolen door key is held by the per-employee limit alone (5 tries per employee per window) until it is
+revoked, which the alarm is there to prompt.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
+from app.core import metrics
 from app.core.config import Settings
 from app.core.errors import TooManyAttempts
 from app.gallery.models import VerifyFailure, utcnow
+
+log = logging.getLogger(__name__)
 
 
 class FailedAttempts:
@@ -33,6 +45,8 @@ class FailedAttempts:
         self.limits = (("employee_id", settings.lockout.max_failures),
                        ("key_id", settings.lockout.max_failures_per_key))
         self.enabled = any(limit for _, limit in self.limits)
+        self.key_blocks = settings.lockout.key_limit == "block"
+        self._alarmed_at: dict[str, float] = {}  # key id -> when its alarm was last logged
 
     def reserve(self, session: Session, *, employee_id: str, key_id: str | None, groups: str | None = None
                 ) -> int | None:
@@ -75,6 +89,16 @@ class FailedAttempts:
                 session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
                                 {"name": f"facegate verify {column} {values[column]}"})
 
+    def _alarm(self, key_id: str, limit: int) -> None:
+        """The key is past its limit: counted, and logged at most once a minute per key."""
+        metrics.LOCKOUT_KEY_ALARMS.inc()
+        now = time.monotonic()
+        if now - self._alarmed_at.get(key_id, -60.0) >= 60.0:
+            self._alarmed_at[key_id] = now
+            log.warning("key %s has failed %d or more verifications within %g s: a busy door, or an attack; its "
+                        "door goes on serving (FACEGATE_VERIFY_KEY_LIMIT=alarm); revoke the key if it is not yours",
+                        key_id, limit, self.window.total_seconds())
+
     def _check(self, session: Session, values: dict[str, str | None], now: datetime, employee_id: str) -> None:
         for column, limit in self.limits:
             if not limit or values[column] is None:
@@ -82,6 +106,9 @@ class FailedAttempts:
             field = getattr(VerifyFailure, column)
             in_window = (field == values[column], VerifyFailure.at > now - self.window)
             if session.scalar(select(func.count()).select_from(VerifyFailure).where(*in_window)) < limit:
+                continue
+            if column == "key_id" and not self.key_blocks:
+                self._alarm(values[column], limit)
                 continue
             oldest = session.scalars(select(VerifyFailure.at).where(*in_window).order_by(VerifyFailure.at.desc())
                                      .offset(limit - 1).limit(1)).one()

@@ -73,6 +73,7 @@ VARIABLES = {
     "QUALITY_MAX_BRIGHTNESS": ("200", "quality.max_brightness", 200.0),
     "MAX_FRAMES": ("3", "photos.max_frames", 3),
     "MAX_GROUPS": ("20", "membership.max_groups", 20),
+    "VERIFY_KEY_LIMIT": ("block", "lockout.key_limit", "block"),
     "KEY_GRACE_SECONDS": ("30", "keys.grace_seconds", 30.0),
     "AUDIT_SPOOL_DIR": ("/var/spool/facegate", "audit.spool_dir", Path("/var/spool/facegate")),
     "AUDIT_SPOOL_MAX_MB": ("64", "audit.spool_max_mb", 64),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BeforeValidator
 
 from app.api.deps import AdminCaller, AuditDep, ServiceDep, SessionDep, single_valued_fields
 from app.api.routes.faces import AUTH_ERRORS
@@ -18,15 +20,27 @@ router = APIRouter(tags=["audit"], responses=AUTH_ERRORS, dependencies=[Depends(
 FLUSH_SECONDS = 2.0
 
 Action = Literal["enroll", "replace", "add_reference", "remove_reference", "delete", "verify", "identify",
-                 "employees", "audit", "bulk_enroll", "request"]
+                 "employees", "audit", "bulk_enroll", "request", "groups", "group_create", "group_rename",
+                 "group_delete", "group_members", "group_join", "group_leave"]
+
+
+def iso_8601(value: object) -> object:
+    """A time must be written as one (2026-12-01T08:00:00Z): pydantic would read a bare number as seconds since
+    1970, which the published schema (date-time) does not allow."""
+    if isinstance(value, str) and re.fullmatch(r"\s*[-+]?[\d.]+([eE][-+]?\d+)?\s*", value):
+        raise ValueError("an ISO 8601 date-time, such as 2026-12-01T08:00:00Z")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(iso_8601)]
 
 
 @router.get("/audit", response_model=AuditPage)
 def audit(service: ServiceDep, trail: AuditDep, session: SessionDep, _: AdminCaller,
           employee_id: Annotated[str | None, Query(pattern=EMPLOYEE_ID_PATTERN)] = None,
           action: Annotated[Action | None, Query()] = None,
-          since: Annotated[datetime | None, Query(description="from this time (ISO 8601), included")] = None,
-          until: Annotated[datetime | None, Query(description="up to this time (ISO 8601), excluded")] = None,
+          since: Annotated[Timestamp | None, Query(description="from this time (ISO 8601), included")] = None,
+          until: Annotated[Timestamp | None, Query(description="up to this time (ISO 8601), excluded")] = None,
           offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
           limit: Annotated[int, Query(ge=1, le=500)] = 50) -> AuditPage:
     """Who did what to whom, and what was decided: every decision and every refusal, newest first. Rows are

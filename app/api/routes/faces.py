@@ -30,7 +30,9 @@ AUTH_ERRORS = {
     401: {"model": ErrorOut, "description": "unauthorized: no API key, or an unknown or revoked one"},
     403: {"model": ErrorOut, "description": "forbidden: the key's scope does not cover this endpoint"},
 }
-PHOTO_ERRORS = {**AUTH_ERRORS,
+# A body the form or JSON parser refuses (a field over 1 MiB, too many fields, no boundary, not JSON).
+BODY_ERRORS = {400: {"model": ErrorOut, "description": "http_error: a body the parser refuses"}}
+PHOTO_ERRORS = {**AUTH_ERRORS, **BODY_ERRORS,
     413: {"model": ErrorOut, "description": "image_too_large: too many bytes or pixels"},
     422: {"model": ErrorOut, "description": "invalid_image, no_face, multiple_faces, face_too_small, "
                                             "validation_error, too_many_photos, not_one_person, or (enroll) "
@@ -39,8 +41,9 @@ PHOTO_ERRORS = {**AUTH_ERRORS,
 EmployeeIdForm = Annotated[str, Form(pattern=EMPLOYEE_ID_PATTERN, examples=["e-1042"],
                                      description="1-64 of A-Z a-z 0-9 . _ @ -, starting with a letter or digit")]
 ImageFile = Annotated[UploadFile, File(description="a photo: JPEG, PNG, WebP, BMP, TIFF...")]
-PhotosFile = Annotated[list[UploadFile], File(description="a photo (JPEG, PNG, WebP, BMP, TIFF...), or several: "
-                                                         "the field repeated, all within the body's size limit")]
+PhotosFile = Annotated[list[UploadFile], File(min_length=1, description="a photo (JPEG, PNG, WebP, BMP, TIFF...), "
+                                                         "or several: the field repeated, all within the body's size "
+                                                         "limit")]
 
 
 def read_photo(image: UploadFile, service: RecognitionService) -> bytes:
@@ -109,7 +112,7 @@ def check_enrollment_photo(service: ServiceDep, _: AdminCaller, image: ImageFile
                         **PHOTO_ERRORS})
 def verify(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: VerifyCaller,
            employee_id: EmployeeIdForm, image: PhotosFile,
-           threshold: Annotated[float | None, Form(gt=0.0, le=2.0, description="a stricter threshold than the "
+           threshold: Annotated[float, Form(gt=0.0, le=2.0, description="a stricter threshold than the "
                                                    "calibrated one, for this request; a looser one is refused "
                                                    "(threshold_too_loose). A distance, whatever the rule")] = None
            ) -> VerifyOut:

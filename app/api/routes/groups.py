@@ -9,7 +9,7 @@ from pydantic import StringConstraints
 
 from app.api.deps import AdminCaller, AuditDep, GroupsDep, SessionDep, single_valued_fields
 from app.api.routes.employees import EmployeeIdPath, employee_out
-from app.api.routes.faces import AUTH_ERRORS
+from app.api.routes.faces import AUTH_ERRORS, BODY_ERRORS
 from app.api.schemas import (
     MAX_OFFSET,
     EmployeePage,
@@ -21,7 +21,7 @@ from app.api.schemas import (
 from app.core.identifiers import EMPLOYEE_ID_PATTERN, GROUP_ID_PATTERN, NAME_PATTERN
 from app.services.groups import GroupView
 
-router = APIRouter(prefix="/groups", tags=["groups"], responses=AUTH_ERRORS,
+router = APIRouter(prefix="/groups", tags=["groups"], responses={**AUTH_ERRORS, **BODY_ERRORS},
                    dependencies=[Depends(single_valued_fields)])
 GroupIdPath = Annotated[str, Path(pattern=GROUP_ID_PATTERN)]
 NameForm = Annotated[str | None, Form(pattern=NAME_PATTERN, examples=["Lab 3, second floor"],
@@ -103,7 +103,8 @@ def list_members(groups: GroupsDep, session: SessionDep, _: AdminCaller, group_i
 
 @router.post("/{group_id}/members", response_model=MembersAddedOut,
              responses={**NOT_FOUND, **FULL, 422: {"model": ErrorOut,
-                                                   "description": "too_many_members, validation_error"}})
+                                                   "description": "too_many_members, validation_error"},
+                        **BODY_ERRORS})
 def add_members(groups: GroupsDep, session: SessionDep, audit: AuditDep, caller: AdminCaller, group_id: GroupIdPath,
                 employee_ids: Annotated[EmployeeIds, Body(embed=True, examples=[["e-1042", "e-1043"]])]
                 ) -> MembersAddedOut:
