@@ -26,7 +26,6 @@ waits for everything queued on it (the micro-batcher's forward passes), under th
 
 from __future__ import annotations
 
-import ctypes
 import threading
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from app.core.memory import release_freed_memory
 from app.gallery.ids import IdTable
 from model.card.scores import Cohort, fuse
 
@@ -42,16 +42,6 @@ GROWTH = 1.25
 GATHER_SHARE = 0.25
 MAX_WITHIN = 4096  # sets of groups whose rows are kept at once
 STATS_CHUNK = 4096  # templates whose cohort statistics are computed at once: a 4096 x 23,000 float32 product, 377 MB
-
-
-def release_freed_memory() -> None:
-    """Give the C heap's freed pages back to the system (glibc's malloc_trim). The cohort statistics of a large
-    load leave it fragmented: at 200k templates the process kept 441 MB where 146 MB were in use. Elsewhere
-    than glibc, nothing."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def normalised_on_device(similarity: torch.Tensor, half_inv_sd: torch.Tensor, half_mean_over_sd: torch.Tensor,

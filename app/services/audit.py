@@ -17,9 +17,10 @@ first row of its batch, plus the time of the insert.
 When the database cannot take a batch (it is away), the rows go to the spool (app.services.audit_spool), a
 bounded local file, and so does every later row until the spool is replayed into the database, in order,
 once it is back (tried every `retry` seconds; and at start-up, for what a stopped process left). While the
-spool is full the trail accepts no decision: `record` raises AuditUnavailable (503) before the route does
-anything, and /readyz says so. Without a spool (the command-line tools) a failed batch is dropped, counted
-(`dropped`) and logged, never silently; so is a row that finds the in-memory queue full.
+spool is (90 %) full the trail accepts no decision: `record` raises AuditUnavailable (503) before the route
+does anything, and /readyz says so; the last tenth is room for the rows of decisions already answered.
+Without a spool (the command-line tools) a failed batch is dropped, counted (`dropped`) and logged, never
+silently; so is a row that finds the in-memory queue full.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ from model.faces.errors import FaceError
 log = logging.getLogger(__name__)
 
 
+# The spool's share at which decisions stop: the rest is room for the rows of those already answered.
+FULL_SHARE = 0.9
 # The refusals whose anonymous callers are counted, not written one by one.
 COUNTED_REFUSALS = frozenset({"unauthorized", "image_too_large", "headers_too_large"})
 OTHER_SOURCES = "*"  # where tallies go once `max_sources` sources are being counted in one window
@@ -253,17 +256,26 @@ class AuditTrail:
                 log.warning("audit: the database did not take %d rows (%s): spooling to %s until it does",
                             len(batch), error, self.spool.path)
             self._spooling = True
-            metrics.AUDIT_SPOOL_BYTES.set(self.spool.size)
+            size = self.spool.size
+            metrics.AUDIT_SPOOL_BYTES.set(size)
+            if size >= FULL_SHARE * self.spool.max_bytes:
+                self._refuse_decisions()
             return
-        if self.spool is not None and not self.full:
-            self.full = True
-            metrics.AUDIT_ACCEPTING.set(0)
-            log.error("audit: the spool is full (%d bytes): no decision is accepted until the database is back",
-                      self.spool.max_bytes)
+        if self.spool is not None:
+            self._refuse_decisions()
         self.dropped += len(batch)
         metrics.AUDIT_DROPPED.inc(len(batch))
         log.error("%d audit records lost (%s), the first: %s %s %s by %s", len(batch), error, batch[0]["action"],
                   batch[0]["employee_id"], batch[0]["decision"], batch[0]["key_id"])
+
+    def _refuse_decisions(self) -> None:
+        """The spool is (nearly) full: no new decision until it is replayed. The rest of it is room for the rows
+        of decisions already answered and still queued."""
+        if not self.full:
+            self.full = True
+            metrics.AUDIT_ACCEPTING.set(0)
+            log.error("audit: the spool holds %d of its %d bytes: no decision is accepted until the database is "
+                      "back", self.spool.size, self.spool.max_bytes)
 
     def _replay(self) -> None:
         """Write the spooled rows into the database, oldest first, if it takes them now (at most once a

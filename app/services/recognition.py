@@ -37,6 +37,7 @@ from app.core.errors import (
     TooManyPhotos,
     TooManyReferences,
 )
+from app.core.memory import release_freed_memory
 from app.gallery import groups as gallery_groups
 from app.gallery import repository
 from app.gallery.index import EmbeddingIndex, Match, Template  # Match: the candidates identify answers with
@@ -57,6 +58,8 @@ from model.faces.prepare import prepare_assessed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# A photo over this many bytes decodes to tens of megabytes: once it is done with, the heap is trimmed.
+LARGE_PHOTO_BYTES = 256 << 10
 
 
 @dataclass(frozen=True)
@@ -412,8 +415,12 @@ class RecognitionService:
     def probe(self, data: bytes, serving: Serving | None = None, *, reference: bool = False) -> Probe:
         """`reference`: the photo is to be an enrollment's, and must pass the quality thresholds first."""
         serving = serving or self._serving()
-        face, chips, quality = face_chips(data, settings=self.settings, pipeline=serving.pipeline,
-                                          views=serving.embedder.views.to_align)
+        try:
+            face, chips, quality = face_chips(data, settings=self.settings, pipeline=serving.pipeline,
+                                              views=serving.embedder.views.to_align)
+        finally:
+            if len(data) > LARGE_PHOTO_BYTES:  # its decode's pages go back to the system, not to a fragment
+                release_freed_memory()
         if reference:
             check_quality(quality, self.settings)
         with metrics.stage_timer("embed"):  # with micro-batching, the wait for the batch included
