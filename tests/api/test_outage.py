@@ -2,8 +2,8 @@
 gate's key check included, and the service answers again as soon as the database is back.
 
 The outage is made on SQLite by moving the database's folder away and dropping the pooled connections: each
-new connection then fails as one to a stopped server does (OperationalError). The PostgreSQL outage under
-load, with the server stopped, is issue #24's.
+new connection then fails as one to a stopped server does (OperationalError). PostgreSQL's outage under load
+is tests/api/test_outage_postgres.py.
 
 Decisions that need no database (/identify, with its key in the cache) are still answered during an outage:
 their audit rows wait in the local spool and reach the database, in order, once it is back, even across a
@@ -27,7 +27,7 @@ def spool(tmp_path):
 @pytest.fixture
 def outage(make_client, database_url, tmp_path, spool):
     if not database_url.startswith("sqlite"):
-        pytest.skip("the outage is made by moving SQLite's file away; PostgreSQL's is issue #24's stopped server")
+        pytest.skip("the outage is made by moving SQLite's file away; PostgreSQL's: test_outage_postgres.py")
     client = make_client(auth=True, key_cache_seconds=0, audit_spool_dir=str(spool))
     folder = tmp_path  # the sqlite_url fixture's gallery.db lives here
     away = tmp_path.parent / f"{tmp_path.name}-away"
