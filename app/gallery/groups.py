@@ -4,8 +4,6 @@ transaction commits. Every change of a group's existence or members appends a "g
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session, selectinload
 
@@ -141,11 +139,6 @@ def members_of(*, session: Session, group_ids: list[str] | None = None) -> dict[
     return found
 
 
-def largest_group(*, session: Session) -> int:
-    sizes = select(func.count().label("n")).select_from(GroupMember).group_by(GroupMember.group_pk).subquery()
-    return session.scalar(select(func.max(sizes.c.n))) or 0
-
-
 def bind_key(*, session: Session, key: ApiKey, groups: list[Group]) -> None:
     key.bound = True
     session.add_all(KeyGroup(key_pk=key.id, group_pk=group.id) for group in groups)
@@ -161,7 +154,3 @@ def key_groups(*, session: Session, key_pks: list[int]) -> dict[int, list[str]]:
                 .where(KeyGroup.key_pk.in_(key_pks)).order_by(Group.group_id)):
             found[key_pk].append(group_id)
     return found
-
-
-def iter_group_ids(*, session: Session) -> Iterator[str]:
-    yield from session.scalars(select(Group.group_id).order_by(Group.group_id))
