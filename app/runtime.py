@@ -26,6 +26,7 @@ from app.services.keys import KeyStore
 from app.services.recognition import RecognitionService, Serving
 from app.services.references import load_cipher
 from model.faces.embedder import Embedder
+from model.faces.fallback import CnnProcess
 from model.faces.pipeline import FacePipeline
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class Runtime:
     audit: AuditTrail
     groups: GroupService
     models: dict[str, Embedder] = field(default_factory=dict)  # every model loaded here, by id
+    cnn: CnnProcess | None = None  # the CNN fallback detector's process, shared by every pipeline
     _stop: threading.Event = field(default_factory=threading.Event)
     _gauges: threading.Thread | None = None
     # What served before a model switch: its micro-batcher may still hold requests, so it is closed at the end.
@@ -62,7 +64,7 @@ class Runtime:
             log.error("%s", self.service.unavailable)
             return False
         started = time.perf_counter()
-        serving = make_serving(embedder, self.settings)
+        serving = make_serving(embedder, self.settings, cnn=self.cnn)
         self.follower.follow(serving.index, active, session)
         self._retired.append(self.service.serving)
         self.service.switch(serving)
@@ -126,16 +128,18 @@ class Runtime:
         for serving in [*self._retired, self.service.serving]:
             if serving.batcher is not None:
                 serving.batcher.close()
+        if self.cnn is not None:
+            self.cnn.close()
         self.engine.dispose()
         metrics.process_exited(os.getpid())
         log.info("stopped: feed closed, audit trail written (%d rows dropped in this process's life)",
                  self.audit.dropped)
 
 
-def make_serving(embedder: Embedder, settings: Settings, serves: bool = True) -> Serving:
+def make_serving(embedder: Embedder, settings: Settings, serves: bool = True, cnn: CnnProcess | None = None) -> Serving:
     """What serves `embedder`: its pipeline, an empty index and, when batching, a micro-batcher. A model that
     does not serve yet (`serves` False: the next one, for enrollments) needs neither index nor batcher."""
-    pipeline = FacePipeline(settings.pipeline_config(embedder.input_size, embedder.card.preprocess))
+    pipeline = FacePipeline(settings.pipeline_config(embedder.input_size, embedder.card.preprocess), cnn=cnn)
     if not serves:
         return Serving(embedder, pipeline)
     compute = settings.compute
@@ -143,6 +147,13 @@ def make_serving(embedder: Embedder, settings: Settings, serves: bool = True) ->
     batcher = MicroBatcher(embedder, max_batch=compute.micro_batch_size,
                            max_delay_ms=compute.micro_batch_delay_ms) if batching else None
     return Serving(embedder, pipeline, EmbeddingIndex(embedder.dim, embedder.device, cohort=embedder.cohort), batcher)
+
+
+def start_fallback(settings: Settings) -> CnnProcess | None:
+    """The CNN fallback detector in a process of its own (model.faces.fallback says why), or None when off."""
+    if not settings.photos.fallback_max_pixels:
+        return None
+    return CnnProcess(timeout=settings.photos.fallback_seconds, observe=metrics.observe_fallback)
 
 
 def load_models(settings: Settings) -> dict[str, Embedder]:
@@ -167,8 +178,10 @@ def start(settings: Settings) -> Runtime:
         raise RuntimeError(f"the gallery serves model {active}, which this replica does not have: set "
                            "FACEGATE_MODEL_PATH (or FACEGATE_NEXT_MODEL_PATH) to it. A new model is rolled out "
                            "with python -m app.cli.reembed (docs/deployment.md: upgrading the model)")
-    serving = make_serving(models[active], settings)
-    upcoming = next((make_serving(m, settings, serves=False) for i, m in models.items() if i != active), None)
+    cnn = start_fallback(settings)
+    serving = make_serving(models[active], settings, cnn=cnn)
+    upcoming = next((make_serving(m, settings, serves=False, cnn=cnn) for i, m in models.items() if i != active),
+                    None)
     started = time.perf_counter()
     with sessions() as session:
         since = bootstrap(serving.index, session=session, model_id=active)
@@ -184,7 +197,7 @@ def start(settings: Settings) -> Runtime:
     keys = KeyStore(sessions, ttl=settings.keys.cache_seconds, grace=settings.keys.grace_seconds)
     audit = AuditTrail(sessions, spool=AuditSpool(settings.audit.spool_dir, settings.audit.spool_max_mb * MiB))
     runtime = Runtime(settings, engine, sessions, service, follower, keys, audit,
-                      GroupService(settings=settings, recognition=service, sessions=sessions), models)
+                      GroupService(settings=settings, recognition=service, sessions=sessions), models, cnn)
     follower.on_model_change = runtime.follow_model
     follower.start()
     if not settings.keys.required:

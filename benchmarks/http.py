@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +83,10 @@ class Cell:
 
     latencies: np.ndarray  # ms
     wall: float  # seconds, from the first client's start to the last one's end
-    errors: int
+    errors: int  # answers other than 200 and 422, and failed connections
+    # Photos the face policy refused (422), by code; no_face: a HOG miss whose CNN fallback was skipped, late,
+    # or found none.
+    refused: dict[str, int]
     server_cpu: float  # CPU seconds of the server's processes
     client_cpu: float  # CPU seconds of the client processes
     gpu_busy: float | None  # mean GPU utilisation (%), where nvidia-smi answers
@@ -96,7 +100,8 @@ class Cell:
         busy = (self.server_cpu + self.client_cpu) / self.wall
         gpu = "" if self.gpu_busy is None else f", GPU {self.gpu_busy:.0f} % busy"
         return (f"p50 {np.median(self.latencies):7.1f} ms  p95 {np.percentile(self.latencies, 95):7.1f} ms  "
-                f"p99 {np.percentile(self.latencies, 99):7.1f} ms  {self.rate:6.1f} req/s  errors {self.errors}\n"
+                f"p99 {np.percentile(self.latencies, 99):7.1f} ms  {self.rate:6.1f} req/s  errors {self.errors}  "
+                f"refused {self.refused or 0}\n"
                 f"{'':15}CPU per request: server {self.server_cpu / n * 1e3:.1f} ms, clients "
                 f"{self.client_cpu / n * 1e3:.1f} ms; {busy:.1f} of {os.cpu_count()} cores busy{gpu}")
 
@@ -143,13 +148,16 @@ def _client(base: str, requests: list[Request], threads: int, key: str, ready: A
     """One client process: warm its connections, wait for the others, send its share, report."""
     local = threading.local()
 
-    def send(request: Request) -> tuple[float, bool]:
+    def send(request: Request) -> tuple[float, str]:
         if not hasattr(local, "client"):
             local.client = httpx.Client(base_url=base, timeout=60, headers={"X-API-Key": key})
         path, form, photo = request
         start = time.perf_counter()
         response = local.client.post(path, data=form, files={"image": ("probe.jpg", photo, "image/jpeg")})
-        return (time.perf_counter() - start) * 1e3, response.status_code == 200
+        elapsed = (time.perf_counter() - start) * 1e3
+        if response.status_code == 422:
+            return elapsed, response.json()["error"]["code"]
+        return elapsed, "ok" if response.status_code == 200 else "error"
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(send, requests[:4 * threads]))  # warm every connection and both sides' threads
@@ -157,7 +165,7 @@ def _client(base: str, requests: list[Request], threads: int, key: str, ready: A
         cpu = time.process_time()
         started = time.time()
         results = list(pool.map(send, requests))
-        out.put(([r[0] for r in results], sum(not r[1] for r in results), started, time.time(),
+        out.put(([r[0] for r in results], [r[1] for r in results if r[1] != "ok"], started, time.time(),
                  time.process_time() - cpu))
 
 
@@ -182,7 +190,24 @@ def load(base: str, requests: list[Request], concurrency: int, key: str, server_
         client.join()
     latencies = np.concatenate([np.array(r[0]) for r in reports])
     wall = max(r[3] for r in reports) - min(r[2] for r in reports)
-    return Cell(latencies, wall, sum(r[1] for r in reports), server_cpu, sum(r[4] for r in reports), gpu.mean)
+    outcomes = Counter(outcome for r in reports for outcome in r[1])
+    errors = outcomes.pop("error", 0)
+    return Cell(latencies, wall, errors, dict(sorted(outcomes.items())), server_cpu, sum(r[4] for r in reports),
+                gpu.mean)
+
+
+def fallback_report(metrics: str) -> str:
+    """The CNN fallback detector's outcomes and time over the whole run, from the server's metrics."""
+    outcomes, seconds, count = {}, 0.0, 0
+    for line in metrics.splitlines():
+        if line.startswith("facegate_detect_fallbacks_total{"):
+            outcomes[line.split('outcome="')[1].split('"')[0]] = int(float(line.rsplit(" ", 1)[1]))
+        elif line.startswith('facegate_stage_seconds_sum{stage="detect_fallback"}'):
+            seconds = float(line.rsplit(" ", 1)[1])
+        elif line.startswith('facegate_stage_seconds_count{stage="detect_fallback"}'):
+            count = int(float(line.rsplit(" ", 1)[1]))
+    mean = f", {seconds / count * 1e3:.0f} ms each on average" if count else ""
+    return f"CNN fallbacks over the run: {outcomes or 'none'}{mean}"
 
 
 _reference: list[Reference] = []  # one per process, made on first use
@@ -233,6 +258,10 @@ def main() -> None:
                 for name, paths in photos.items():
                     response = client.post("/enroll", data={"employee_id": name},
                                            files={"image": ("ref.jpg", paths[0].read_bytes(), "image/jpeg")})
+                    if response.status_code == 422:  # a reference the enrollment gate refuses: not in the run
+                        print(f"left out {name}: {response.json()['error']['code']}")
+                        probes = [probe for probe in probes if probe[0] != name]
+                        continue
                     response.raise_for_status()
                 ready = client.get("/readyz").json()
             print(f"server ready: {ready}")
@@ -248,6 +277,8 @@ def main() -> None:
                     print(f"/{endpoint:<8} c={concurrency:<3} {cell.report()}", flush=True)
                     if cell.errors:
                         raise SystemExit(f"{cell.errors} requests failed")
+            with httpx.Client(base_url=base, timeout=60, headers={"X-API-Key": keys["admin"]}) as client:
+                print(fallback_report(client.get("/metrics").text))
         finally:
             server.terminate()
             server.wait()

@@ -33,6 +33,16 @@ def testfaces() -> Path:
 
 
 @pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data, with its archives (lfw-deepfunneled.tar...)."""
+    if not (SHARED_DATA / "lfw-deepfunneled.tar").is_file():
+        if REQUIRE_DATA:
+            pytest.fail(f"FACEGATE_REQUIRE_DATA=1 but the research archives are not in {SHARED_DATA}")
+        pytest.skip(f"research archives not found in {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The detection and chip cache of the tests: never the developer's."""
     return tmp_path_factory.mktemp("cache")

@@ -198,6 +198,15 @@ class PhotoSettings(Group):
                                                                     "in pixels")
     # HOG without upsampling first (faces of 80 px and up), upsampled only when that finds nothing.
     adaptive_upsample: bool = PipelineConfig.adaptive_upsample
+    # The CNN detector's look at a photo where HOG found nothing costs time in proportion to these pixels
+    # (facegate_stage_seconds{stage="detect_fallback"} shows what it costs here).
+    fallback_max_pixels: int = Field(
+        default=PipelineConfig.cnn_max_pixels, ge=0, le=4_000_000,
+        description="the budget of the CNN detector that looks again when HOG finds no face, in pixels (about "
+                    "4 us each on 2 AMD EPYC cores: 100,000 take 0.4 s); 0 turns it off")
+    fallback_seconds: float = Field(
+        default=1.0, gt=0, le=30, description="how long a request waits for the CNN fallback, its queue included; "
+                                              "past it the photo is refused as one without a face (422 no_face)")
     min_face_size: int = Field(
         default=SERVICE_POLICY.min_face_size, ge=8, description="smallest face side, in pixels, that is accepted")
     # reject: any photo with two or more faces is refused.
@@ -317,8 +326,10 @@ class Settings(BaseSettings):
 
     def pipeline_config(self, crop_size: int, chip: Chip) -> PipelineConfig:
         """The faces pipeline as the service runs it, for a model of this input size and chip geometry."""
+        fallback = self.photos.fallback_max_pixels
         return PipelineConfig(crop_size=crop_size, chip=chip, detect_max_side=self.photos.detect_max_side,
-                              adaptive_upsample=self.photos.adaptive_upsample)
+                              adaptive_upsample=self.photos.adaptive_upsample, cnn_fallback=fallback > 0,
+                              cnn_max_pixels=fallback or PipelineConfig.cnn_max_pixels)
 
     @model_validator(mode="after")
     def _safe_outside_development(self) -> Settings:

@@ -36,6 +36,13 @@ STAGE_SECONDS = Histogram(
     "facegate_stage_seconds", "Time of one stage of a photo's way to a decision.", ["stage"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+FALLBACKS = Counter(
+    "facegate_detect_fallbacks_total",
+    "Photos where HOG found no face and the CNN detector looked again, by outcome: found, none, busy (too many "
+    "already waiting: skipped), timeout (past FACEGATE_FALLBACK_SECONDS), failed (its process died). Their time "
+    "is facegate_stage_seconds{stage=\"detect_fallback\"}.",
+    ["outcome"],
+)
 MICRO_BATCH_FACES = Histogram(
     "facegate_micro_batch_faces", "Faces per forward pass of the micro-batcher (FACEGATE_MICRO_BATCH).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
@@ -71,6 +78,11 @@ MODEL_INFO = Gauge("facegate_model_info", "The model serving: its id, test-time 
 def stage_timer(stage: str) -> AbstractContextManager[object]:
     """Times the block as one observation of facegate_stage_seconds{stage}."""
     return STAGE_SECONDS.labels(stage).time()
+
+
+def observe_fallback(outcome: str) -> None:
+    """model.faces.fallback.CnnProcess reports each fallback here."""
+    FALLBACKS.labels(outcome).inc()
 
 
 def exposition() -> tuple[bytes, str]:

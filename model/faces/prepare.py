@@ -4,23 +4,13 @@ and training alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
-
 import numpy as np
 
 from model.faces.config import FacePolicy, Views
 from model.faces.decode import decode_image
 from model.faces.errors import FaceTooSmall, MultipleFaces, NoFaceDetected
-from model.faces.pipeline import FaceBox, FacePipeline
+from model.faces.pipeline import FaceBox, FacePipeline, StageTimer, untimed
 from model.faces.quality import Quality, assess
-
-# Times a named stage ("decode", "detect", "align", "quality"): the service passes its metrics' timer.
-StageTimer = Callable[[str], AbstractContextManager[object]]
-
-
-def untimed(stage: str) -> AbstractContextManager[object]:
-    return nullcontext()
 
 
 def choose_face(faces: list[FaceBox], policy: FacePolicy, shape: tuple[int, ...]) -> FaceBox:
@@ -51,7 +41,7 @@ def find_face(data: bytes, pipeline: FacePipeline, policy: FacePolicy,
     with timer("decode"):
         rgb = decode_image(data, max_pixels=policy.max_pixels, max_bytes=policy.max_decode_bytes)
     with timer("detect"):
-        return rgb, choose_face(pipeline.detect(rgb), policy, rgb.shape)
+        return rgb, choose_face(pipeline.detect(rgb, timer), policy, rgb.shape)
 
 
 def prepare(data: bytes, pipeline: FacePipeline, policy: FacePolicy, views: Views | None = None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import tarfile
 from collections import Counter
 
 import httpx
@@ -84,9 +85,11 @@ def test_metrics_count_known_traffic(keyed, photos):
     assert delta("facegate_http_request_duration_seconds_count", method="GET", route="/metrics", status="200") == 1
 
     # photos that reached the pipeline: enroll, 4 verifications (the 404 stops before the photo), the blank one
-    # (decoded and searched for a face, no more) and one identification
-    for stage, count in {"decode": 6, "detect": 6, "align": 5, "embed": 5, "search": 1}.items():
+    # (decoded and searched for a face, no more: HOG found none, so the CNN fallback looked too) and one
+    # identification
+    for stage, count in {"decode": 6, "detect": 6, "detect_fallback": 1, "align": 5, "embed": 5, "search": 1}.items():
         assert delta("facegate_stage_seconds_count", stage=stage) == count, stage
+    assert delta("facegate_detect_fallbacks_total", outcome="none") == 1
 
     service = keyed.app.state.runtime.service
     assert value(after, "facegate_index_templates") == 1
@@ -94,6 +97,26 @@ def test_metrics_count_known_traffic(keyed, photos):
                  device="cpu") == 1
     assert ("facegate_audit_queue_rows", frozenset()) in after
     assert ("facegate_feed_lag_seconds", frozenset()) in after
+
+
+def test_a_face_only_the_cnn_fallback_finds_is_verified_and_counted(keyed, shared_data):
+    with tarfile.open(shared_data / "lfw-deepfunneled.tar") as archive:
+        reference, probe = (archive.extractfile(f"lfw-deepfunneled/Abdoulaye_Wade/Abdoulaye_Wade_000{n}.jpg").read()
+                            for n in (1, 3))  # HOG finds no face in the probe
+    admin, door = ({"X-API-Key": keyed.keys[s]} for s in ("admin", "verify"))
+    assert keyed.post("/enroll", data={"employee_id": "aw"}, files={"image": ("a.jpg", reference, "image/jpeg")},
+                      headers=admin).status_code == 201
+    before = scrape(keyed)
+    response = keyed.post("/verify", data={"employee_id": "aw"}, files={"image": ("a.jpg", probe, "image/jpeg")},
+                          headers=door)
+    # found, and the same person: 0.40 from the reference (a near miss at the threshold), where strangers are
+    # at 0.8 and more
+    assert response.status_code == 200 and response.json()["distance"] < 0.5
+    after = scrape(keyed)
+    assert value(after, "facegate_detect_fallbacks_total", outcome="found") - value(
+        before, "facegate_detect_fallbacks_total", outcome="found") == 1
+    assert value(after, "facegate_stage_seconds_count", stage="detect_fallback") - value(
+        before, "facegate_stage_seconds_count", stage="detect_fallback") == 1
 
 
 def test_made_up_methods_and_paths_cannot_multiply_the_metrics_labels(keyed):

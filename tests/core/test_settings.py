@@ -61,6 +61,8 @@ VARIABLES = {
     "MAX_DECODE_MIB": ("64", "photos.max_decode_mib", 64),
     "DETECT_MAX_SIDE": ("480", "photos.detect_max_side", 480),
     "ADAPTIVE_UPSAMPLE": ("false", "photos.adaptive_upsample", False),
+    "FALLBACK_MAX_PIXELS": ("50000", "photos.fallback_max_pixels", 50_000),
+    "FALLBACK_SECONDS": ("2.5", "photos.fallback_seconds", 2.5),
     "MIN_FACE_SIZE": ("60", "photos.min_face_size", 60),
     "MULTI_FACE_POLICY": ("reject", "photos.multi_face_policy", "reject"),
     "DOMINANT_FACE_RATIO": ("3", "photos.dominant_face_ratio", 3.0),

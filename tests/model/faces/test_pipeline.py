@@ -1,3 +1,6 @@
+import tarfile
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 import torch
@@ -116,3 +119,34 @@ def test_crops_to_tensor_keeps_a_tensor_on_its_device_and_refuses_floats():
     assert torch.equal(crops_to_tensor(crops), torch.ones(2, 3, 4, 4))
     with pytest.raises(TypeError):
         crops_to_tensor(crops.float())
+
+
+def test_the_cnn_fallback_looks_at_no_more_pixels_than_its_budget():
+    pipeline = FacePipeline(PipelineConfig(cnn_max_pixels=100_000))
+    camera = np.zeros((3000, 4000, 3), np.uint8)  # 12 MP
+    copy, scale = pipeline.cnn_input(camera)
+    assert 99_000 <= copy.shape[0] * copy.shape[1] <= 100_000 and copy.shape[:2] == (273, 365)
+    small = np.zeros((109, 89, 3), np.uint8)  # a CelebA-aligned photo: upsampled twice at most, to find 40 px faces
+    copy, scale = pipeline.cnn_input(small)
+    assert scale == 2.0 and copy.shape[:2] == (218, 178)
+    assert pipeline.cnn_input(np.zeros((20, 2000, 3), np.uint8)) is None  # a strip too thin for the CNN's filters
+
+
+def test_the_cnn_fallback_finds_a_face_that_hog_misses(shared_data):
+    with tarfile.open(shared_data / "lfw-deepfunneled.tar") as archive:
+        data = archive.extractfile("lfw-deepfunneled/Abdoulaye_Wade/Abdoulaye_Wade_0003.jpg").read()
+    rgb = decode_image(data, max_pixels=10**7)
+    pipeline = FacePipeline()
+    assert not any(pipeline._hog(rgb, upsample) for upsample in pipeline.config.upsample_schedule)
+    stages = []
+
+    @contextmanager
+    def timer(stage):
+        stages.append(stage)
+        yield
+
+    [face] = pipeline.detect(rgb, timer)
+    assert face.detector == "cnn" and 90 <= face.width <= 130 and stages == ["detect_fallback"]
+    one_eye, other_eye = np.asarray(face.landmarks[0:2]).mean(axis=0), np.asarray(face.landmarks[2:4]).mean(axis=0)
+    assert 30 < np.linalg.norm(one_eye - other_eye) < 70  # the landmarks are a face's, read at full resolution
+    assert FacePipeline(PipelineConfig(cnn_fallback=False)).detect(rgb) == []

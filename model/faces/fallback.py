@@ -1,0 +1,120 @@
+"""dlib's CNN face detector in a process of its own, for a server.
+
+dlib holds Python's GIL for the whole of a CNN detection (HOG releases it), so a fallback run in the server's
+process stalls every thread of that process for as long as it lasts: the event loop, every other request. With
+the old unbounded budget that was 1.1 s for a 250 px photo, and the cause of the server's 1-2.5 s tail. Here the
+detection runs in a child process: the server's threads go on while it works, the wait of a request is bounded
+by `timeout` (the queue included), and a flood of faceless photos queues at most `max_waiting` detections
+before the next ones are skipped. A skipped or late fallback finds no face: the photo is refused as one
+without a face (422 no_face), never a 5xx.
+
+Research and command-line tools call the detector in their own process (FacePipeline's default).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+
+import numpy as np
+
+from model.faces.pipeline import Detection, cnn_detections
+
+log = logging.getLogger(__name__)
+
+# What became of one fallback: a face found, none, skipped because `max_waiting` were already queued,
+# abandoned after `timeout`, or lost with a child that died (it is restarted for the next one).
+Outcome = str  # "found" | "none" | "busy" | "timeout" | "failed"
+OUTCOMES: tuple[Outcome, ...] = ("found", "none", "busy", "timeout", "failed")
+
+_detector = None  # the child's
+
+
+def _start_child() -> None:
+    global _detector
+    from model.faces.pipeline import _cnn_detector
+
+    _detector = _cnn_detector()
+
+
+def _detect_in_child(image: np.ndarray) -> list[Detection]:
+    return cnn_detections(_detector, image)
+
+
+class CnnProcess:
+    """A callable FacePipeline takes as its CNN: image -> detections, in a child process. Thread-safe."""
+
+    def __init__(self, timeout: float = 1.0, max_waiting: int = 3,
+                 observe: Callable[[Outcome], None] | None = None) -> None:
+        self.timeout, self.max_waiting = timeout, max_waiting
+        self._observe = observe or (lambda outcome: None)
+        self._lock = threading.Lock()
+        self._waiting = 0  # detections submitted and not finished, abandoned ones included
+        self._closed = False
+        self._pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        # spawn: a fork of a threaded server could copy a held lock into the child
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_child)
+        pool.submit(int)  # start the child now, not on the first hard photo
+        return pool
+
+    @property
+    def waiting(self) -> int:
+        """Detections submitted and not finished, abandoned ones included."""
+        return self._waiting
+
+    def __call__(self, image: np.ndarray) -> list[Detection]:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the CNN process is closed")
+            if self._waiting >= self.max_waiting:
+                self._observe("busy")
+                return []
+            pool = self._pool
+            try:
+                future = pool.submit(_detect_in_child, image)
+            except BrokenProcessPool:
+                self._restart(pool)
+                self._observe("failed")
+                return []
+            self._waiting += 1
+            future.add_done_callback(self._finished)
+        try:
+            found = future.result(timeout=self.timeout)
+        except FutureTimeout:
+            future.cancel()  # if it has not started; otherwise the child finishes it, and its answer is dropped
+            self._observe("timeout")
+            return []
+        except BrokenProcessPool:
+            with self._lock:
+                self._restart(pool)
+            self._observe("failed")
+            return []
+        self._observe("found" if found else "none")
+        return found
+
+    def _finished(self, future: Future) -> None:
+        with self._lock:
+            self._waiting -= 1
+
+    def _restart(self, broken: ProcessPoolExecutor) -> None:
+        """Under the lock: the child of `broken` died (killed, out of memory); the next detection gets a new
+        one, unless another thread has already started it."""
+        if self._closed or self._pool is not broken:
+            return
+        log.error("the CNN detector's process died; starting another")
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._start()
+
+    def close(self) -> None:
+        """Stop the child, after the detection it may be running (at most the budget's time)."""
+        with self._lock:
+            self._closed = True
+            pool = self._pool
+        pool.shutdown(wait=True, cancel_futures=True)
