@@ -160,7 +160,8 @@ def load_models(settings: Settings) -> dict[str, Embedder]:
     """The serving model, and the next one when one is being rolled out, by id."""
     paths = [settings.model.path] + ([settings.model.next_path] if settings.model.next_path else [])
     return {model.model_id: model for model in
-            (Embedder.load(path, settings.model.device, settings.model.augment) for path in paths)}
+            (Embedder.load(path, settings.model.device, settings.model.augment,
+                           settings.model.precision) for path in paths)}
 
 
 def start(settings: Settings) -> Runtime:

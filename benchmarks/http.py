@@ -196,6 +196,37 @@ def load(base: str, requests: list[Request], concurrency: int, key: str, server_
                 gpu.mean)
 
 
+# The stages of a photo's way to a decision, as facegate_stage_seconds names them; "detect" includes its fallback.
+PIPELINE_STAGES = ("decode", "detect", "align", "quality", "embed")
+
+
+def stage_totals(metrics: str) -> dict[str, tuple[float, float]]:
+    """(seconds, count) of every stage of facegate_stage_seconds so far."""
+    totals: dict[str, list[float]] = {}
+    for line in metrics.splitlines():
+        for field, index in (("facegate_stage_seconds_sum{", 0), ("facegate_stage_seconds_count{", 1)):
+            if line.startswith(field):
+                stage = line.split('stage="')[1].split('"')[0]
+                totals.setdefault(stage, [0.0, 0.0])[index] = float(line.rsplit(" ", 1)[1])
+    return {stage: (seconds, count) for stage, (seconds, count) in totals.items()}
+
+
+def profile(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]], cell: Cell) -> str:
+    """Where one request's time went, at c=1: each stage's mean (wall time, which is its CPU time with one
+    request at a time and one torch thread), the pipeline's sum, the server's CPU per request, and the rest:
+    HTTP, multipart, the key, the lockout, the database, the audit, the metrics, the thread hops."""
+    def mean_ms(stage: str) -> float:  # the clients' warm-up requests are in the metrics too: a mean, not a sum
+        (seconds, count), (seconds_before, count_before) = after.get(stage, (0, 0)), before.get(stage, (0, 0))
+        return (seconds - seconds_before) * 1e3 / (count - count_before) if count > count_before else 0.0
+
+    stages = {stage: mean_ms(stage) for stage in (*PIPELINE_STAGES, "search")}
+    pipeline = sum(stages[stage] for stage in PIPELINE_STAGES)
+    cpu = cell.server_cpu * 1e3 / len(cell.latencies)
+    shown = "  ".join(f"{stage} {ms:.2f}" for stage, ms in stages.items() if ms > 0)
+    return (f"{'':15}profile, ms per request: {shown}; pipeline {pipeline:.2f} of server CPU {cpu:.2f}: "
+            f"{cpu - pipeline:.2f} outside the pipeline")
+
+
 def fallback_report(metrics: str) -> str:
     """The CNN fallback detector's outcomes and time over the whole run, from the server's metrics."""
     outcomes, seconds, count = {}, 0.0, 0
@@ -253,17 +284,17 @@ def main() -> None:
         server = start_server(url, args.port, {"FACEGATE_VERIFY_MAX_FAILURES": "0",
                                                "FACEGATE_VERIFY_MAX_FAILURES_PER_KEY": "0"})
         base = f"http://127.0.0.1:{args.port}"
+        admin = httpx.Client(base_url=base, timeout=60, headers={"X-API-Key": keys["admin"]})
         try:
-            with httpx.Client(base_url=base, timeout=60, headers={"X-API-Key": keys["admin"]}) as client:
-                for name, paths in photos.items():
-                    response = client.post("/enroll", data={"employee_id": name},
-                                           files={"image": ("ref.jpg", paths[0].read_bytes(), "image/jpeg")})
-                    if response.status_code == 422:  # a reference the enrollment gate refuses: not in the run
-                        print(f"left out {name}: {response.json()['error']['code']}")
-                        probes = [probe for probe in probes if probe[0] != name]
-                        continue
-                    response.raise_for_status()
-                ready = client.get("/readyz").json()
+            for name, paths in photos.items():
+                response = admin.post("/enroll", data={"employee_id": name},
+                                       files={"image": ("ref.jpg", paths[0].read_bytes(), "image/jpeg")})
+                if response.status_code == 422:  # a reference the enrollment gate refuses: not in the run
+                    print(f"left out {name}: {response.json()['error']['code']}")
+                    probes = [probe for probe in probes if probe[0] != name]
+                    continue
+                response.raise_for_status()
+            ready = admin.get("/readyz").json()
             print(f"server ready: {ready}")
             rng = np.random.default_rng(0)
             results = {}
@@ -272,14 +303,17 @@ def main() -> None:
                     chosen = rng.integers(0, len(probes), args.requests)
                     requests = [(f"/{endpoint}", {"employee_id": probes[i][0]} if endpoint == "verify" else {},
                                  probes[i][1]) for i in chosen]
+                    before = stage_totals(admin.get("/metrics").text)
                     cell = load(base, requests, concurrency, keys["verify"], server.pid, args.client_processes)
                     results[endpoint, concurrency] = cell
                     print(f"/{endpoint:<8} c={concurrency:<3} {cell.report()}", flush=True)
+                    if concurrency == 1:
+                        print(profile(before, stage_totals(admin.get("/metrics").text), cell), flush=True)
                     if cell.errors:
                         raise SystemExit(f"{cell.errors} requests failed")
-            with httpx.Client(base_url=base, timeout=60, headers={"X-API-Key": keys["admin"]}) as client:
-                print(fallback_report(client.get("/metrics").text))
+            print(fallback_report(admin.get("/metrics").text))
         finally:
+            admin.close()
             server.terminate()
             server.wait()
 
@@ -303,9 +337,9 @@ def main() -> None:
           f"2 processes: {dlib_rate:.1f} photos/s")
     if (("verify", 1) in results) and (("verify", 4) in results):
         verify_p50 = float(np.median(results["verify", 1].latencies))
-        print(f"/verify p50 at c=1 is {verify_p50 / dlib_p50:.2f} of dlib's per-photo time (target <= 0.33)")
+        print(f"/verify p50 at c=1 is {verify_p50 / dlib_p50:.2f} of dlib's per-photo time (target <= 0.25)")
         print(f"/verify req/s at c=4 is {results['verify', 4].rate / dlib_rate:.2f}x dlib in 2 processes "
-              f"(target >= 3)")
+              f"(target >= 4)")
 
 
 if __name__ == "__main__":

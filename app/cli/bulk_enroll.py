@@ -215,7 +215,8 @@ def _bulk_enroll(jobs: list[Job], settings: Settings, sessions: sessionmaker[Ses
     workers = multiprocessing.get_context("forkserver").Pool(processes, _init_worker, (settings, config, views, force))
     audit = AuditTrail(sessions)
     try:
-        embedder = Embedder.load(settings.model.path, settings.model.device, settings.model.augment)
+        embedder = Embedder.load(settings.model.path, settings.model.device, settings.model.augment,
+                                settings.model.precision)
         cipher = (load_cipher(settings.references.keys, settings.references.keys_file) if settings.references.store
                   else None)
         return _run(jobs, workers, sessions, embedder, audit, replace=replace, batch_size=batch_size,

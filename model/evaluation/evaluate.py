@@ -45,7 +45,15 @@ from model.datasets.sources import (
     without_root,
 )
 from model.evaluation.metrics import VerificationReport, roc, verification_report
-from model.faces.config import AUGMENTS, DATASET_POLICY, DEFAULT_MODEL, SERVICE_POLICY, FacePolicy, PipelineConfig
+from model.faces.config import (
+    AUGMENTS,
+    DATASET_POLICY,
+    DEFAULT_MODEL,
+    PRECISIONS,
+    SERVICE_POLICY,
+    FacePolicy,
+    PipelineConfig,
+)
 from model.faces.embedder import Embedder
 
 log = logging.getLogger(__name__)
@@ -115,6 +123,7 @@ def embed_source(embedder: Embedder, source: Path, faces: FaceSet, config: Pipel
     embed the same photos.
     """
     key = cache_key(source_id(source), embedder.model_id, embedder.augment, config.chip, config.crop_size,
+                    *([embedder.precision] if embedder.precision == "bf16" else []),
                     hashlib.sha256(faces.landmarks.tobytes() + faces.found.tobytes()).hexdigest())
     target = cache / f"{source.name.split('.')[0]}-embeddings-{key}.npy"
     if target.exists():
@@ -209,6 +218,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--augment", choices=AUGMENTS,
                         help="test-time augmentation (default: what the model card serves with)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="the network's arithmetic: auto (fp32 on the CPU, fp16 on a GPU) or bf16 on the CPU")
     parser.add_argument("--policy", choices=("dominant", "reject", "centre"), default="dominant",
                         help="which face of a photo with several: the service's (dominant, the default), or the "
                              "research protocol's (centre)")
@@ -232,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     pairs = read_lfw_pairs(args.pairs) if args.protocol == "lfw" else read_generic_pairs(args.pairs)
-    embedder = Embedder.load(args.model, args.device, args.augment)
+    embedder = Embedder.load(args.model, args.device, args.augment, args.precision)
     policy = DATASET_POLICY if args.policy == "centre" else replace(SERVICE_POLICY, multi_face=args.policy)
     result = evaluate(args.data, pairs, embedder, cache=args.cache, reference=args.reference == "dlib",
                       policy=policy)

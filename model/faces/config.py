@@ -33,6 +33,11 @@ DLIB_CHIP_SIZE, DLIB_CHIP_PADDING = 150, 0.25
 
 MultiFace = Literal["reject", "dominant", "centre"]
 
+# The network's arithmetic: auto is fp16 on a GPU and fp32 on the CPU; bf16 is the CPU's faster option
+# (model.faces.embedder).
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
+PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16")
+
 
 @dataclass(frozen=True)
 class PipelineConfig:

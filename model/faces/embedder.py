@@ -17,7 +17,7 @@ from torch import nn
 
 from model.card.schema import ModelCard, ModelError, card_path, weights_id
 from model.card.scores import Cohort
-from model.faces.config import CHIPS, DEFAULT_MODEL, Augment, Views
+from model.faces.config import CHIPS, DEFAULT_MODEL, PRECISIONS, Augment, Precision, Views
 from model.networks import build, crops_to_tensor
 
 log = logging.getLogger(__name__)
@@ -34,12 +34,19 @@ class Embedder:
     """
 
     def __init__(self, network: nn.Module, card: ModelCard, model_id: str, device: torch.device,
-                 augment: Augment | None = None, cohort: Cohort | None = None) -> None:
-        """`cohort`: the AS-norm cohort shipped with the model for this augmentation (ModelCard.cohort), if any."""
+                 augment: Augment | None = None, cohort: Cohort | None = None, precision: Precision = "auto") -> None:
+        """`cohort`: the AS-norm cohort shipped with the model for this augmentation (ModelCard.cohort), if any.
+        `precision`: auto is fp16 on a GPU and fp32 on the CPU (what the card's figures were measured with);
+        bf16 runs the CPU's convolutions in bfloat16 (oneDNN, where the CPU has AVX-512 BF16 or AMX)."""
+        if precision not in PRECISIONS:
+            raise ModelError(f"precision {precision!r}: one of {', '.join(PRECISIONS)}")
+        if precision == "bf16" and device.type != "cpu":
+            raise ModelError("bf16 is a CPU precision; on a GPU the network runs in fp16")
         self.card, self.model_id, self.device, self.cohort = card, model_id, device, cohort
         self.augment: Augment = augment or card.augment
         self.views = Views.of(self.augment)
         self.half = device.type == "cuda"
+        self.precision: Precision = "fp16" if self.half else ("bf16" if precision == "bf16" else "fp32")
         network = network.to(device).eval().to(memory_format=torch.channels_last)
         self.network = network.half() if self.half else network
 
@@ -52,7 +59,8 @@ class Embedder:
         return self.card.embedding_dim
 
     @classmethod
-    def load(cls, weights: Path, device: str = "auto", augment: Augment | None = None) -> Embedder:
+    def load(cls, weights: Path, device: str = "auto", augment: Augment | None = None,
+             precision: Precision = "auto") -> Embedder:
         card = ModelCard.read(card_path(weights))
         if card.preprocess not in CHIPS:
             raise ModelError(f"{weights} expects preprocessing {card.preprocess!r}; this code does "
@@ -69,7 +77,7 @@ class Embedder:
         cohort = card.cohort(weights, augment or card.augment)
         log.info("loaded %s (%s, %s) on %s; %s", weights.name, card.architecture, weights_id(blob), chosen,
                  f"AS-norm cohort of {len(cohort.vectors)}, K={cohort.k}" if cohort else "no cohort: plain scores")
-        return cls(network, card, weights_id(blob), chosen, augment, cohort)
+        return cls(network, card, weights_id(blob), chosen, augment, cohort, precision)
 
     @torch.inference_mode()
     def embed(self, chips: np.ndarray) -> np.ndarray:
@@ -84,7 +92,11 @@ class Embedder:
         if self.views.flip:
             x = torch.cat([x, x.flip(3)])
         x = x.contiguous(memory_format=torch.channels_last)
-        raw = self.network.raw(x.half() if self.half else x).float()
+        if self.precision == "bf16":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                raw = self.network.raw(x).float()
+        else:
+            raw = self.network.raw(x.half() if self.half else x).float()
         raw = raw.view(-1, faces, views, raw.shape[-1]).mean(dim=(0, 2))
         return F.normalize(raw, dim=1).cpu().numpy()
 

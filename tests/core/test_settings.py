@@ -63,6 +63,7 @@ VARIABLES = {
     "ADAPTIVE_UPSAMPLE": ("false", "photos.adaptive_upsample", False),
     "FALLBACK_MAX_PIXELS": ("50000", "photos.fallback_max_pixels", 50_000),
     "FALLBACK_SECONDS": ("2.5", "photos.fallback_seconds", 2.5),
+    "PRECISION": ("bf16", "model.precision", "bf16"),
     "MIN_FACE_SIZE": ("60", "photos.min_face_size", 60),
     "MULTI_FACE_POLICY": ("reject", "photos.multi_face_policy", "reject"),
     "DOMINANT_FACE_RATIO": ("3", "photos.dominant_face_ratio", 3.0),
