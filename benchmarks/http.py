@@ -197,7 +197,10 @@ def load(base: str, requests: list[Request], concurrency: int, key: str, server_
 
 
 # The stages of a photo's way to a decision, as facegate_stage_seconds names them; "detect" includes its fallback.
+# The decision's own work is "score" for /verify (the probe's AS-norm statistics against the cohort) and
+# "search" for /identify (those and the ranking).
 PIPELINE_STAGES = ("decode", "detect", "align", "quality", "embed")
+DECISION_STAGES = ("score", "search")
 
 
 def stage_totals(metrics: str) -> dict[str, tuple[float, float]]:
@@ -213,18 +216,19 @@ def stage_totals(metrics: str) -> dict[str, tuple[float, float]]:
 
 def profile(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]], cell: Cell) -> str:
     """Where one request's time went, at c=1: each stage's mean (wall time, which is its CPU time with one
-    request at a time and one torch thread), the pipeline's sum, the server's CPU per request, and the rest:
-    HTTP, multipart, the key, the lockout, the database, the audit, the metrics, the thread hops."""
+    request at a time and one torch thread), the decision's (score, search) with them, their sum, the server's
+    CPU per request, and the rest: HTTP, multipart, the key, the lockout, the database, the audit, the metrics,
+    the thread hops."""
     def mean_ms(stage: str) -> float:  # the clients' warm-up requests are in the metrics too: a mean, not a sum
         (seconds, count), (seconds_before, count_before) = after.get(stage, (0, 0)), before.get(stage, (0, 0))
         return (seconds - seconds_before) * 1e3 / (count - count_before) if count > count_before else 0.0
 
-    stages = {stage: mean_ms(stage) for stage in (*PIPELINE_STAGES, "search")}
-    pipeline = sum(stages[stage] for stage in PIPELINE_STAGES)
+    stages = {stage: mean_ms(stage) for stage in (*PIPELINE_STAGES, *DECISION_STAGES)}
+    pipeline = sum(stages.values())
     cpu = cell.server_cpu * 1e3 / len(cell.latencies)
     shown = "  ".join(f"{stage} {ms:.2f}" for stage, ms in stages.items() if ms > 0)
-    return (f"{'':15}profile, ms per request: {shown}; pipeline {pipeline:.2f} of server CPU {cpu:.2f}: "
-            f"{cpu - pipeline:.2f} outside the pipeline")
+    return (f"{'':15}profile, ms per request: {shown}; pipeline and decision {pipeline:.2f} of server CPU "
+            f"{cpu:.2f}: {cpu - pipeline:.2f} outside them")
 
 
 def fallback_report(metrics: str) -> str:

@@ -107,8 +107,10 @@ class RequestGuard:
             return
         if runtime.settings.keys.required and not is_public(scope["path"]):
             key = presented_key(headers)
+            answered, found = runtime.keys.check_cached(key) if key else (True, None)
             try:
-                found = await anyio.to_thread.run_sync(runtime.keys.check, key) if key else None
+                if not answered:  # a query: off the event loop
+                    found = await anyio.to_thread.run_sync(runtime.keys.check, key)
             except DATABASE_AWAY as exc:  # the key's cache entry expired and the database is away
                 await refuse(database_down(exc), scope, receive, send)
                 return

@@ -590,7 +590,8 @@ class RecognitionService:
         distance = float(np.linalg.norm(template.vector - probe.vector))
         score = None
         if self.rule_of(serving) == AS_NORM:
-            score = serving.score(template, probe.vector, serving.index.probe_stats(probe.vector))
+            with metrics.stage_timer("score"):  # the probe's cohort statistics: /identify's search does the same
+                score = serving.score(template, probe.vector, serving.index.probe_stats(probe.vector))
             decided_by = self.score_threshold_of(serving, max(template.references, probe.frames))
             match = score >= decided_by and (threshold is None or distance <= threshold)
         else:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -33,6 +35,7 @@ Outcome = str  # "found" | "none" | "busy" | "timeout" | "failed"
 OUTCOMES: tuple[Outcome, ...] = ("found", "none", "busy", "timeout", "failed")
 
 _detector = None  # the child's
+PARENT_POLL_SECONDS = 0.5
 
 
 def _start_child() -> None:
@@ -40,6 +43,16 @@ def _start_child() -> None:
     from model.faces.pipeline import _cnn_detector
 
     _detector = _cnn_detector()
+    parent = os.getppid()
+    threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """End the child once its parent is gone. A parent killed outright (kill -9, out of memory) cannot stop it,
+    and the child never sees its queue close: it holds that pipe's writing end too."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(0)
 
 
 def _detect_in_child(image: np.ndarray) -> list[Detection]:

@@ -28,3 +28,30 @@ def test_the_key_cache_is_bounded_and_a_malformed_key_costs_no_query(sqlite_url)
     assert len(store) == 500 and len(queries) == 2000
     assert store.check(real) is not None and store.check(real).scope == "verify"
     engine.dispose()
+
+
+def test_a_cached_key_is_answered_without_the_database_and_a_stale_one_is_not(sqlite_url):
+    """The gate asks check_cached on its event loop, and check (a query, in a thread) only when that cannot answer."""
+    from app.gallery import db
+    from app.services.keys import KeyStore
+
+    db.migrate(sqlite_url)
+    engine = db.make_engine(sqlite_url)
+    queries = []
+    event.listen(engine, "before_cursor_execute", lambda *args: queries.append(1))
+    sessions = db.make_sessionmaker(engine)
+    with sessions() as session:
+        real, _ = create_key(session, "verify")
+    store = KeyStore(sessions, ttl=60)
+    queries.clear()
+    assert store.check_cached(real) == (False, None) and not queries  # never read: not answered
+    assert store.check_cached("garbage") == (True, None)  # malformed: answered, no one
+    caller = store.check(real)
+    assert caller is not None and len(queries) > 0
+    queries.clear()
+    assert store.check_cached(real) == (True, caller) and not queries
+    wrong_secret = real[:-1] + ("A" if real[-1] != "A" else "B")
+    assert store.check_cached(wrong_secret) == (True, None)
+    store.ttl = 0.0  # the entry is now stale: the database must be asked again
+    assert store.check_cached(real) == (False, None) and not queries
+    engine.dispose()

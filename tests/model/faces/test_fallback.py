@@ -6,9 +6,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import tarfile
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,3 +100,45 @@ def test_a_closed_process_refuses_work(cnn, hog_miss):
     cnn.close()
     with pytest.raises(RuntimeError):
         FacePipeline(cnn=cnn).detect(hog_miss)
+
+
+PARENT = """
+import multiprocessing, sys, time
+from model.faces.fallback import CnnProcess
+if __name__ == "__main__":
+    cnn = CnnProcess()
+    while not multiprocessing.active_children():
+        time.sleep(0.01)
+    time.sleep(0.5)
+    print(" ".join(str(child.pid) for child in multiprocessing.active_children()), flush=True)
+    time.sleep(60)
+"""
+
+
+def test_the_child_ends_when_its_parent_is_killed_outright(tmp_path):
+    """A server killed with SIGKILL cannot stop its CNN process; the child must not outlive it."""
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[3])
+    try:
+        children = [int(pid) for pid in parent.stdout.readline().split()]
+        assert children and all(alive(pid) for pid in children)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [pid for pid in children if alive(pid)]
+    for pid in survivors:  # leave no orphan behind, even when failing
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors
+
+
+def alive(pid: int) -> bool:
+    """A process that exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
