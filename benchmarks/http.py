@@ -43,10 +43,13 @@ TESTFACES = DATA / "testfaces" / "lfw"
 GALLERY = 1000
 
 
-def start_server(database_url: str, port: int, env: dict[str, str]) -> subprocess.Popen:
+def start_server(database_url: str, port: int, env: dict[str, str], workers: int = 1) -> subprocess.Popen:
+    """uvicorn on the app; several `workers` share their metrics as scripts/serve.sh has them do."""
+    if workers > 1:
+        env = {**env, "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="facegate-metrics-")}
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning"],
+         "--log-level", "warning", "--workers", str(workers)],
         env={**os.environ, "FACEGATE_DATABASE_URL": database_url, **env})
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -268,6 +271,8 @@ def main() -> None:
     parser.add_argument("--client-processes", type=int, default=1,
                         help="processes the clients are spread over (one sends at most about 1,000 uploads/s)")
     parser.add_argument("--no-reference", action="store_true", help="skip the dlib pipeline (on a GPU machine)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server processes (WEB_CONCURRENCY of scripts/serve.sh); the GIL is per process")
     parser.add_argument("--photos", type=Path, default=TESTFACES, help="one folder of photos per person")
     args = parser.parse_args()
 
@@ -278,7 +283,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k.startswith("FACEGATE_")}
     print(f"machine: {machine()}")
     print(f"settings: gallery {GALLERY} employees on SQLite, {len(probes)} probe photos (250x250), "
-          f"{args.requests} requests per cell, server env {env or 'defaults'}")
+          f"{args.requests} requests per cell, {args.workers} server process(es), server env {env or 'defaults'}")
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/bench.db"
@@ -286,7 +291,7 @@ def main() -> None:
         keys = make_keys(url)
         # Genuine probes fail now and then; the brute-force lockout would turn those claims into 429s.
         server = start_server(url, args.port, {"FACEGATE_VERIFY_MAX_FAILURES": "0",
-                                               "FACEGATE_VERIFY_MAX_FAILURES_PER_KEY": "0"})
+                                               "FACEGATE_VERIFY_MAX_FAILURES_PER_KEY": "0"}, args.workers)
         base = f"http://127.0.0.1:{args.port}"
         admin = httpx.Client(base_url=base, timeout=60, headers={"X-API-Key": keys["admin"]})
         try:
