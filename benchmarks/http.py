@@ -12,7 +12,13 @@ second. The load generator shares the machine with the server, as it would on a 
 
 Beside the latencies, each cell says where the time went, so that a ceiling can be told from a limit: the
 CPU time per request of the server (all its worker processes) and of the clients, how many of the machine's
-cores that kept busy, and, where nvidia-smi answers, how busy the GPU was.
+cores that kept busy, and, where nvidia-smi answers, how busy the GPU was. After each c=1 cell, a profile of one
+request (exact with one worker): each stage's mean from the server's facegate_stage_seconds, and what the
+server's CPU spent outside them. Photos the face policy refuses (422) are counted by code, not as errors; the
+run ends with what the CNN fallback detector did.
+
+    --photos DIR   another set of people (one folder each: the first photo enrolls, the others probe)
+    --workers N    N server processes, as WEB_CONCURRENCY=N scripts/serve.sh runs them
 """
 
 from __future__ import annotations
@@ -44,9 +50,8 @@ GALLERY = 1000
 
 
 def start_server(database_url: str, port: int, env: dict[str, str], workers: int = 1) -> subprocess.Popen:
-    """uvicorn on the app; several `workers` share their metrics as scripts/serve.sh has them do."""
-    if workers > 1:
-        env = {**env, "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="facegate-metrics-")}
+    """uvicorn on the app, in `workers` processes (several need PROMETHEUS_MULTIPROC_DIR in `env`, as
+    scripts/serve.sh sets it, to answer one sum of their metrics)."""
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port),
          "--log-level", "warning", "--workers", str(workers)],
@@ -290,8 +295,11 @@ def main() -> None:
         seed_gallery(url, model_id=embedder.model_id, dim=embedder.dim, n=GALLERY - len(people))
         keys = make_keys(url)
         # Genuine probes fail now and then; the brute-force lockout would turn those claims into 429s.
-        server = start_server(url, args.port, {"FACEGATE_VERIFY_MAX_FAILURES": "0",
-                                               "FACEGATE_VERIFY_MAX_FAILURES_PER_KEY": "0"}, args.workers)
+        server_env = {"FACEGATE_VERIFY_MAX_FAILURES": "0", "FACEGATE_VERIFY_MAX_FAILURES_PER_KEY": "0"}
+        if args.workers > 1:
+            (Path(tmp) / "metrics").mkdir()
+            server_env["PROMETHEUS_MULTIPROC_DIR"] = str(Path(tmp) / "metrics")
+        server = start_server(url, args.port, server_env, args.workers)
         base = f"http://127.0.0.1:{args.port}"
         admin = httpx.Client(base_url=base, timeout=60, headers={"X-API-Key": keys["admin"]})
         try:

@@ -216,7 +216,7 @@ def _bulk_enroll(jobs: list[Job], settings: Settings, sessions: sessionmaker[Ses
     audit = AuditTrail(sessions)
     try:
         embedder = Embedder.load(settings.model.path, settings.model.device, settings.model.augment,
-                                settings.model.precision)
+                                 settings.model.precision)
         cipher = (load_cipher(settings.references.keys, settings.references.keys_file) if settings.references.store
                   else None)
         return _run(jobs, workers, sessions, embedder, audit, replace=replace, batch_size=batch_size,

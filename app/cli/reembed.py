@@ -97,8 +97,7 @@ def reembed(settings: Settings, model_path: Path, *, batch: int = 32, allow_stal
     without switching."""
     started = time.perf_counter()
     stop = Stop() if stop is None else stop
-    embedder = Embedder.load(model_path, settings.model.device, settings.model.augment,
-                                settings.model.precision)
+    embedder = Embedder.load(model_path, settings.model.device, settings.model.augment, settings.model.precision)
     report = Report(embedder.model_id)
     with gallery(settings) as sessions:
         with sessions() as session:

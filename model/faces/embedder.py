@@ -47,6 +47,9 @@ class Embedder:
         self.views = Views.of(self.augment)
         self.half = device.type == "cuda"
         self.precision: Precision = "fp16" if self.half else ("bf16" if precision == "bf16" else "fp32")
+        if self.precision == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            log.warning("bf16 asked, but this CPU has no native bfloat16 (AVX-512 BF16 or AMX): it will be emulated, "
+                        "and slower than fp32")
         network = network.to(device).eval().to(memory_format=torch.channels_last)
         self.network = network.half() if self.half else network
 

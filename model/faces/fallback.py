@@ -22,17 +22,17 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
+from typing import Literal
 
 import numpy as np
 
-from model.faces.pipeline import Detection, cnn_detections
+from model.faces.pipeline import Detection, _cnn_detector, cnn_detections
 
 log = logging.getLogger(__name__)
 
 # What became of one fallback: a face found, none, skipped because `max_waiting` were already queued,
 # abandoned after `timeout`, or lost with a child that died (it is restarted for the next one).
-Outcome = str  # "found" | "none" | "busy" | "timeout" | "failed"
-OUTCOMES: tuple[Outcome, ...] = ("found", "none", "busy", "timeout", "failed")
+Outcome = Literal["found", "none", "busy", "timeout", "failed"]
 
 _detector = None  # the child's
 PARENT_POLL_SECONDS = 0.5
@@ -40,8 +40,6 @@ PARENT_POLL_SECONDS = 0.5
 
 def _start_child() -> None:
     global _detector
-    from model.faces.pipeline import _cnn_detector
-
     _detector = _cnn_detector()
     parent = os.getppid()
     threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
