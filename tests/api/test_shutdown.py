@@ -28,6 +28,8 @@ from app.gallery.models import AuditRecord
 from tests.live import live_server
 
 CONCURRENCY = 8
+# Long enough for the server to have read a request's photo over loopback (it takes about 1 ms).
+READ_SECONDS = 0.05
 
 
 def test_sigterm_under_load_finishes_requests_in_flight_and_loses_no_audit_row(database_url, photos, tmp_path):
@@ -41,9 +43,13 @@ def test_sigterm_under_load_finishes_requests_in_flight_and_loses_no_audit_row(d
                                  files={"image": ("a.jpg", enrolled, "image/jpeg")})
             assert response.status_code == 201, response.text
 
+        started: dict[str, float] = {}  # request id -> when it was sent
+
         def door() -> None:
             while True:
                 request_id = uuid.uuid4().hex
+                with lock:
+                    started[request_id] = time.monotonic()
                 try:  # a connection per request: no idle keep-alive connection to race the shutdown
                     with httpx.Client(base_url=server.url, timeout=60) as http:
                         response = http.post("/verify", data={"employee_id": "tb"},
@@ -62,6 +68,14 @@ def test_sigterm_under_load_finishes_requests_in_flight_and_loses_no_audit_row(d
             thread.start()
         while len(outcomes) < 3 * CONCURRENCY:
             time.sleep(0.05)
+        # Requests come back in waves: signal once one has been sent long enough ago for the server to have
+        # read it, not at the end of a wave, when every door is opening its next connection.
+        while True:
+            with lock:
+                now = time.monotonic()
+                if any(now - sent > READ_SECONDS for rid, sent in started.items() if rid not in outcomes):
+                    break
+            time.sleep(0.005)
         signalled = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         for thread in doors:
