@@ -40,6 +40,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.common import DATA, machine, seed_gallery
 from benchmarks.stages import Reference
@@ -211,15 +212,17 @@ PIPELINE_STAGES = ("decode", "detect", "align", "quality", "embed")
 DECISION_STAGES = ("score", "search")
 
 
+def samples(metrics: str, name: str, label: str) -> dict[str, float]:
+    """The values of the samples called `name` in the server's metrics, by the value of their `label`."""
+    return {sample.labels[label]: sample.value for family in text_string_to_metric_families(metrics)
+            for sample in family.samples if sample.name == name}
+
+
 def stage_totals(metrics: str) -> dict[str, tuple[float, float]]:
     """(seconds, count) of every stage of facegate_stage_seconds so far."""
-    totals: dict[str, list[float]] = {}
-    for line in metrics.splitlines():
-        for field, index in (("facegate_stage_seconds_sum{", 0), ("facegate_stage_seconds_count{", 1)):
-            if line.startswith(field):
-                stage = line.split('stage="')[1].split('"')[0]
-                totals.setdefault(stage, [0.0, 0.0])[index] = float(line.rsplit(" ", 1)[1])
-    return {stage: (seconds, count) for stage, (seconds, count) in totals.items()}
+    seconds = samples(metrics, "facegate_stage_seconds_sum", "stage")
+    counts = samples(metrics, "facegate_stage_seconds_count", "stage")
+    return {stage: (seconds[stage], counts[stage]) for stage in seconds}
 
 
 def profile(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]], cell: Cell) -> str:
@@ -241,14 +244,9 @@ def profile(before: dict[str, tuple[float, float]], after: dict[str, tuple[float
 
 def fallback_report(metrics: str) -> str:
     """The CNN fallback detector's outcomes and time over the whole run, from the server's metrics."""
-    outcomes, seconds, count = {}, 0.0, 0
-    for line in metrics.splitlines():
-        if line.startswith("facegate_detect_fallbacks_total{"):
-            outcomes[line.split('outcome="')[1].split('"')[0]] = int(float(line.rsplit(" ", 1)[1]))
-        elif line.startswith('facegate_stage_seconds_sum{stage="detect_fallback"}'):
-            seconds = float(line.rsplit(" ", 1)[1])
-        elif line.startswith('facegate_stage_seconds_count{stage="detect_fallback"}'):
-            count = int(float(line.rsplit(" ", 1)[1]))
+    outcomes = {outcome: int(n) for outcome, n in
+                samples(metrics, "facegate_detect_fallbacks_total", "outcome").items()}
+    seconds, count = stage_totals(metrics).get("detect_fallback", (0.0, 0))
     mean = f", {seconds / count * 1e3:.0f} ms each on average" if count else ""
     return f"CNN fallbacks over the run: {outcomes or 'none'}{mean}"
 

@@ -223,6 +223,11 @@ def _cnn_detector():  # noqa: ANN202 - dlib's type
     return dlib.cnn_face_detection_model_v1(dlib_model_path("mmod_human_face_detector.dat"))
 
 
+def _resized(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The photo at (width, height), as both detectors' copies are made."""
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
+
+
 def cnn_detections(detector, image: np.ndarray) -> list[Detection]:  # noqa: ANN001 - dlib's type
     """dlib's CNN detector on `image`, without upsampling."""
     return [(float(d.rect.left()), float(d.rect.top()), float(d.rect.right()), float(d.rect.bottom()),
@@ -295,8 +300,7 @@ class FacePipeline:
         if scale == 1.0:
             return rgb, 1.0
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        small = Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-        return np.asarray(small), scale
+        return _resized(rgb, size), scale
 
     def _hog(self, rgb: np.ndarray, upsample: int) -> list[Detection]:
         small, scale = self._scaled(rgb, self.config.detect_max_side)
@@ -315,7 +319,7 @@ class FacePipeline:
         size = (max(1, math.floor(width * scale)), max(1, math.floor(height * scale)))
         if min(size) < CNN_MIN_SIDE:
             return None
-        return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)), scale
+        return _resized(rgb, size), scale
 
     def _cnn(self, rgb: np.ndarray) -> list[Detection]:
         scaled = self.cnn_input(rgb)
