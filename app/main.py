@@ -14,7 +14,7 @@ from app.api.errors import install_error_handlers
 from app.api.guard import DOCS_ASSETS, PUBLIC_PATHS, RequestGuard, audit_refusal
 from app.api.observe import Observe, RouteTemplates
 from app.api.pages import COMMON, CONSOLE_POLICY, DOCS_POLICY, PageHeaders
-from app.api.routes import audit, console, employees, faces, groups, health, metrics
+from app.api.routes import audit, console, employees, faces, groups, health, liveness, metrics
 from app.core import logs
 from app.core.config import Settings, get_settings
 
@@ -55,13 +55,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                          static_url=DOCS_ASSETS, redirect_slashes=False)
     install_error_handlers(app, audit_refusal)
 
-    routers = [module.router for module in (faces, employees, groups, audit, console, health, metrics)]
+    routers = [module.router for module in (faces, liveness, employees, groups, audit, console, health, metrics)]
     for router in routers:
         app.include_router(router)
     console.mount_assets(app)
     app.add_middleware(RequestGuard)
     docs = COMMON | {"Content-Security-Policy": DOCS_POLICY}
-    app.add_middleware(PageHeaders, pages={console.CONSOLE: COMMON | {"Content-Security-Policy": CONSOLE_POLICY},
+    console_headers = COMMON | {"Content-Security-Policy": CONSOLE_POLICY}
+    app.add_middleware(PageHeaders, pages={console.CONSOLE: console_headers, console.DOOR: console_headers,
                                            "/docs": docs, "/redoc": docs})
     # Outermost: the request id and the latency cover the gate's refusals too.
     templates = [route.path for router in routers for route in router.routes]

@@ -23,6 +23,7 @@ from app.services.audit_spool import AuditSpool
 from app.services.batcher import MicroBatcher
 from app.services.groups import GroupService
 from app.services.keys import KeyStore
+from app.services.liveness import Liveness
 from app.services.recognition import RecognitionService, Serving
 from app.services.references import load_cipher
 from model.faces.embedder import Embedder
@@ -42,6 +43,7 @@ class Runtime:
     keys: KeyStore
     audit: AuditTrail
     groups: GroupService
+    liveness: Liveness
     models: dict[str, Embedder] = field(default_factory=dict)  # every model loaded here, by id
     cnn: CnnProcess | None = None  # the CNN fallback detector's process, shared by every pipeline
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -149,6 +151,9 @@ def make_serving(embedder: Embedder, settings: Settings, serves: bool = True, cn
     return Serving(embedder, pipeline, EmbeddingIndex(embedder.dim, embedder.device, cohort=embedder.cohort), batcher)
 
 
+FALLBACK_START_SECONDS = 60.0
+
+
 def start_fallback(settings: Settings) -> CnnProcess | None:
     """The CNN fallback detector in a process of its own (model.faces.fallback says why), or None when off."""
     if not settings.photos.fallback_max_pixels:
@@ -189,6 +194,8 @@ def start(settings: Settings) -> Runtime:
     log.info("gallery index loaded: %d templates of %s in %.2f s%s", len(serving.index), active,
              time.perf_counter() - started,
              f"; enrollments also make templates of the next model, {upcoming.model_id}" if upcoming else "")
+    if cnn is not None:  # it loaded meanwhile; ready means ready for a photo only the CNN finds a face in
+        cnn.wait_started(FALLBACK_START_SECONDS)
     follower = ChangeFollower(engine=engine, sessions=sessions, index=serving.index, model_id=active, since=since,
                               poll_interval=settings.feed.poll_interval, retention=settings.feed.retention_seconds)
     log.info("request threads: %d; micro-batching: %s", settings.compute.worker_threads,
@@ -198,7 +205,8 @@ def start(settings: Settings) -> Runtime:
     keys = KeyStore(sessions, ttl=settings.keys.cache_seconds, grace=settings.keys.grace_seconds)
     audit = AuditTrail(sessions, spool=AuditSpool(settings.audit.spool_dir, settings.audit.spool_max_mb * MiB))
     runtime = Runtime(settings, engine, sessions, service, follower, keys, audit,
-                      GroupService(settings=settings, recognition=service, sessions=sessions), models, cnn)
+                      GroupService(settings=settings, recognition=service, sessions=sessions), Liveness(settings),
+                      models, cnn)
     follower.on_model_change = runtime.follow_model
     follower.start()
     if not settings.keys.required:

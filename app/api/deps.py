@@ -19,6 +19,7 @@ from app.runtime import Runtime
 from app.services.audit import AuditTrail
 from app.services.groups import GroupService
 from app.services.keys import Caller
+from app.services.liveness import Liveness
 from app.services.recognition import RecognitionService
 
 
@@ -68,6 +69,12 @@ async def get_groups(runtime: RuntimeDep) -> GroupService:
 
 
 GroupsDep = Annotated[GroupService, Depends(get_groups)]
+
+async def get_liveness(runtime: RuntimeDep) -> Liveness:
+    return runtime.liveness
+
+
+LivenessDep = Annotated[Liveness, Depends(get_liveness)]
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key made with "
                               "`python -m app.cli.keys create --scope admin|verify|metrics`")

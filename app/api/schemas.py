@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -85,6 +86,16 @@ class ReferenceAddedOut(BaseModel):
     quality: QualityOut
 
 
+class ChallengeOut(BaseModel):
+    challenge_id: str = Field(description="send it with the burst, as the form field challenge_id")
+    prompts: list[Literal["left", "right"]] = Field(description="the turns to make, in order: the person's own "
+                                                                "left and right", examples=[["left", "right"]])
+    expires_at: datetime = Field(description="the burst must reach the server before this")
+    min_frames: int = Field(description="the fewest frames that can show the turns", examples=[6])
+    max_frames: int = Field(description="the most frames a burst may have (FACEGATE_LIVENESS_MAX_FRAMES)",
+                            examples=[30])
+
+
 class VerifyOut(BaseModel):
     employee_id: str = Field(examples=["e-1042"])
     match: bool = Field(description="score >= threshold (rule as-norm; and distance <= the request's threshold, "
@@ -98,6 +109,7 @@ class VerifyOut(BaseModel):
     score: float | None = Field(description="the AS-norm score against the model's cohort (rule as-norm); null "
                                             "otherwise", examples=[8.1])
     rule: str = Field(description="what decided: as-norm or distance", examples=["as-norm"])
+    liveness: bool = Field(description="the frames answered a head-turn challenge", examples=[False])
     references: int = Field(description="the employee's references, fused into the template the photo was "
                                         "compared with", examples=[1])
     model_id: str
@@ -121,6 +133,7 @@ class IdentifyOut(BaseModel):
                                          "to exceed (distance)")
     rule: str = Field(description="what ranks and decides: as-norm (the model's cohort) or distance",
                       examples=["as-norm"])
+    liveness: bool = Field(description="the frames answered a head-turn challenge", examples=[False])
     searched: int = Field(description="the templates searched: the whole gallery, or the members of the key's "
                                       "(or the request's) groups; N of the 1:N rule", examples=[60])
     model_id: str
@@ -166,6 +179,8 @@ class AuditOut(BaseModel):
     rule: str | None = Field(description="identify: as-norm or distance")
     groups: str | None = Field(description="verify and identify: the groups the decision was confined to (the "
                                            "key's, or the request's), comma-separated; null for the whole gallery")
+    liveness: str | None = Field(description="verify and identify with a head-turn challenge: passed, or the check "
+                                             "that failed (steady, continuity, turns, depth); null without one")
     request_id: str | None = Field(description="the request's X-Request-ID: its lines in the logs")
     count: int = Field(description="the events the row stands for: more than one for the refusals of anonymous "
                                    "clients, which are counted per source and window", examples=[1])

@@ -2,6 +2,7 @@
 
     python -m app.cli.keys create --scope verify [--name "door camera 3"]   # prints the key, once
     python -m app.cli.keys create --scope verify --group lab-3 [--group lab-4]   # a door's key
+    python -m app.cli.keys create --scope verify --liveness   # a door that must see a head turn
     python -m app.cli.keys list
     python -m app.cli.keys revoke KEY_ID
 
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--name", help="what the key is for")
     create.add_argument("--group", action="append", default=[], dest="groups", metavar="GROUP_ID",
                         help="bind a verify key to this group (repeat for several): it reaches only their members")
+    create.add_argument("--liveness", action="store_true",
+                        help="the key must answer a head-turn challenge at /verify and /identify (a door's tablet)")
     commands.add_parser("list", help="list the keys (never their secrets)")
     revoke = commands.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
@@ -36,19 +39,21 @@ def main(argv: list[str] | None = None) -> int:
     with gallery(Settings()) as sessions, sessions() as session:
         if args.command == "create":
             try:
-                key, row = create_key(session, args.scope, args.name, args.groups)
+                key, row = create_key(session, args.scope, args.name, args.groups, liveness=args.liveness)
             except ValueError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
             print(key)
             bound = f", bound to {', '.join(args.groups)}" if args.groups else ""
-            print(f"key id {row.key_id}, scope {row.scope}{bound}: store it now, it is not shown again",
+            live = ", liveness required" if row.liveness else ""
+            print(f"key id {row.key_id}, scope {row.scope}{bound}{live}: store it now, it is not shown again",
                   file=sys.stderr)
         elif args.command == "list":
             rows = list_keys(session)
             bound = groups_of_keys(session, rows)
             for row in rows:
                 state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
+                state += ", liveness" if row.liveness else ""
                 groups = "*" if bound[row.key_id] is None else ",".join(bound[row.key_id]) or "(none left)"
                 print(f"{row.key_id}\t{row.scope}\t{state}\t{row.created_at:%Y-%m-%d %H:%M}\t{groups}\t"
                       f"{row.name or ''}")

@@ -30,6 +30,7 @@ from model.faces.config import (
     FacePolicy,
     PipelineConfig,
     QualityPolicy,
+    TurnRules,
 )
 
 PREFIX = "FACEGATE_"
@@ -226,6 +227,36 @@ class PhotoSettings(Group):
                           max_decode_bytes=self.max_decode_mib * MiB)
 
 
+class LivenessSettings(Group):
+    """The head-turn challenge (model.faces.liveness): how it is issued, and the rules a burst must pass. The
+    rules' defaults are chosen by `python -m benchmarks.liveness` (docs/liveness.md has its figures)."""
+
+    prefix = "LIVENESS_"
+
+    required: bool = Field(
+        default=False, description="every verify-scope key must pass a challenge at /verify and /identify (a key "
+                                   "can also require it alone: `app.cli.keys create --liveness`)")
+    challenge_seconds: int = Field(default=30, ge=5, le=300, description="how long a challenge can be answered")
+    max_frames: int = Field(default=30, ge=8, le=60, description="the most frames of a challenge's burst")
+    max_frame_pixels: int = Field(default=1_000_000, ge=10_000, description="the largest frame of a burst, in "
+                                  "pixels (a door camera's 1280x720 is 921,600): the burst's frames are decoded "
+                                  "one after another, each within this")
+    turn_degrees: float = Field(default=TurnRules.turn, gt=0, le=45, description="how far each turn must reach "
+                                "from the burst's first frames, in degrees of yaw")
+    centre_degrees: float = Field(default=TurnRules.centre, gt=0, le=30, description="how near the first frames' "
+                                  "yaw the head must come back between turns")
+    max_step_degrees: float = Field(default=TurnRules.max_step, gt=0, le=90, description="the largest change of "
+                                    "yaw between two consecutive frames")
+    min_spread: float = Field(default=TurnRules.min_spread, ge=0, le=1, description="at a turn's peak, the eye "
+                              "line's width relative to the frontal frames', at least (a turned photo's shrinks "
+                              "more)")
+
+    @property
+    def rules(self) -> TurnRules:
+        return TurnRules(turn=self.turn_degrees, centre=self.centre_degrees, max_step=self.max_step_degrees,
+                         min_spread=self.min_spread)
+
+
 class QualitySettings(Group):
     """The least an enrollment photo must offer. Chosen from measurement: benchmarks/quality.py and
     docs/enrollment.md's table."""
@@ -281,6 +312,7 @@ class Settings(BaseSettings):
     feed: FeedSettings = Field(default_factory=FeedSettings)
     photos: PhotoSettings = Field(default_factory=PhotoSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
+    liveness: LivenessSettings = Field(default_factory=LivenessSettings)
 
     @classmethod
     def groups(cls) -> dict[str, type[Group]]:

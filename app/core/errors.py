@@ -108,6 +108,41 @@ class PoorQuality(DomainError):
     code, status = "poor_quality", 422
 
 
+class ChallengeNotFound(DomainError):
+    """No liveness challenge of that id for this key (another key's is not told apart)."""
+
+    code, status = "challenge_not_found", 404
+
+
+class ChallengeUsed(DomainError):
+    """The liveness challenge was answered already: each is good for one attempt."""
+
+    code, status = "challenge_used", 409
+
+
+class ChallengeExpired(DomainError):
+    """The liveness challenge was not answered within FACEGATE_LIVENESS_CHALLENGE_SECONDS."""
+
+    code, status = "challenge_expired", 409
+
+
+class LivenessRequired(DomainError):
+    """The key (or FACEGATE_LIVENESS_REQUIRED) requires a head-turn challenge, and the request has none."""
+
+    code, status = "liveness_required", 403
+
+
+class LivenessFailed(DomainError):
+    """The burst does not answer the challenge as a live head does; `check` names the check that failed
+    (model.faces.liveness.CHECKS)."""
+
+    code, status = "liveness_failed", 422
+
+    def __init__(self, message: str, check: str) -> None:
+        super().__init__(message)
+        self.check = check
+
+
 class HeadersTooLarge(DomainError):
     """The request line and headers are larger than the gate accepts (app.api.guard.MAX_HEAD_BYTES)."""
 

@@ -197,8 +197,26 @@ class ApiKey(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     # A door's key: it reaches only the members of its groups (api_key_groups), none if they are all gone.
     bound: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # A key that must pass a head-turn challenge at /verify and /identify (a plain request is refused).
+    liveness: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class LivenessChallenge(Base):
+    """A head-turn challenge: its prompts, for the key that asked for it, answerable once before it expires.
+    Stored so that any replica can check the answer; rows past their expiry are deleted as new ones are made."""
+
+    __tablename__ = "liveness_challenges"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    challenge_id: Mapped[str] = mapped_column(String(32), unique=True)
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)  # None when auth is off
+    prompts: Mapped[str] = mapped_column(String(64))  # "left,right,left"
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class AuditRecord(Base):
@@ -222,6 +240,8 @@ class AuditRecord(Base):
     # The groups a verify or identify was confined to (a bound key's, or an admin's `group`), comma-separated;
     # null for the whole gallery
     groups: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # verify and identify with a head-turn challenge: passed, or the check that failed
+    liveness: Mapped[str | None] = mapped_column(String(16), nullable=True)
     # X-Request-ID of the request (the client's or one made up): the row's line in the logs
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     # Refusals of anonymous clients are aggregated (app.services.audit): one row stands for `count` of them,

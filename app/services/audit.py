@@ -65,6 +65,7 @@ class AuditEntry:
     score: float | None = None  # identify: the best match's AS-norm score
     rule: str | None = None  # identify: the rule that decided
     groups: str | None = None  # the groups the decision was confined to, comma-separated (None: all)
+    liveness: str | None = None  # a head-turn challenge's outcome: passed, or the check that failed (None: none)
     at: datetime = field(default_factory=utcnow)
     request_id: str | None = field(default_factory=REQUEST_ID.get)  # the request it was made in, if any
     count: int = 1  # the events the row stands for: more than one for counted anonymous refusals
@@ -83,6 +84,7 @@ def as_row(caller: Caller, entry: AuditEntry) -> Row:
     return {"at": entry.at.isoformat(), "key_id": caller.key_id, "action": entry.action,
             "employee_id": entry.employee_id, "decision": entry.decision, "distance": entry.distance,
             "threshold": entry.threshold, "score": entry.score, "rule": entry.rule, "groups": entry.groups,
+            "liveness": entry.liveness,
             "request_id": entry.request_id, "count": entry.count, "source": entry.source}
 
 

@@ -58,20 +58,23 @@ class Caller:
     key_id: str | None
     scope: str | None
     groups: frozenset[str] | None = None
+    liveness: bool = False  # the key must answer a head-turn challenge at /verify and /identify
 
 
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_key(session: Session, scope: str, name: str | None = None, groups: list[str] = ()
-               ) -> tuple[str, ApiKey]:
+def create_key(session: Session, scope: str, name: str | None = None, groups: list[str] = (),
+               liveness: bool = False) -> tuple[str, ApiKey]:
     """A new key: returns the full key (shown once, never stored) and its row. `groups`: bind a verify key to
-    these (existing) groups."""
+    these (existing) groups. `liveness`: the key must answer a head-turn challenge at /verify and /identify."""
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}")
     if groups and scope != "verify":
         raise ValueError("only a verify key can be bound to groups (a door's key)")
+    if liveness and scope == "metrics":
+        raise ValueError("liveness applies to keys that verify (scope verify or admin)")
     if len(set(groups)) > MAX_KEY_GROUPS:
         raise ValueError(f"a key can be bound to at most {MAX_KEY_GROUPS} groups")
     found = [gallery_groups.get_group(session=session, group_id=g) for g in dict.fromkeys(groups)]
@@ -79,7 +82,7 @@ def create_key(session: Session, scope: str, name: str | None = None, groups: li
     if missing:
         raise ValueError(f"no such group: {', '.join(missing)}")
     key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
-    row = ApiKey(key_id=key_id, secret_hash=_hash(secret), scope=scope, name=name)
+    row = ApiKey(key_id=key_id, secret_hash=_hash(secret), scope=scope, name=name, liveness=liveness)
     session.add(row)
     session.flush()
     if groups:
@@ -117,6 +120,10 @@ def parse(key: str) -> tuple[str, str] | None:
     return (match[1], match[2]) if match else None
 
 
+# A key's cache entry: (read at, secret hash, scope, groups, liveness); the hash is None for an unknown or revoked key.
+Entry = tuple[float, str | None, str | None, frozenset[str] | None, bool]
+
+
 class KeyStore:
     """Checks request keys against the database, with a short cache so a request costs no query.
 
@@ -132,10 +139,9 @@ class KeyStore:
     def __init__(self, sessions: sessionmaker[Session], ttl: float = 5.0, max_entries: int = 10_000,
                  grace: float = 0.0) -> None:
         self.sessions, self.ttl, self.max_entries, self.grace = sessions, ttl, max_entries, grace
-        # key id -> (read at, hash, scope, groups), least recently used first; unknown ids are cached too (hash None),
-        # so a flood of made-up ids costs one query each at most once per ttl and never grows the cache past
-        # max_entries.
-        self._cache: OrderedDict[str, tuple[float, str | None, str | None, frozenset[str] | None]] = OrderedDict()
+        # key id -> its Entry, least recently used first; unknown ids are cached too (hash None), so a flood of
+        # made-up ids costs one query each at most once per ttl and never grows the cache past max_entries.
+        self._cache: OrderedDict[str, Entry] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -182,17 +188,17 @@ class KeyStore:
                     self._cache.popitem(last=False)
         return self._caller(cached, key_id, secret)
 
-    def _read(self, key_id: str, now: float) -> tuple[float, str | None, str | None, frozenset[str] | None]:
+    def _read(self, key_id: str, now: float) -> Entry:
         with self.sessions() as session:
             row = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).one_or_none()
             live = row is not None and row.revoked_at is None
             groups = frozenset(groups_of_keys(session, [row])[key_id] or ()) if live and row.bound else None
-        return (now, row.secret_hash if live else None, row.scope if live else None, groups)
+        return (now, row.secret_hash if live else None, row.scope if live else None, groups, live and row.liveness)
 
     @staticmethod
-    def _caller(cached: tuple, key_id: str, secret: str) -> Caller | None:
-        _, secret_hash, scope, groups = cached
+    def _caller(cached: Entry, key_id: str, secret: str) -> Caller | None:
+        _, secret_hash, scope, groups, liveness = cached
         if secret_hash is None or not hmac.compare_digest(secret_hash, _hash(secret)):
             return None
-        return Caller(key_id, scope, groups)
+        return Caller(key_id, scope, groups, liveness)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
 from typing import TypeVar
@@ -26,6 +26,7 @@ from app.core.errors import (
     Forbidden,
     GroupNotFound,
     LastReference,
+    LivenessFailed,
     ModelChanging,
     NotOnePerson,
     NotReady,
@@ -48,16 +49,27 @@ from app.services.batcher import MicroBatcher
 from app.services.conflicts import retried
 from app.services.keys import audited
 from app.services.references import ReferenceCipher, Sealed
-from model.card.curves import VERIFY_FAR, identify_score_threshold, identify_threshold, interpolated
+from model.card.curves import (
+    VERIFY_FAR,
+    identify_score_threshold,
+    identify_threshold,
+    interpolated,
+    interpolated_threshold,
+)
 from model.card.scores import as_norm, fuse
 from model.faces.config import Quality, QualityCheck, Views
+from model.faces.decode import decode_image
 from model.faces.embedder import Embedder
 from model.faces.errors import FaceError, ImageTooLarge
+from model.faces.liveness import HeadPose, Prompt, Tracker, check_turns
 from model.faces.pipeline import FaceBox, FacePipeline
 from model.faces.prepare import prepare_assessed
+from model.faces.quality import assess
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# A liveness burst's consecutive frames must be of one person at the distance of this false accept rate.
+TURN_FAR = 0.1
 # A photo over this many bytes decodes to tens of megabytes: once it is done with, the heap is trimmed.
 LARGE_PHOTO_BYTES = 256 << 10
 
@@ -412,6 +424,50 @@ class RecognitionService:
         self._check_one_person([p.vector for p in probes], serving, what="frame")
         return Probe(probes[0].face, fuse(np.stack([p.vector for p in probes])), probes[0].quality, len(probes))
 
+    def live_burst(self, frames: list[bytes], serving: Serving, prompts: tuple[Prompt, ...]) -> Probe:
+        """A burst answering a liveness challenge (up to FACEGATE_LIVENESS_MAX_FRAMES frames): each frame must
+        show exactly one face, the head must turn as `prompts` ask and as a head does (model.faces.liveness;
+        LivenessFailed names the check that failed), and all frames must show one person. The probe fuses
+        the frames that face the camera: the turns prove a live head, the frontal frames say whose."""
+        rules, limit = self.settings.liveness.rules, self.settings.liveness.max_frames
+        if len(frames) > limit:  # too few cannot show the turns: the check says so (liveness_failed)
+            raise TooManyPhotos(f"{len(frames)} frames; a challenge's burst takes at most {limit} "
+                                "(FACEGATE_LIVENESS_MAX_FRAMES)")
+        policy = replace(self.settings.photos.face_policy, multi_face="reject",
+                         max_pixels=min(self.settings.liveness.max_frame_pixels,
+                                        self.settings.photos.face_policy.max_pixels))
+        tracker, seen, quality = Tracker(serving.pipeline, policy, metrics.stage_timer), [], None
+        for number, data in enumerate(frames, start=1):
+            try:
+                with metrics.stage_timer("decode"):
+                    rgb = decode_image(data, max_pixels=policy.max_pixels, max_bytes=policy.max_decode_bytes)
+            except FaceError as exc:
+                exc.message = f"frame {number}: {exc.message}"
+                raise
+            face = tracker.next(rgb)
+            with metrics.stage_timer("align"):
+                seen.append((face, serving.pipeline.align(rgb, face, serving.embedder.views.to_align)))
+            if quality is None:  # the first frame faces the camera: it is the one reported
+                with metrics.stage_timer("quality"):
+                    quality = assess(rgb, face)
+        with metrics.stage_timer("liveness"):
+            verdict = check_turns([HeadPose.of(face.landmarks) for face, _ in seen], prompts, rules)
+        if not verdict.passed:
+            raise LivenessFailed(f"liveness check failed ({verdict.check}): {verdict.detail}", verdict.check)
+        with metrics.stage_timer("embed"):
+            vectors = serving.embedder.embed(np.stack([chips for _, chips in seen]))
+        # One person: every frame facing the camera with every other, at the 1:1 threshold; and each frame
+        # with the one before it, at the card's distance for a false accept rate of TURN_FAR: a head turned
+        # 60 degrees is further from its frontal self than a stranger is at the 1:1 threshold (0.42 against
+        # 0.37 on the webcam sample), so a live head swapped for someone's photo is caught only at that rate.
+        frontal = verdict.frontal
+        self._check_one_person(list(vectors), serving, what="frame",
+                               pairs=[(frontal[i], frontal[j]) for i in range(len(frontal)) for j in range(i)])
+        self._check_one_person(list(vectors), serving, what="frame",
+                               pairs=[(i, i - 1) for i in range(1, len(vectors))],
+                               threshold=interpolated_threshold(serving.far_levels, TURN_FAR))
+        return Probe(seen[0][0], fuse(vectors[list(verdict.frontal)]), quality, len(verdict.frontal))
+
     def probe(self, data: bytes, serving: Serving | None = None, *, reference: bool = False) -> Probe:
         """`reference`: the photo is to be an enrollment's, and must pass the quality thresholds first."""
         serving = serving or self._serving()
@@ -472,16 +528,18 @@ class RecognitionService:
                           templates[serving.model_id].created_at, replaced=existed, quality=probe.quality,
                           references=len(photos))
 
-    def _check_one_person(self, vectors: list[np.ndarray], serving: Serving, *, what: str) -> None:
-        """Refuse photos (or frames) that are not all of one person: each pair must be within the 1:1 threshold.
-        Raises NotOnePerson naming the first pair that is not."""
-        threshold = self.threshold_of(serving)
-        for i in range(len(vectors)):
-            for j in range(i):
-                distance = float(np.linalg.norm(vectors[i] - vectors[j]))
-                if distance > threshold:
-                    raise NotOnePerson(f"{what} {i + 1} is not the same person as {what} {j + 1} (distance "
-                                       f"{distance:.3f} > {threshold:.4f}); nothing was stored")
+    def _check_one_person(self, vectors: list[np.ndarray], serving: Serving, *, what: str,
+                          pairs: list[tuple[int, int]] | None = None, threshold: float | None = None) -> None:
+        """Refuse photos (or frames) that are not all of one person: each pair (every pair, or those of `pairs`)
+        must be within `threshold` (default: the 1:1 one). Raises NotOnePerson naming the first pair that is not."""
+        threshold = self.threshold_of(serving) if threshold is None else threshold
+        if pairs is None:
+            pairs = [(i, j) for i in range(len(vectors)) for j in range(i)]
+        for i, j in pairs:
+            distance = float(np.linalg.norm(vectors[i] - vectors[j]))
+            if distance > threshold:
+                raise NotOnePerson(f"{what} {i + 1} is not the same person as {what} {j + 1} (distance "
+                                   f"{distance:.3f} > {threshold:.4f}); nothing was stored")
 
     def add_reference(self, *, session: Session, employee_id: str, data: bytes, force: bool = False) -> Enrollment:
         """Add one more reference photo to an enrolled employee (up to FACEGATE_MAX_REFERENCES in all)."""
@@ -556,7 +614,8 @@ class RecognitionService:
         return repository.count_stale_templates(session=session, model_id=self.model_id)
 
     def verify(self, *, session: Session, employee_id: str, frames: list[bytes], threshold: float | None,
-               key_id: str | None = None, within: Collection[str] | None = None) -> Verification:
+               key_id: str | None = None, within: Collection[str] | None = None,
+               prompts: tuple[Prompt, ...] | None = None) -> Verification:
         """1:1 at the calibrated threshold, or at a stricter one the caller asks for (never a looser one).
 
         A failed verification counts against the employee and the key (app.services.attempts): the attempt is
@@ -570,6 +629,8 @@ class RecognitionService:
         `within`: the caller reaches only the members of these groups (a door's key). Anyone else is answered
         as an unknown employee is, on the same path (404, no photo looked at), so that a key cannot learn who
         exists elsewhere.
+
+        `prompts`: the frames answer a liveness challenge (live_burst). A burst that fails it is a failed attempt.
         """
         serving = self._serving()
         reachable = within is None or serving.index.is_within(employee_id, within)
@@ -583,10 +644,13 @@ class RecognitionService:
         try:
             if template is None:
                 self._raise_missing(session, employee_id, reachable=reachable)
-            probe = self.burst(frames, serving)
+            probe = self.burst(frames, serving) if prompts is None else self.live_burst(frames, serving, prompts)
+        except LivenessFailed:
+            raise  # a presentation that failed: it counts, as a wrong face does
         except BaseException:
             self.attempts.release(session, reservation)  # no decision was made: nothing failed
             raise
+        calibrated = self.threshold_of(serving, max(template.references, probe.frames))
         distance = float(np.linalg.norm(template.vector - probe.vector))
         score = None
         if self.rule_of(serving) == AS_NORM:
@@ -602,8 +666,8 @@ class RecognitionService:
         return Verification(employee_id, match, distance, decided_by, serving.model_id, probe.face, probe.quality,
                             references=template.references, score=score, rule=self.rule_of(serving))
 
-    def identify(self, *, frames: list[bytes], top_k: int, within: Collection[str] | None = None
-                 ) -> Identification:
+    def identify(self, *, frames: list[bytes], top_k: int, within: Collection[str] | None = None,
+                 prompts: tuple[Prompt, ...] | None = None) -> Identification:
         """The best employee if they pass the 1:N threshold, and the `top_k` best as candidates when the
         settings show candidates (off by default: a door's key must not list names for any photo).
 
@@ -612,10 +676,10 @@ class RecognitionService:
         /verify would refuse for the same photo. Without one, the distance ranks and decides.
 
         `within`: search only the members of these groups (a door's key, or an admin's `group`); N in the 1:N
-        rule is then the number of templates searched.
+        rule is then the number of templates searched. `prompts`: the frames answer a liveness challenge.
         """
         serving = self._serving()
-        probe = self.burst(frames, serving)
+        probe = self.burst(frames, serving) if prompts is None else self.live_burst(frames, serving, prompts)
         with metrics.stage_timer("search"):
             candidates = serving.index.search(probe.vector, top_k if self.settings.identify.candidates else 1,
                                               normalise=self.rule_of(serving) == AS_NORM, within=within)

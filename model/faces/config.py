@@ -186,3 +186,15 @@ class QualityPolicy:
     def failures(self, q: Quality) -> list[str]:
         """What falls short, and by how much, in words; empty when the face passes."""
         return [check.text for check in self.checks(q) if not check.passed]
+
+
+@dataclass(frozen=True)
+class TurnRules:
+    """What a burst of frames must show to pass the head-turn challenge (model.faces.liveness), in degrees of
+    yaw and ratios of the eye line's spread."""
+
+    turn: float = 11.0  # how far each turn reaches from the baseline
+    centre: float = 8.0  # how near the baseline a head is back between turns, and first
+    max_step: float = 40.0  # the largest change of yaw between consecutive frames
+    min_spread: float = 0.85  # a turn's peak: its spread over the frontal frames' beside it, at least
+    baseline_frames: int = 2  # the first frames, whose median yaw is the baseline

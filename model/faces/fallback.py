@@ -36,6 +36,7 @@ Outcome = Literal["found", "none", "busy", "timeout", "failed"]
 
 _detector = None  # the child's
 PARENT_POLL_SECONDS = 0.5
+WARM_UP_SIDE = 320  # the blank image of the warm-up detection: about the size the budget scales photos to
 
 
 def _start_child() -> None:
@@ -51,6 +52,11 @@ def _exit_with(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(PARENT_POLL_SECONDS)
     os._exit(0)
+
+
+def _warm_up() -> None:
+    """One detection on a blank image: the detector's first one costs a second more than the next ones."""
+    cnn_detections(_detector, np.zeros((WARM_UP_SIDE, WARM_UP_SIDE, 3), dtype=np.uint8))
 
 
 def _detect_in_child(image: np.ndarray) -> list[Detection]:
@@ -72,8 +78,19 @@ class CnnProcess:
     def _start(self) -> ProcessPoolExecutor:
         # spawn: a fork of a threaded server could copy a held lock into the child
         pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_child)
-        pool.submit(int)  # start the child now, not on the first hard photo
+        self._started = pool.submit(_warm_up)  # start the child now, not on the first hard photo
         return pool
+
+    def wait_started(self, timeout: float) -> bool:
+        """Wait, at most `timeout` seconds, until the child has loaded the detector: a photo sent before that
+        would spend its budget waiting for the child's start-up and be answered as one without a face. Whether
+        it started."""
+        try:
+            self._started.result(timeout=timeout)
+        except (FutureTimeout, BrokenProcessPool):
+            log.warning("the CNN detector's process has not started within %.0f s", timeout)
+            return False
+        return True
 
     @property
     def waiting(self) -> int:

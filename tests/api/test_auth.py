@@ -130,7 +130,7 @@ def test_the_audit_trail_records_every_action_and_no_biometrics(secured, photos)
         (admin_id, "delete", "tb", "deleted"),
     ]
     assert columns == {"id", "at", "key_id", "action", "employee_id", "decision", "distance", "threshold",
-                       "request_id", "count", "source", "score", "rule", "groups"}
+                       "request_id", "count", "source", "score", "rule", "groups", "liveness"}
     assert len({r.request_id for r in records}) == len(records)  # each request has an id of its own
     service = secured.app.state.runtime.service
     # the rule and the threshold each decision was made at (AS-norm scores): 1:1's for verify, the gallery's

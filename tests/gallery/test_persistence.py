@@ -79,7 +79,8 @@ def test_migrations_upgrade_from_empty_and_downgrade_to_empty(database_url):
 
     tables = set(Base.metadata.tables)
     assert tables == {"employees", "templates", "gallery_changes", "api_keys", "audit_log", "verify_failures",
-                      "reference_photos", "gallery_state", "groups", "group_members", "api_key_groups"}
+                      "reference_photos", "gallery_state", "groups", "group_members", "api_key_groups",
+                      "liveness_challenges"}
     config = alembic_config(database_url)
     engine = create_engine(database_url)
     command.upgrade(config, "0001")

@@ -1,5 +1,6 @@
-"""The web console (/console): plain HTML, CSS and JavaScript in app/console, served by the app itself (no build
-step, nothing from a CDN), and GET /me, which tells the console what the signed-in key may do.
+"""The web console (/console, and its door screen /console/door): plain HTML, CSS and JavaScript in app/console,
+served by the app itself (no build step, nothing from a CDN), and GET /me, which tells the console what the
+signed-in key may do.
 
 The console is a client of the documented API and nothing more: every action is an API call made with the
 user's key, and the server checks each one as it would any other client's. Its page is public (it holds no
@@ -21,6 +22,7 @@ from app.api.schemas import MeOut
 
 CONSOLE_DIR = Path(__file__).resolve().parents[2] / "console"
 CONSOLE_ASSETS = CONSOLE + "/assets"
+DOOR = CONSOLE + "/door"
 router = APIRouter(tags=["console"])
 
 
@@ -37,6 +39,13 @@ def me(runtime: RuntimeDep, caller: AnyCaller) -> MeOut:
 def console() -> FileResponse:
     """The console's page; its security headers come from app.api.pages."""
     return FileResponse(CONSOLE_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get(DOOR, include_in_schema=False)
+def door() -> FileResponse:
+    """The door screen: a tablet at the door answers a head-turn challenge and identifies (a verify key's page);
+    its security headers are the console's."""
+    return FileResponse(CONSOLE_DIR / "door.html", headers={"Cache-Control": "no-cache"})
 
 
 def mount_assets(app: FastAPI) -> None:

@@ -6,7 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 
-from app.api.deps import AdminCaller, AuditDep, ServiceDep, SessionDep, VerifyCaller, single_valued_fields
+from app.api.deps import (
+    AdminCaller,
+    AuditDep,
+    LivenessDep,
+    ServiceDep,
+    SessionDep,
+    VerifyCaller,
+    single_valued_fields,
+)
 from app.api.schemas import (
     CandidateOut,
     EnrollCheckOut,
@@ -44,6 +52,15 @@ ImageFile = Annotated[UploadFile, File(description="a photo: JPEG, PNG, WebP, BM
 PhotosFile = Annotated[list[UploadFile], File(min_length=1, description="a photo (JPEG, PNG, WebP, BMP, TIFF...), "
                                                          "or several: the field repeated, all within the body's size "
                                                          "limit")]
+ChallengeForm = Annotated[str | None, Form(pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                                           description="a liveness challenge's id (POST /liveness/challenge): the "
+                                                       "frames are its burst, and must answer it")]
+LIVENESS_ERRORS = {
+    403: {"model": ErrorOut, "description": "forbidden; or liveness_required: the key must answer a challenge"},
+    404: {"model": ErrorOut, "description": "challenge_not_found (and, at /verify, employee_not_found)"},
+    409: {"model": ErrorOut, "description": "challenge_used, challenge_expired (and, at /verify, stale_template)"},
+    422: {"model": ErrorOut, "description": PHOTO_ERRORS[422]["description"] + ", liveness_failed"},
+}
 
 
 def read_photo(image: UploadFile, service: RecognitionService) -> bytes:
@@ -106,41 +123,47 @@ def check_enrollment_photo(service: ServiceDep, _: AdminCaller, image: ImageFile
 
 
 @router.post("/verify", response_model=VerifyOut,
-             responses={404: {"model": ErrorOut, "description": "employee_not_found"},
-                        409: {"model": ErrorOut, "description": "stale_template"},
-                        429: {"model": ErrorOut, "description": "too_many_attempts (see Retry-After)"},
-                        **PHOTO_ERRORS})
-def verify(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: VerifyCaller,
+             responses={**PHOTO_ERRORS, **LIVENESS_ERRORS,
+                        429: {"model": ErrorOut, "description": "too_many_attempts (see Retry-After)"}})
+def verify(service: ServiceDep, liveness: LivenessDep, session: SessionDep, audit: AuditDep, caller: VerifyCaller,
            employee_id: EmployeeIdForm, image: PhotosFile,
            threshold: Annotated[float, Form(gt=0.0, le=2.0, description="a stricter threshold than the "
                                                    "calibrated one, for this request; a looser one is refused "
-                                                   "(threshold_too_loose). A distance, whatever the rule")] = None
-           ) -> VerifyOut:
+                                                   "(threshold_too_loose). A distance, whatever the rule")] = None,
+           challenge_id: ChallengeForm = None) -> VerifyOut:
     """1:1 - is the person in the photo the employee they claim to be? Scope: verify (or admin).
 
     A door camera may send up to FACEGATE_MAX_FRAMES frames of one presentation (`image` repeated): they are
-    fused into one probe, and must all show one person (422 not_one_person)."""
-    with audit.record(caller, "verify", employee_id) as entry:
+    fused into one probe, and must all show one person (422 not_one_person).
+
+    With `challenge_id`, the frames (up to FACEGATE_LIVENESS_MAX_FRAMES) must answer that head-turn challenge
+    first (422 liveness_failed names the check that failed; it counts as a failed attempt). A key that
+    requires liveness is refused a request without one (403 liveness_required)."""
+    with (audit.record(caller, "verify", employee_id) as entry,
+          liveness.answering(entry, session=session, caller=caller, challenge_id=challenge_id) as prompts):
         entry.groups = audited(caller.groups)
         result = service.verify(session=session, employee_id=employee_id, frames=read_photos(image, service),
-                                threshold=threshold, key_id=caller.key_id, within=caller.groups)
+                                threshold=threshold, key_id=caller.key_id, within=caller.groups,
+                                prompts=prompts)
         entry.decision, entry.distance = ("match" if result.match else "no_match"), result.distance
         entry.threshold, entry.score, entry.rule = result.threshold, result.score, result.rule
     return VerifyOut(employee_id=result.employee_id, match=result.match, distance=result.distance,
                      threshold=result.threshold, score=result.score, rule=result.rule,
-                     references=result.references, model_id=result.model_id,
+                     references=result.references, model_id=result.model_id, liveness=challenge_id is not None,
                      face=face_out(result.face), quality=quality_out(result.quality))
 
 
 @router.post("/identify", response_model=IdentifyOut,
-             responses={404: {"model": ErrorOut, "description": "group_not_found"}, **PHOTO_ERRORS})
-def identify(service: ServiceDep, audit: AuditDep, caller: VerifyCaller, image: PhotosFile,
+             responses={**PHOTO_ERRORS, **LIVENESS_ERRORS,
+                        404: {"model": ErrorOut, "description": "group_not_found, challenge_not_found"}})
+def identify(service: ServiceDep, liveness: LivenessDep, session: SessionDep, audit: AuditDep, caller: VerifyCaller,
+             image: PhotosFile,
              top_k: Annotated[int, Form(ge=1, le=100, description="candidates to list, when the service "
                                                   "lists candidates (FACEGATE_IDENTIFY_CANDIDATES)")] = 5,
              group: Annotated[str | None, Form(pattern=GROUP_ID_PATTERN, examples=["lab-3"],
                                                description="search only this group's members, as a door's key "
                                                            "bound to it would (a bound key: one of its own)")] = None,
-             ) -> IdentifyOut:
+             challenge_id: ChallengeForm = None) -> IdentifyOut:
     """1:N open set - who is this, if anyone? Scope: verify (or admin).
 
     The threshold keeps the share of strangers named as an employee at FACEGATE_IDENTIFY_FPIR (0.1 % by
@@ -148,11 +171,15 @@ def identify(service: ServiceDep, audit: AuditDep, caller: VerifyCaller, image: 
     the rule it is in. Up to FACEGATE_MAX_FRAMES frames of one presentation are fused, as at /verify.
 
     A key bound to groups searches only their members, and N is their number; so does `group`.
+
+    With `challenge_id`, the frames must answer that head-turn challenge first, as at /verify.
     """
     within = service.searched_groups(caller.groups, group)
-    with audit.record(caller, "identify") as entry:
+    with (audit.record(caller, "identify") as entry,
+          liveness.answering(entry, session=session, caller=caller, challenge_id=challenge_id) as prompts):
         entry.groups = audited(within)
-        result = service.identify(frames=read_photos(image, service), top_k=top_k, within=within)
+        result = service.identify(frames=read_photos(image, service), top_k=top_k, within=within,
+                                  prompts=prompts)
         entry.threshold, entry.rule = result.threshold, result.rule
         if result.match:
             entry.decision, entry.employee_id = "match", result.match.employee_id
@@ -162,6 +189,6 @@ def identify(service: ServiceDep, audit: AuditDep, caller: VerifyCaller, image: 
     return IdentifyOut(match=candidate_out(result.match) if result.match else None,
                        candidates=[candidate_out(c) for c in result.candidates],
                        threshold=result.threshold, rule=result.rule, searched=result.searched,
-                       model_id=result.model_id,
+                       model_id=result.model_id, liveness=challenge_id is not None,
                        face=face_out(result.face),
                        quality=quality_out(result.quality))

@@ -1,0 +1,163 @@
+"""Liveness from a head turn: does a burst of frames answer a challenge's prompts as a real head does?
+
+A challenge asks for 2-3 turns (left, right, in a random order). Each frame of the burst gives the head's
+geometry from dlib's five points (`head_pose`); `check_turns` then asks, in order:
+- **steady**: the burst starts facing the camera; its first frames give the baseline yaw that turns are
+  measured from (a head is rarely exactly frontal to a door camera);
+- **continuity**: no step between consecutive frames larger than a head makes between two frames
+  (`max_step`): two photos at opposite poses swapped in front of the camera jump;
+- **turns**: the yaw reaches `turn` degrees from the baseline in each prompt's direction, in the prompts'
+  order, and comes back within `centre` degrees before the next prompt and at the end;
+- **depth**: at each turn's peak, the eye line has not shrunk more than a real head's does at that yaw
+  (`min_spread`). Turning a flat photo far enough to move the nose foreshortens the eye line far more
+  than a head turning by the same apparent amount: the nose of a photo lies in the plane of its eyes.
+
+Left and right are the person's own, in an unmirrored camera frame: a head turned to its left shows the
+nose nearer the photo's right-hand eye (positive yaw in `model.faces.quality.pose`).
+
+The figures are chosen by `python -m benchmarks.liveness` (synthetic cards from CelebA, the training side;
+reported on LFW cards, the print and tablet stills, and real webcam turns).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+import numpy as np
+
+from model.faces.config import FacePolicy, TurnRules
+from model.faces.errors import FaceError
+from model.faces.pipeline import FaceBox, FacePipeline, StageTimer, untimed
+from model.faces.prepare import choose_face
+from model.faces.quality import NOSE_DEPTH
+
+Check = Literal["steady", "continuity", "turns", "depth"]
+CHECKS: tuple[Check, ...] = ("steady", "continuity", "turns", "depth")
+SHIPPED = TurnRules()
+
+
+class Prompt(StrEnum):
+    LEFT = "left"
+    RIGHT = "right"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Prompt.LEFT else -1
+
+
+@dataclass(frozen=True)
+class HeadPose:
+    """One frame's head geometry.
+
+    yaw:    degrees, from where the nose base sits between the eyes (positive: turned to the person's left);
+    spread: the eye distance over the nose base's drop below the eye line. A head turning shrinks it (the eye
+            line foreshortens, the drop does not); nodding changes it too, which is why a turn's peak is
+            compared with the same burst's baseline frames, not with a constant.
+    """
+
+    yaw: float
+    spread: float
+
+    @classmethod
+    def of(cls, landmarks: Sequence[tuple[float, float]]) -> HeadPose:
+        points = np.asarray(landmarks, dtype=np.float64)
+        eye_a, eye_b = points[0:2].mean(axis=0), points[2:4].mean(axis=0)
+        left, right = (eye_a, eye_b) if eye_a[0] <= eye_b[0] else (eye_b, eye_a)
+        nose = points[4]
+        eyes = right - left
+        distance = float(np.hypot(*eyes)) or 1.0
+        along = float(np.dot(nose - left, eyes)) / distance**2
+        drop = abs(float(eyes[0] * (nose - left)[1] - eyes[1] * (nose - left)[0])) / distance
+        yaw = math.degrees(math.atan((along - 0.5) / NOSE_DEPTH))
+        return cls(yaw=yaw, spread=distance / max(drop, 1e-6))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    check: Check | None = None  # the first check that failed
+    detail: str = ""
+    peaks: tuple[float, ...] = ()  # each answered turn's yaw from the baseline
+    frontal: tuple[int, ...] = ()  # the frames facing the camera (within `centre` of the baseline)
+
+
+class Tracker:
+    """A burst's one face, frame by frame, under `policy` (its multi-face rule should be reject: a second face is
+    someone else in the burst). Errors name the frame. One frame at a time, so that a burst's decoded frames need
+    not all be held at once."""
+
+    def __init__(self, pipeline: FacePipeline, policy: FacePolicy, timer: StageTimer = untimed) -> None:
+        self.pipeline, self.policy, self.timer = pipeline, policy, timer
+        self.frames = 0
+
+    def next(self, rgb: np.ndarray) -> FaceBox:
+        self.frames += 1
+        try:
+            with self.timer("detect"):
+                return choose_face(self.pipeline.detect(rgb, self.timer), self.policy, rgb.shape)
+        except FaceError as exc:
+            exc.message = f"frame {self.frames}: {exc.message}"
+            raise
+
+
+def fewest_frames(prompts: int, rules: TurnRules = SHIPPED) -> int:
+    """The fewest frames that can answer `prompts` turns: the steady start, then each turn and its return."""
+    return rules.baseline_frames + 2 * prompts
+
+
+def _centre_run(yaws: Sequence[float], start: int, step: int, centre: float) -> list[int]:
+    """The first stretch of frames within `centre` of the baseline, from `start` going `step` (+1 or -1)."""
+    i = start
+    while 0 <= i < len(yaws) and abs(yaws[i]) > centre:
+        i += step
+    run = []
+    while 0 <= i < len(yaws) and abs(yaws[i]) <= centre:
+        run.append(i)
+        i += step
+    return run
+
+
+def check_turns(poses: Sequence[HeadPose], prompts: Sequence[Prompt], rules: TurnRules = SHIPPED) -> Verdict:
+    """Whether `poses` (one per frame, in order) answer `prompts` as a real head would."""
+    if len(poses) < fewest_frames(len(prompts), rules):
+        return Verdict(False, "turns", f"{len(poses)} frames cannot show {len(prompts)} turns and the returns")
+    base_yaw = float(np.median([p.yaw for p in poses[:rules.baseline_frames]]))
+    yaws = [p.yaw - base_yaw for p in poses]
+    if max(abs(y) for y in yaws[:rules.baseline_frames]) > rules.centre:
+        return Verdict(False, "steady", "the first frames do not face the camera steadily")
+    for i in range(1, len(yaws)):
+        step = abs(yaws[i] - yaws[i - 1])
+        if step > rules.max_step:
+            return Verdict(False, "continuity", f"the head jumps {step:.0f} degrees between frames {i} and {i + 1}")
+    i, peaks = rules.baseline_frames, []
+    for number, prompt in enumerate(prompts, start=1):
+        # Find the turn: frames until the yaw passes `turn` this way; the wrong way first fails.
+        while i < len(yaws) and prompt.sign * yaws[i] < rules.turn:
+            if -prompt.sign * yaws[i] >= rules.turn:
+                return Verdict(False, "turns", f"prompt {number} ({prompt}): the head turned the other way")
+            i += 1
+        if i == len(yaws):
+            return Verdict(False, "turns", f"prompt {number} ({prompt}): no turn reaches {rules.turn:g} degrees")
+        first = i
+        while i < len(yaws) and abs(yaws[i]) > rules.centre:  # the turn lasts until the head is back
+            i += 1
+        if i == len(yaws):
+            return Verdict(False, "turns", f"prompt {number} ({prompt}): the head does not come back")
+        turn = range(first, i)
+        peak = max(turn, key=lambda k: prompt.sign * yaws[k])
+        # The eye line at the peak, against the frontal frames on either side of the turn (the nearer
+        # frontal stretch with the narrower eye line: a nod in one of them widens it, and would fail a real turn).
+        before = _centre_run(yaws, first - 1, -1, rules.centre)
+        after = _centre_run(yaws, i, 1, rules.centre)
+        frontal = min(float(np.median([poses[k].spread for k in run])) for run in (before, after) if run)
+        spread = poses[peak].spread / frontal
+        if spread < rules.min_spread:
+            return Verdict(False, "depth", f"prompt {number} ({prompt}): the eye line shrank to {spread:.2f} of "
+                                           f"its frontal width at a {abs(yaws[peak]):.0f}-degree turn: flat")
+        peaks.append(yaws[peak])
+    frontal = tuple(k for k, yaw in enumerate(yaws) if abs(yaw) <= rules.centre)
+    return Verdict(True, peaks=tuple(peaks), frontal=frontal)
