@@ -1,6 +1,7 @@
 """The head-turn liveness check: attacks accepted (APCER) and real turns refused (BPCER), with the rules shipped.
 
-    python -m benchmarks.liveness [--attacks 1000] [--choose] [--source lfw-deepfunneled]
+    python -m benchmarks.liveness [--attacks 1000] [--choose] [--source lfw-deepfunneled] [--processes 2]
+    python -m benchmarks.liveness --speed 10
 
 Genuine: the real webcam turns of ../shared/data/liveness/webcam-head-turns.gif (one man). Its frames are labelled
 by hand into stretches (facing the camera, turned to his left, turned to his right, looking down); every window
@@ -41,9 +42,9 @@ from PIL import Image, ImageSequence
 from benchmarks.common import DATA, machine
 from model.datasets.sources import DEFAULT_CACHE, detect_source
 from model.evaluation.attacks import CardPose, card_frame
-from model.faces.config import SERVICE_POLICY
+from model.faces.config import SERVICE_POLICY, TurnRules
 from model.faces.errors import FaceError
-from model.faces.liveness import HeadPose, Prompt, Tracker, TurnRules, check_turns
+from model.faces.liveness import BurstFaces, HeadPose, Prompt, check_turns
 from model.faces.pipeline import FacePipeline
 
 LIVENESS = DATA / "liveness"
@@ -60,13 +61,13 @@ Pose = tuple[float, float]  # yaw, spread (model.faces.liveness.HeadPose)
 BURST_POLICY = replace(SERVICE_POLICY, multi_face="reject")
 
 
-def tracked(pipeline: FacePipeline, frames: list[np.ndarray]) -> tuple[str | None, tuple[Pose, ...]]:
-    """The burst's poses as the service reads them (model.faces.liveness.Tracker), and the error code that
+def read_burst(pipeline: FacePipeline, frames: list[np.ndarray]) -> tuple[str | None, tuple[Pose, ...]]:
+    """The burst's poses as the service reads them (model.faces.liveness.BurstFaces), and the error code that
     refuses the burst first (no_face, multiple_faces...), if one does: then the poses stop there."""
-    tracker, poses = Tracker(pipeline, BURST_POLICY), []
+    faces, poses = BurstFaces(pipeline, BURST_POLICY), []
     for rgb in frames:
         try:
-            face = tracker.next(rgb)
+            face = faces.next(rgb)
         except FaceError as exc:
             return exc.code, tuple(poses)
         pose = HeadPose.of(face.landmarks)
@@ -149,7 +150,7 @@ def _features(task: tuple) -> Burst:
     kind, seed, make = task
     rng = random.Random(seed)
     prompts = SEQUENCES[rng.randrange(len(SEQUENCES))]
-    refused, poses = tracked(_pipeline, make(prompts, rng))
+    refused, poses = read_burst(_pipeline, make(prompts, rng))
     return Burst(kind, seed, tuple(p.value for p in prompts), refused, poses)
 
 
@@ -336,7 +337,7 @@ def main() -> None:
     # After the attacks: their photos' detection forks, which dlib does not survive.
     pipeline = FacePipeline()
     gif = [(code, poses[0] if poses else (float("nan"),) * 2)
-           for code, poses in (tracked(pipeline, [frame]) for frame in gif_frames()[:120])]
+           for code, poses in (read_burst(pipeline, [frame]) for frame in gif_frames()[:120])]
     windows = list(genuine_windows())
     print(f"genuine: {len(windows)} windows of the gif, {len({tuple(p) for p, _ in windows})} prompt sequences "
           f"({sorted({'-'.join(p) for p, _ in windows})})")

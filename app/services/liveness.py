@@ -8,7 +8,6 @@ model.faces.liveness (RecognitionService.live_burst); this module owns the chall
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +25,6 @@ from app.services.conflicts import retried
 from app.services.keys import Caller
 from model.faces.liveness import Prompt, fewest_frames
 
-log = logging.getLogger(__name__)
 _random = secrets.SystemRandom()
 
 

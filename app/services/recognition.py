@@ -61,7 +61,7 @@ from model.faces.config import Quality, QualityCheck, Views
 from model.faces.decode import decode_image
 from model.faces.embedder import Embedder
 from model.faces.errors import FaceError, ImageTooLarge
-from model.faces.liveness import HeadPose, Prompt, Tracker, check_turns
+from model.faces.liveness import BurstFaces, HeadPose, Prompt, check_turns
 from model.faces.pipeline import FaceBox, FacePipeline
 from model.faces.prepare import prepare_assessed
 from model.faces.quality import assess
@@ -436,7 +436,7 @@ class RecognitionService:
         policy = replace(self.settings.photos.face_policy, multi_face="reject",
                          max_pixels=min(self.settings.liveness.max_frame_pixels,
                                         self.settings.photos.face_policy.max_pixels))
-        tracker, seen, quality = Tracker(serving.pipeline, policy, metrics.stage_timer), [], None
+        faces, seen, quality = BurstFaces(serving.pipeline, policy, metrics.stage_timer), [], None
         for number, data in enumerate(frames, start=1):
             try:
                 with metrics.stage_timer("decode"):
@@ -444,7 +444,7 @@ class RecognitionService:
             except FaceError as exc:
                 exc.message = f"frame {number}: {exc.message}"
                 raise
-            face = tracker.next(rgb)
+            face = faces.next(rgb)
             with metrics.stage_timer("align"):
                 seen.append((face, serving.pipeline.align(rgb, face, serving.embedder.views.to_align)))
             if quality is None:  # the first frame faces the camera: it is the one reported

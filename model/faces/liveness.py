@@ -1,22 +1,24 @@
 """Liveness from a head turn: does a burst of frames answer a challenge's prompts as a real head does?
 
 A challenge asks for 2-3 turns (left, right, in a random order). Each frame of the burst gives the head's
-geometry from dlib's five points (`head_pose`); `check_turns` then asks, in order:
+geometry from dlib's five points (`HeadPose.of`); `check_turns` then asks, in order:
 - **steady**: the burst starts facing the camera; its first frames give the baseline yaw that turns are
   measured from (a head is rarely exactly frontal to a door camera);
 - **continuity**: no step between consecutive frames larger than a head makes between two frames
   (`max_step`): two photos at opposite poses swapped in front of the camera jump;
 - **turns**: the yaw reaches `turn` degrees from the baseline in each prompt's direction, in the prompts'
   order, and comes back within `centre` degrees before the next prompt and at the end;
-- **depth**: at each turn's peak, the eye line has not shrunk more than a real head's does at that yaw
-  (`min_spread`). Turning a flat photo far enough to move the nose foreshortens the eye line far more
-  than a head turning by the same apparent amount: the nose of a photo lies in the plane of its eyes.
+- **depth**: at each turn's peak, the eye line has not shrunk more than a real head's does (`min_spread`,
+  against the frontal frames beside the turn). Turning a flat photo far enough to move the nose
+  foreshortens the eye line more than a head turning by the same apparent amount: the nose of a photo lies
+  in the plane of its eyes.
 
 Left and right are the person's own, in an unmirrored camera frame: a head turned to its left shows the
 nose nearer the photo's right-hand eye (positive yaw in `model.faces.quality.pose`).
 
-The figures are chosen by `python -m benchmarks.liveness` (synthetic cards from CelebA, the training side;
-reported on LFW cards, the print and tablet stills, and real webcam turns).
+The rules' defaults (model.faces.config.TurnRules) are chosen by `python -m benchmarks.liveness --choose`
+(synthetic cards from CelebA, the training side), and reported on LFW cards, the print and tablet stills,
+and real webcam turns (docs/liveness.md).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class HeadPose:
     yaw:    degrees, from where the nose base sits between the eyes (positive: turned to the person's left);
     spread: the eye distance over the nose base's drop below the eye line. A head turning shrinks it (the eye
             line foreshortens, the drop does not); nodding changes it too, which is why a turn's peak is
-            compared with the same burst's baseline frames, not with a constant.
+            compared with the same burst's frontal frames, not with a constant.
     """
 
     yaw: float
@@ -85,7 +87,7 @@ class Verdict:
     frontal: tuple[int, ...] = ()  # the frames facing the camera (within `centre` of the baseline)
 
 
-class Tracker:
+class BurstFaces:
     """A burst's one face, frame by frame, under `policy` (its multi-face rule should be reject: a second face is
     someone else in the burst). Errors name the frame. One frame at a time, so that a burst's decoded frames need
     not all be held at once."""
@@ -149,8 +151,8 @@ def check_turns(poses: Sequence[HeadPose], prompts: Sequence[Prompt], rules: Tur
             return Verdict(False, "turns", f"prompt {number} ({prompt}): the head does not come back")
         turn = range(first, i)
         peak = max(turn, key=lambda k: prompt.sign * yaws[k])
-        # The eye line at the peak, against the frontal frames on either side of the turn (the nearer
-        # frontal stretch with the narrower eye line: a nod in one of them widens it, and would fail a real turn).
+        # The eye line at the peak, against the frontal frames on either side of the turn: the stretch with
+        # the narrower eye line, since a nod in one of them widens it, and would fail a real turn.
         before = _centre_run(yaws, first - 1, -1, rules.centre)
         after = _centre_run(yaws, i, 1, rules.centre)
         frontal = min(float(np.median([poses[k].spread for k in run])) for run in (before, after) if run)

@@ -136,7 +136,9 @@ def test_a_frame_with_two_faces_is_refused(door, shared_data, photos):
 
 
 def test_a_frame_of_another_person_is_refused(door, shared_data, photos):
-    """A live head turning for the camera, and someone else's photo in the frames that face it."""
+    """A live head turning for the camera, and someone else's photo in the first frames, which face it. Which
+    check refuses it depends on that photo's pose (the baseline is read from it): the frames' identities, or the
+    turns measured from it. Refused, either way, with one of those two codes."""
     issued = challenge(door)
     burst = head_turns(shared_data, issued["prompts"])
     burst[0] = burst[1] = photos.bytes("Tony_Blair", 1)
