@@ -3,6 +3,7 @@ outcome is audited, on both databases."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -99,6 +100,22 @@ def test_a_challenge_is_bound_to_the_key_that_asked(start, shared_data):
                      challenge_id="made-up")
     assert (unknown.status_code, error_code(unknown)) == (404, "challenge_not_found")
     assert client.post("/liveness/challenge").status_code == 401
+    with client.app.state.runtime.sessions() as session:
+        metrics_key = create_key(session, "metrics")[0]
+    forbidden = client.post("/liveness/challenge", headers={"X-API-Key": metrics_key})
+    assert (forbidden.status_code, error_code(forbidden)) == (403, "forbidden")
+
+
+def test_two_answers_to_one_challenge_at_once_get_one_decision(door, shared_data):
+    """Two replicas' worth of requests redeem one challenge at the same moment: one conditional UPDATE each, and
+    exactly one of them wins; the other is refused before any frame is looked at."""
+    issued = challenge(door)
+    burst = head_turns(shared_data, issued["prompts"])
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: verify(door, "man", burst, challenge_id=issued["challenge_id"]), range(2)))
+    assert sorted(a.status_code for a in answers) == [200, 409]
+    assert [error_code(a) for a in answers if a.status_code == 409] == ["challenge_used"]
+    assert sorted(r.decision for r in audit_rows(door) if r.action == "verify") == ["challenge_used", "match"]
 
 
 @pytest.mark.parametrize("challenge_id", ["", "a" * 65, "../etc", "id with spaces", "é"])
@@ -168,6 +185,21 @@ def test_frame_count_and_size_limits(door, shared_data, photos):
     response = verify(door, "man", [huge, *burst[1:]], challenge_id=issued["challenge_id"])
     assert (response.status_code, error_code(response)) == (413, "image_too_large")
     assert response.json()["error"]["message"].startswith("frame 1:")
+    issued = challenge(door)
+    response = verify(door, "man", [*burst[:2], b"not an image", *burst[3:]], challenge_id=issued["challenge_id"])
+    assert (response.status_code, error_code(response)) == (422, "invalid_image")
+    assert response.json()["error"]["message"].startswith("frame 3:")
+
+
+@SQLITE_ONLY
+def test_a_repeated_challenge_id_is_refused(door, shared_data):
+    """Two challenge ids in one request: "the last one wins" would let a proxy log one and the service use the
+    other."""
+    first, second = challenge(door), challenge(door)
+    response = door.post("/verify", data={"employee_id": "man",
+                                          "challenge_id": [first["challenge_id"], second["challenge_id"]]},
+                         files=images(head_turns(shared_data, first["prompts"])))
+    assert (response.status_code, error_code(response)) == (422, "validation_error")
 
 
 def test_a_liveness_key_refuses_a_plain_verify(start, shared_data):
