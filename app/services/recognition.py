@@ -466,7 +466,7 @@ class RecognitionService:
         self._check_one_person(list(vectors), serving, what="frame",
                                pairs=[(i, i - 1) for i in range(1, len(vectors))],
                                threshold=interpolated_threshold(serving.far_levels, TURN_FAR))
-        return Probe(seen[0][0], fuse(vectors[list(verdict.frontal)]), quality, len(verdict.frontal))
+        return Probe(seen[0][0], fuse(vectors[list(frontal)]), quality, len(frontal))
 
     def probe(self, data: bytes, serving: Serving | None = None, *, reference: bool = False) -> Probe:
         """`reference`: the photo is to be an enrollment's, and must pass the quality thresholds first."""

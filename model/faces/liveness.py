@@ -23,7 +23,6 @@ and real webcam turns (docs/liveness.md).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -33,9 +32,9 @@ import numpy as np
 
 from model.faces.config import FacePolicy, TurnRules
 from model.faces.errors import FaceError
-from model.faces.pipeline import FaceBox, FacePipeline, StageTimer, untimed
+from model.faces.pipeline import FaceBox, FacePipeline, StageTimer, key_points, untimed
 from model.faces.prepare import choose_face
-from model.faces.quality import NOSE_DEPTH
+from model.faces.quality import pose
 
 Check = Literal["steady", "continuity", "turns", "depth"]
 CHECKS: tuple[Check, ...] = ("steady", "continuity", "turns", "depth")
@@ -66,15 +65,11 @@ class HeadPose:
 
     @classmethod
     def of(cls, landmarks: Sequence[tuple[float, float]]) -> HeadPose:
-        points = np.asarray(landmarks, dtype=np.float64)
-        eye_a, eye_b = points[0:2].mean(axis=0), points[2:4].mean(axis=0)
-        left, right = (eye_a, eye_b) if eye_a[0] <= eye_b[0] else (eye_b, eye_a)
-        nose = points[4]
+        left, right, nose = key_points(np.asarray(landmarks, dtype=np.float64))
         eyes = right - left
         distance = float(np.hypot(*eyes)) or 1.0
-        along = float(np.dot(nose - left, eyes)) / distance**2
         drop = abs(float(eyes[0] * (nose - left)[1] - eyes[1] * (nose - left)[0])) / distance
-        yaw = math.degrees(math.atan((along - 0.5) / NOSE_DEPTH))
+        yaw, _ = pose(tuple(landmarks))  # the quality checks' yaw
         return cls(yaw=yaw, spread=distance / max(drop, 1e-6))
 
 
