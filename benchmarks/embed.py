@@ -5,7 +5,7 @@
 Every row starts from the same detected face of the same photo (its five landmarks) and ends with a unit
 vector: the chip (or the test-time views) is made, then embedded. dlib's `compute_face_descriptor` makes its
 own 150x150 chip too, so the two costs compare like for like. The default configuration is the default
-model with the augmentation its card serves with.
+model with the augmentation its card serves with, in fp32; bf16 and int8 are FACEGATE_PRECISION's options.
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ def main() -> None:
     print(f"photo: {args.photo.name} {rgb.shape[1]}x{rgb.shape[0]}, face {face.width}x{face.height}")
     reference = np.median(timed(lambda: dlib.embed(rgb, face), max(20, args.repeats // 2)))
     print(f"{'dlib compute_face_descriptor':<44} median {reference:7.2f} ms")
-    rows = [(DEFAULT_MODEL, augment) for augment in ("none", "flip", "views")] + [(FAST_MODEL, "none")]
-    for model, augment in rows:
-        embedder = Embedder.load(model, "cpu", augment)
+    rows = [(DEFAULT_MODEL, augment, "fp32") for augment in ("none", "flip", "views")] \
+        + [(DEFAULT_MODEL, "flip", precision) for precision in ("bf16", "int8")] + [(FAST_MODEL, "none", "fp32")]
+    for model, augment, precision in rows:
+        embedder = Embedder.load(model, "cpu", augment, precision)
         pipeline = FacePipeline(pipeline_config(embedder))
         views = embedder.views.to_align
 
@@ -50,8 +51,9 @@ def main() -> None:
             return embedder.embed(pipeline.align(rgb, face, views)[None])  # noqa: B023 - called in this pass
 
         times = timed(embed_one, args.repeats)
-        default = " (default)" if model == DEFAULT_MODEL and augment == embedder.card.augment else ""
-        label = f"{embedder.card.architecture} augment={augment}{default}"
+        default = " (default)" if model == DEFAULT_MODEL and augment == embedder.card.augment \
+            and precision == "fp32" else ""
+        label = f"{embedder.card.architecture} {precision} augment={augment}{default}"
         print(f"{label:<44} {summary(times)}   = {np.median(times) / reference:.3f} of dlib's time")
     # The same check again at the end: dlib's time drifts with the machine's load.
     print(f"{'dlib compute_face_descriptor (again)':<44} "

@@ -5,7 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from model.card.keys import BY_AUGMENT, BY_REFERENCES, COHORT, FAR_LEVELS, IMPOSTOR_TAIL, NORMALISED_TAIL, THRESHOLDS
+from model.card.keys import (
+    BY_AUGMENT,
+    BY_REFERENCES,
+    COHORT,
+    FAR_LEVELS,
+    IMPOSTOR_TAIL,
+    INT8,
+    NORMALISED_TAIL,
+    THRESHOLDS,
+)
 
 
 def recipe_path(name: str) -> str:
@@ -89,6 +98,44 @@ def _cohort_lines(card: dict) -> list[str]:
     ]
 
 
+def _int8_lines(card: dict) -> list[str]:
+    """The quantized copy of the network for the CPU (model.release.quantize), when the card has one."""
+    int8 = card.get(INT8)
+    if not int8:
+        return []
+    lines = [
+        "",
+        "## int8 on the CPU (model.release.quantize; FACEGATE_PRECISION=int8)",
+        "",
+        f"- **file**: `{int8['file']}` (sha256 `{int8['sha256'][:16]}`...), {int8['format']}; made with "
+        + ", ".join(f"{tool} {version}" for tool, version in int8["tools"].items()),
+        f"- **calibration**: {int8['calibration']}",
+        "- The thresholds above are the network's (fp32) own; the figures below say what int8 changes.",
+    ]
+    if "agreement" in int8:
+        a = int8["agreement"]
+        lines.append(f"- **against fp32**, on {a['data']}: cosine of a face's two vectors at least "
+                     f"{a['cosine_min']:.5f} (mean {a['cosine_mean']:.5f}); a pair's distance moves by at most "
+                     f"{a['pair_distance_change_max']:.4f}")
+    if "validation" in int8 and "lfw" in int8:
+        v, lfw = int8["validation"], int8["lfw"]
+        shipped = v["fp32"]["at_card_threshold"]["threshold"]
+        lines += [
+            "",
+            f"Validation (CelebA-wild identities, every pair) and LFW ({lfw['protocol']}), in one run:",
+            "",
+            "| arithmetic | threshold at FAR 1e-3 | TAR there | EER | at the card's threshold "
+            f"({shipped:.4f}): TAR / FAR | LFW accuracy | LFW TAR @ FAR 1e-3 |",
+            "|---|---|---|---|---|---|---|",
+            *[f"| {name} | {v[name]['threshold_at_far_1e-3']:.4f} | {100 * v[name]['tar_at_default']:.2f} % | "
+              f"{100 * v[name]['eer']:.2f} % | {100 * v[name]['at_card_threshold']['tar']:.2f} % / "
+              f"{v[name]['at_card_threshold']['far']:.2e} | {100 * lfw[name]['accuracy']:.2f} % ± "
+              f"{100 * lfw[name]['accuracy_std']:.2f} | {100 * lfw[name]['tar_at_far']['0.001']:.2f} % |"
+              for name in ("fp32", "int8")],
+        ]
+    return lines
+
+
 def render_markdown(card: dict) -> str:
     """The card as Markdown, written from the JSON card so that the two always agree."""
     ours, ref = card["metrics"]["lfw"], card["metrics"]["reference_dlib"]
@@ -119,6 +166,7 @@ def render_markdown(card: dict) -> str:
         f"- **calibration**: {thresholds['calibration']}",
         *_tail_lines(thresholds),
         *_cohort_lines(card),
+        *_int8_lines(card),
         "",
         "## Validation (CelebA-wild identities, held out of training; chooses and calibrates)",
         "",

@@ -48,6 +48,11 @@ def cohort_path(weights: Path) -> Path:
     return weights.with_suffix(".cohort.npy")
 
 
+def int8_path(weights: Path) -> Path:
+    """Where a model's int8 network for the CPU lives (model.release.quantize): `<name>.int8.onnx`."""
+    return weights.with_suffix(".int8.onnx")
+
+
 def weights_id(blob: bytes) -> str:
     return "sha256:" + hashlib.sha256(blob).hexdigest()[:16]
 

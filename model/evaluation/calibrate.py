@@ -37,14 +37,20 @@ def celeba_photos(embedder: Embedder, data_root: Path, cache: Path) -> list[tupl
     return photos
 
 
-def calibrate(embedder: Embedder, data_root: Path, cache: Path) -> tuple[dict, dict]:
-    """(thresholds, validation figures) from every pair among the held-out CelebA identities' photos."""
+def validation_pairs(embedder: Embedder, data_root: Path, cache: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(genuine distances, impostor distances, photos, identities): every pair among the photos, in both CelebA
+    archives, of the CelebA-wild identities (held out of training)."""
     vectors, labels = zip(*celeba_photos(embedder, data_root, cache), strict=True)
     wild_people = set(labels[0])
     keep = [np.isin(lab, sorted(wild_people)) for lab in labels]
     vectors = np.concatenate([v[k] for v, k in zip(vectors, keep, strict=True)])
     labels = np.concatenate([lab[k] for lab, k in zip(labels, keep, strict=True)])
-    genuine, impostor = pair_distances(vectors, labels)
+    return *pair_distances(vectors, labels), len(vectors), len(wild_people)
+
+
+def calibrate(embedder: Embedder, data_root: Path, cache: Path) -> tuple[dict, dict]:
+    """(thresholds, validation figures) from every pair among the held-out CelebA identities' photos."""
+    genuine, impostor, photos, identities = validation_pairs(embedder, data_root, cache)
     levels = far_levels(impostor)
     distances = np.concatenate([genuine, impostor])
     same = np.concatenate([np.ones(len(genuine), bool), np.zeros(len(impostor), bool)])
@@ -53,8 +59,8 @@ def calibrate(embedder: Embedder, data_root: Path, cache: Path) -> tuple[dict, d
     thresholds = {
         "default": default, "far_1e-3": default, "best_accuracy": best, "reason": DEFAULT_REASON,
         "far_levels": levels,
-        "calibration": f"{len(impostor):,} impostor and {len(genuine):,} genuine pairs among {len(vectors):,} "
-                       f"CelebA photos of the {len(wild_people)} CelebA-wild identities (held out of training; "
+        "calibration": f"{len(impostor):,} impostor and {len(genuine):,} genuine pairs among {photos:,} "
+                       f"CelebA photos of the {identities} CelebA-wild identities (held out of training; "
                        "the test set untouched)",
     }
     validation = {

@@ -123,7 +123,7 @@ def embed_source(embedder: Embedder, source: Path, faces: FaceSet, config: Pipel
     embed the same photos.
     """
     key = cache_key(source_id(source), embedder.model_id, embedder.augment, config.chip, config.crop_size,
-                    *([embedder.precision] if embedder.precision == "bf16" else []),
+                    *([embedder.arithmetic] if embedder.precision in ("bf16", "int8") else []),
                     hashlib.sha256(faces.landmarks.tobytes() + faces.found.tobytes()).hexdigest())
     target = cache / f"{source.name.split('.')[0]}-embeddings-{key}.npy"
     if target.exists():
@@ -219,7 +219,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--augment", choices=AUGMENTS,
                         help="test-time augmentation (default: what the model card serves with)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="the network's arithmetic: auto (fp32 on the CPU, fp16 on a GPU) or bf16 on the CPU")
+                        help="the network's arithmetic: auto (fp32 on the CPU, fp16 on a GPU), or bf16 or int8 (the "
+                             "card's quantized network) on the CPU")
     parser.add_argument("--policy", choices=("dominant", "reject", "centre"), default="dominant",
                         help="which face of a photo with several: the service's (dominant, the default), or the "
                              "research protocol's (centre)")

@@ -6,6 +6,7 @@ preprocessing it expects and carries the calibrated thresholds. `model_id` is a 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 from pathlib import Path
@@ -15,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.card.schema import ModelCard, ModelError, card_path, weights_id
+from model.card.keys import INT8
+from model.card.schema import ModelCard, ModelError, card_path, int8_path, weights_id
 from model.card.scores import Cohort
 from model.faces.config import CHIPS, DEFAULT_MODEL, PRECISIONS, Augment, Precision, Views
 from model.networks import build, crops_to_tensor
@@ -23,6 +25,42 @@ from model.networks import build, crops_to_tensor
 log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_MODEL", "Embedder"]
+
+
+class Int8Network:
+    """The card's int8 copy of the network (model.release.quantize), run by ONNX Runtime on the CPU with as many
+    threads as torch has: the network's `raw`, from the same inputs, for `Embedder.embed`."""
+
+    def __init__(self, model: bytes) -> None:
+        import onnxruntime  # only the int8 precision needs it
+
+        self.sha256 = hashlib.sha256(model).hexdigest()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+    @classmethod
+    def of(cls, card: ModelCard, weights: Path) -> Int8Network:
+        """The int8 network the card names beside `weights`; a missing one, or a file that is not the one the
+        card describes, is a ModelError."""
+        info = card.data.get(INT8)
+        if not info:
+            raise ModelError(f"{weights.name} ships no int8 network: python -m model.release.quantize makes one")
+        path = int8_path(weights)
+        try:
+            blob = path.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"cannot read the int8 network {path}: {exc}") from exc
+        if hashlib.sha256(blob).hexdigest() != info["sha256"]:
+            raise ModelError(f"{path} does not match its card's sha256: it is not the network the card describes")
+        try:
+            return cls(blob)
+        except Exception as exc:  # ONNX Runtime's own exception types; any failure to load is the model's
+            raise ModelError(f"cannot load the int8 network {path}: {exc}") from exc
+
+    def raw(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, {"x": np.ascontiguousarray(x.numpy())})[0])
 
 
 class Embedder:
@@ -34,24 +72,35 @@ class Embedder:
     """
 
     def __init__(self, network: nn.Module, card: ModelCard, model_id: str, device: torch.device,
-                 augment: Augment | None = None, cohort: Cohort | None = None, precision: Precision = "auto") -> None:
+                 augment: Augment | None = None, cohort: Cohort | None = None, precision: Precision = "auto",
+                 int8: Int8Network | None = None) -> None:
         """`cohort`: the AS-norm cohort shipped with the model for this augmentation (ModelCard.cohort), if any.
         `precision`: auto is fp16 on a GPU and fp32 on the CPU (what the card's figures were measured with);
-        bf16 runs the CPU's convolutions in bfloat16 (oneDNN, where the CPU has AVX-512 BF16 or AMX)."""
+        bf16 runs the CPU's convolutions in bfloat16 (oneDNN, where the CPU has AVX-512 BF16 or AMX); int8 runs
+        `int8`, the card's quantized copy of the network (`load` reads it), in ONNX Runtime."""
         if precision not in PRECISIONS:
             raise ModelError(f"precision {precision!r}: one of {', '.join(PRECISIONS)}")
-        if precision == "bf16" and device.type != "cpu":
-            raise ModelError("bf16 is a CPU precision; on a GPU the network runs in fp16")
+        if precision in ("bf16", "int8") and device.type != "cpu":
+            raise ModelError(f"{precision} is a CPU precision; on a GPU the network runs in fp16")
+        if (precision == "int8") != (int8 is not None):
+            raise ModelError("the int8 precision runs an int8 network, and only it does")
         self.card, self.model_id, self.device, self.cohort = card, model_id, device, cohort
         self.augment: Augment = augment or card.augment
         self.views = Views.of(self.augment)
         self.half = device.type == "cuda"
-        self.precision: Precision = "fp16" if self.half else ("bf16" if precision == "bf16" else "fp32")
+        self.precision: Precision = "fp16" if self.half else (precision if precision in ("bf16", "int8") else "fp32")
         if self.precision == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
             log.warning("bf16 asked, but this CPU has no native bfloat16 (AVX-512 BF16 or AMX): it will be emulated, "
                         "and slower than fp32")
         network = network.to(device).eval().to(memory_format=torch.channels_last)
         self.network = network.half() if self.half else network
+        self.int8 = int8
+
+    @property
+    def arithmetic(self) -> str:
+        """What computes the vectors besides the weights: the precision, and for int8 which quantized network.
+        Vectors of one model_id in two arithmetics differ a little (docs/benchmarks.md says how much)."""
+        return f"int8:{self.int8.sha256[:16]}" if self.int8 is not None else self.precision
 
     @property
     def input_size(self) -> int:
@@ -78,9 +127,11 @@ class Embedder:
         chosen = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                               "cpu" if device == "auto" else device)
         cohort = card.cohort(weights, augment or card.augment)
-        log.info("loaded %s (%s, %s) on %s; %s", weights.name, card.architecture, weights_id(blob), chosen,
+        int8 = Int8Network.of(card, weights) if precision == "int8" and chosen.type == "cpu" else None
+        log.info("loaded %s (%s, %s) on %s%s; %s", weights.name, card.architecture, weights_id(blob), chosen,
+                 f", {int8_path(weights).name}" if int8 else "",
                  f"AS-norm cohort of {len(cohort.vectors)}, K={cohort.k}" if cohort else "no cohort: plain scores")
-        return cls(network, card, weights_id(blob), chosen, augment, cohort, precision)
+        return cls(network, card, weights_id(blob), chosen, augment, cohort, precision, int8)
 
     @torch.inference_mode()
     def embed(self, chips: np.ndarray) -> np.ndarray:
@@ -94,11 +145,13 @@ class Embedder:
         x = crops_to_tensor(chips.reshape(faces * views, *chips.shape[2:])).to(self.device)
         if self.views.flip:
             x = torch.cat([x, x.flip(3)])
-        x = x.contiguous(memory_format=torch.channels_last)
-        if self.precision == "bf16":
+        if self.int8 is not None:
+            raw = self.int8.raw(x)
+        elif self.precision == "bf16":
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                raw = self.network.raw(x).float()
+                raw = self.network.raw(x.contiguous(memory_format=torch.channels_last)).float()
         else:
+            x = x.contiguous(memory_format=torch.channels_last)
             raw = self.network.raw(x.half() if self.half else x).float()
         raw = raw.view(-1, faces, views, raw.shape[-1]).mean(dim=(0, 2))
         return F.normalize(raw, dim=1).cpu().numpy()

@@ -119,3 +119,18 @@ def test_an_insane_threshold_is_refused(gallery, photos, threshold):
 def test_verify_an_unknown_employee_returns_404(client, photos):
     response = verify(client, "nobody", photos.bytes("Tony_Blair"))
     assert response.status_code == 404 and error_code(response) == "employee_not_found"
+
+
+def test_int8_makes_the_same_decisions_with_distances_a_little_apart(make_client, photos):
+    """FACEGATE_PRECISION=int8 on a replica of a gallery that fp32 enrolled (one model_id: the precision may
+    change under a running gallery): the card's quantized network decides the same, its distances int8's error
+    away from fp32's, far less than the margins these photos are decided by."""
+    fp32 = make_client()
+    for person in ("Tony_Blair", "Colin_Powell"):
+        assert enroll(fp32, person, photos.bytes(person, 1)).status_code == 201
+    int8 = make_client(precision="int8")  # it loads the gallery as it starts
+    probes = [photos.bytes(person, 2) for person in ("Tony_Blair", "Colin_Powell")]
+    ours, theirs = ([verify(client, "Tony_Blair", probe).json() for probe in probes] for client in (fp32, int8))
+    assert [a["match"] for a in ours] == [a["match"] for a in theirs] == [True, False]
+    for a, b in zip(ours, theirs, strict=True):
+        assert 0 < abs(a["distance"] - b["distance"]) < 0.03

@@ -1,0 +1,62 @@
+"""model.release.quantize: the card's int8 network, made from the weights, named and checked by the card."""
+
+import numpy as np
+import pytest
+
+from model.card.schema import ModelError, int8_path, read_card, write_card, write_model
+from model.faces.config import FAST_MODEL
+from model.faces.embedder import Embedder
+from model.networks.mobilefacenet import NetworkConfig
+from model.release.quantize import add_int8, agreement
+from tests.model.release.test_export import trained_looking_network
+
+CONFIG = NetworkConfig(input_size=32, embedding_dim=16, width=0.25)
+
+
+@pytest.fixture
+def model(tmp_path):
+    """A small network with a complete card (the fast model's figures, which its Markdown renders)."""
+    out = tmp_path / "m.pt"
+    shipped = {k: v for k, v in read_card(FAST_MODEL).items() if k not in ("cohort", "int8")}
+    card = write_model(trained_looking_network(CONFIG).state_dict(), "MobileFaceNet", CONFIG.as_dict(), out)
+    write_card(out, {**shipped, **card, "augment": "flip"})
+    return out
+
+
+def crops(count: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
+
+
+def test_the_int8_network_gives_the_networks_embeddings_within_int8s_error(model):
+    card = add_int8(model, crops(64, seed=0))
+    assert card["int8"]["file"] == int8_path(model).name and "64 UTKFace photos" in card["int8"]["calibration"]
+    reference, int8 = (Embedder.load(model, "cpu", precision=p) for p in ("fp32", "int8"))
+    assert int8.precision == "int8" and int8.model_id == reference.model_id  # the same model, in other arithmetic
+    faces = crops(32, seed=1)  # not the calibration's
+    cosine = np.sum(reference.embed(faces) * int8.embed(faces), axis=1)
+    assert 0.98 < cosine.min() and cosine.mean() < 0.99999  # close, and really quantized
+    assert np.allclose(np.linalg.norm(int8.embed(faces), axis=1), 1.0, atol=1e-5)
+
+
+def test_a_model_without_an_int8_network_or_with_another_file_is_refused(model):
+    with pytest.raises(ModelError, match="ships no int8 network"):
+        Embedder.load(model, "cpu", precision="int8")
+    add_int8(model, crops(16, seed=0))
+    blob = bytearray(int8_path(model).read_bytes())
+    blob[-1] ^= 1
+    int8_path(model).write_bytes(bytes(blob))
+    with pytest.raises(ModelError, match="does not match its card"):
+        Embedder.load(model, "cpu", precision="int8")
+    int8_path(model).unlink()
+    with pytest.raises(ModelError, match="cannot read the int8 network"):
+        Embedder.load(model, "cpu", precision="int8")
+    Embedder.load(model, "cpu")  # the network itself is untouched
+
+
+def test_agreement_reports_the_cosine_and_the_largest_change_of_a_pair_distance():
+    a = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    b = np.array([[1.0, 0.0], [0.6, 0.8]], np.float32)
+    figures = agreement(a, b)
+    assert figures["cosine_min"] == pytest.approx(0.8) and figures["cosine_mean"] == pytest.approx(0.9)
+    # the pair's distance was sqrt(2), is sqrt(0.4 ** 2 + 0.8 ** 2)
+    assert figures["pair_distance_change_max"] == pytest.approx(np.sqrt(2) - np.sqrt(0.8), abs=1e-6)
