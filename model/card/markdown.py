@@ -110,8 +110,12 @@ def _int8_lines(card: dict) -> list[str]:
         f"- **file**: `{int8['file']}` (sha256 `{int8['sha256'][:16]}`...), {int8['format']}; made with "
         + ", ".join(f"{tool} {version}" for tool, version in int8["tools"].items()),
         f"- **calibration**: {int8['calibration']}",
-        "- The thresholds above are the network's (fp32) own; the figures below say what int8 changes.",
     ]
+    if THRESHOLDS in int8:
+        own = int8[THRESHOLDS]
+        lines.append(f"- **its own thresholds**, calibrated again on its vectors as the network's were (every section "
+                     f"of the JSON card's `int8.thresholds`): 1:1 default {own['default']:.4f} (fp32: "
+                     f"{card[THRESHOLDS]['default']:.4f})")
     if "agreement" in int8:
         a = int8["agreement"]
         lines.append(f"- **against fp32**, on {a['data']}: cosine of a face's two vectors at least "
@@ -119,17 +123,17 @@ def _int8_lines(card: dict) -> list[str]:
                      f"{a['pair_distance_change_max']:.4f}")
     if "validation" in int8 and "lfw" in int8:
         v, lfw = int8["validation"], int8["lfw"]
-        shipped = v["fp32"]["at_card_threshold"]["threshold"]
+        shipped = v["fp32"]["at_fp32_threshold"]["threshold"]
         lines += [
             "",
             f"Validation (CelebA-wild identities, every pair) and LFW ({lfw['protocol']}), in one run:",
             "",
-            "| arithmetic | threshold at FAR 1e-3 | TAR there | EER | at the card's threshold "
+            "| arithmetic | threshold at FAR 1e-3 | TAR there | EER | at fp32's threshold "
             f"({shipped:.4f}): TAR / FAR | LFW accuracy | LFW TAR @ FAR 1e-3 |",
             "|---|---|---|---|---|---|---|",
             *[f"| {name} | {v[name]['threshold_at_far_1e-3']:.4f} | {100 * v[name]['tar_at_default']:.2f} % | "
-              f"{100 * v[name]['eer']:.2f} % | {100 * v[name]['at_card_threshold']['tar']:.2f} % / "
-              f"{v[name]['at_card_threshold']['far']:.2e} | {100 * lfw[name]['accuracy']:.2f} % ± "
+              f"{100 * v[name]['eer']:.2f} % | {100 * v[name]['at_fp32_threshold']['tar']:.2f} % / "
+              f"{v[name]['at_fp32_threshold']['far']:.2e} | {100 * lfw[name]['accuracy']:.2f} % ± "
               f"{100 * lfw[name]['accuracy_std']:.2f} | {100 * lfw[name]['tar_at_far']['0.001']:.2f} % |"
               for name in ("fp32", "int8")],
         ]

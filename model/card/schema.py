@@ -27,6 +27,7 @@ from model.card.keys import (
     COHORT,
     FAR_LEVELS,
     IMPOSTOR_TAIL,
+    INT8,
     NORMALISED_TAIL,
     THRESHOLDS,
     Augment,
@@ -150,6 +151,14 @@ class ModelCard:
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot read the cohort {path}: {exc}") from exc
         return Cohort(vectors, int(info["k"]))
+
+    def for_int8(self) -> ModelCard:
+        """The card as int8's vectors are decided by: its own thresholds (model.release.quantize calibrates every
+        section of `thresholds` again on int8's vectors, for the augmentation it serves with), the rest as it is."""
+        thresholds = self.data.get(INT8, {}).get(THRESHOLDS)
+        if not thresholds:
+            raise ModelError(f"the card of {self.data.get('name')} has no thresholds calibrated for its int8 network")
+        return ModelCard({**self.data, THRESHOLDS: thresholds})
 
     @classmethod
     def read(cls, path: Path) -> ModelCard:

@@ -128,6 +128,10 @@ class Embedder:
                               "cpu" if device == "auto" else device)
         cohort = card.cohort(weights, augment or card.augment)
         int8 = Int8Network.of(card, weights) if precision == "int8" and chosen.type == "cpu" else None
+        if int8 is not None:
+            if (augment or card.augment) != card.augment:
+                raise ModelError(f"the int8 network is calibrated with {card.augment} only, not {augment}")
+            card = card.for_int8()
         log.info("loaded %s (%s, %s) on %s%s; %s", weights.name, card.architecture, weights_id(blob), chosen,
                  f", {int8_path(weights).name}" if int8 else "",
                  f"AS-norm cohort of {len(cohort.vectors)}, K={cohort.k}" if cohort else "no cohort: plain scores")

@@ -49,14 +49,7 @@ def ship_cohort(weights: Path, data_root: Path, cache: Path, *, sizes: list[int]
     log.info("chosen on CelebA: cohort of %d, K=%d", size, k)
     stored = pool[:size].astype(np.float16)
     cohort = Cohort(stored.astype(np.float32), k)  # what the service will load
-    wild_people = set(parts[0][1])
-    tail = normalised_tail(vectors, labels, cohort)
-    levels = tail["far_levels"]
-    fused = {str(r): fused_normalised_tail(vectors, labels, cohort, levels, wild_people=wild_people, references=r)
-             for r in range(2, max_references + 1)}
-    for kind in fused.values():  # never looser than one reference's: the deepest levels rest on a few pairs
-        kind["far_levels"] = {far: max(t, levels[far]) for far, t in kind["far_levels"].items() if far in levels}
-    by_references = template_thresholds(vectors, labels, wild_people=wild_people, max_references=max_references)
+    by_references, tail = decision_thresholds(parts, cohort, embedder.augment, max_references)
 
     path = cohort_path(weights)
     np.save(path, stored)
@@ -76,21 +69,39 @@ def ship_cohort(weights: Path, data_root: Path, cache: Path, *, sizes: list[int]
                      "the others a stranger; 5 random splits): the best mean rank-1 over FPIR 1e-2 and 1e-3",
         "choice": table,
     }
-    card[THRESHOLDS][BY_REFERENCES] = {
-        "augment": embedder.augment, "far": 1e-3, **by_references,
+    card[THRESHOLDS][BY_REFERENCES] = by_references
+    card[THRESHOLDS][NORMALISED_TAIL] = tail
+    write_card(weights, card)
+    return card
+
+
+def decision_thresholds(parts: list[tuple[np.ndarray, np.ndarray]], cohort: Cohort, augment: str,
+                        max_references: int) -> tuple[dict, dict]:
+    """The card's `by_references` (1:1, templates fused from 1 to `max_references`) and `normalised_tail` (1:N,
+    AS-norm scores against `cohort`) sections, from the CelebA photos' (vectors, labels) of each archive, the
+    CelebA-wild one first (model.evaluation.calibrate.celeba_photos)."""
+    vectors = np.concatenate([v for v, _ in parts]).astype(np.float32)
+    labels = np.concatenate([lab for _, lab in parts]).astype(str)
+    wild_people = set(parts[0][1])
+    tail = normalised_tail(vectors, labels, cohort)
+    levels = tail["far_levels"]
+    fused = {str(r): fused_normalised_tail(vectors, labels, cohort, levels, wild_people=wild_people, references=r)
+             for r in range(2, max_references + 1)}
+    for kind in fused.values():  # never looser than one reference's: the deepest levels rest on a few pairs
+        kind["far_levels"] = {far: max(t, levels[far]) for far, t in kind["far_levels"].items() if far in levels}
+    by_references = template_thresholds(vectors, labels, wild_people=wild_people, max_references=max_references)
+    return {
+        "augment": augment, "far": 1e-3, **by_references,
         "data": "templates fused from R random photos of each CelebA-wild identity (20 draws each), against "
                 "every CelebA photo of other people; genuine: the identity's other photos",
-    }
-    card[THRESHOLDS][NORMALISED_TAIL] = {
-        "augment": embedder.augment, **tail,
-        "data": f"every impostor pair among {len(vectors):,} CelebA photos (both archives), AS-norm K={k}",
+    }, {
+        "augment": augment, **tail,
+        "data": f"every impostor pair among {len(vectors):,} CelebA photos (both archives), AS-norm K={cohort.k}",
         BY_REFERENCES: fused,
         "by_references_data": "templates fused from R random photos of each CelebA-wild identity (20 draws each), "
                               "against every CelebA photo of other people; far_at_single_levels: what the "
                               "one-photo levels would let through for them",
     }
-    write_card(weights, card)
-    return card
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,8 +9,9 @@
 3. Writes `<name>.int8.onnx` beside the weights and adds `int8` to the card: the file and its hash, the
    calibration, the tools' versions, how far its embeddings are from the network's own on validation faces,
    the validation figures (CelebA-wild) and LFW's research protocol, each beside fp32's in the same run.
-   The service runs it with FACEGATE_PRECISION=int8 (model.faces.embedder); the card's thresholds stay the
-   network's (fp32) own, and docs/benchmarks.md says what int8 gives at them.
+4. Calibrates every threshold again on int8's vectors, as model.release.export and model.release.cohort do
+   fp32's (the validation data, the card's augmentation and cohort), into the card's `int8.thresholds`: the
+   service runs it with FACEGATE_PRECISION=int8 (model.faces.embedder) and decides by those.
 
 Needs the `release` extra (onnx, for ONNX Runtime's quantization tools): pip install -e '.[release]'.
 """
@@ -18,6 +19,7 @@ Needs the `release` extra (onnx, for ONNX Runtime's quantization tools): pip ins
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import logging
 import tempfile
@@ -30,17 +32,18 @@ import onnxruntime
 import torch
 from torch import nn
 
-from model.card.keys import INT8
+from model.card.keys import BY_AUGMENT, BY_REFERENCES, IMPOSTOR_TAIL, INT8, NORMALISED_TAIL, THRESHOLDS
 from model.card.schema import int8_path, read_card, write_card
 from model.datasets.sources import DEFAULT_CACHE, iter_images, read_lfw_pairs
-from model.evaluation.calibrate import calibrate, celeba_photos, validation_pairs
+from model.evaluation.calibrate import calibrate, celeba_photos, impostor_tail, validation_pairs
 from model.evaluation.cohort import COHORT_SOURCE
 from model.evaluation.evaluate import evaluate, pipeline_config, report_json
 from model.faces.config import DATASET_POLICY
 from model.faces.decode import decode_image
-from model.faces.embedder import Embedder
+from model.faces.embedder import Embedder, Int8Network
 from model.faces.pipeline import FacePipeline
 from model.networks import crops_to_tensor
+from model.release.cohort import decision_thresholds
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -100,7 +103,7 @@ def quantize(embedder: Embedder, chips: np.ndarray, out: Path) -> None:
             start = next(self.batches, None)
             return None if start is None else {"x": inputs[start:start + BATCH]}
 
-    network = embedder.network.float().to(memory_format=torch.contiguous_format)
+    network = copy.deepcopy(embedder.network).float().to(memory_format=torch.contiguous_format)
     with tempfile.TemporaryDirectory() as folder:
         exported, prepared = Path(folder) / "fp32.onnx", Path(folder) / "prepared.onnx"
         # The TorchScript exporter: the torch.export one needs onnxscript, a dependency for nothing else. Its
@@ -129,12 +132,12 @@ def agreement(reference: np.ndarray, int8: np.ndarray) -> dict:
 
 def validation(embedder: Embedder, data_root: Path, cache: Path) -> dict:
     """model.release.export's calibration figures (every pair among the CelebA-wild identities' photos), and
-    what the card's own 1:1 distance threshold gives there."""
+    what the fp32 card's 1:1 distance threshold gives there."""
     thresholds, figures = calibrate(embedder, data_root, cache)
     genuine, impostor, _, _ = validation_pairs(embedder, data_root, cache)
     shipped = embedder.card.threshold
     return {"threshold_at_far_1e-3": thresholds["far_1e-3"], **{k: figures[k] for k in VALIDATION_FIGURES},
-            "at_card_threshold": {"threshold": shipped, "tar": float((genuine <= shipped).mean()),
+            "at_fp32_threshold": {"threshold": shipped, "tar": float((genuine <= shipped).mean()),
                                   "far": float((impostor <= shipped).mean())}}
 
 
@@ -145,8 +148,9 @@ def lfw_research_protocol(embedder: Embedder, data_root: Path, cache: Path) -> d
     return {k: v for k, v in report_json(result.ours).items() if k in LFW_FIGURES}
 
 
-def add_int8(weights: Path, chips: np.ndarray) -> dict:
-    """Quantize the model at `weights`, calibrated on `chips`, beside it, and name the file in its card."""
+def add_int8(weights: Path, chips: np.ndarray, calibration: str) -> dict:
+    """Quantize the model at `weights`, calibrated on `chips` (which `calibration` describes for the card),
+    beside it, and name the file in its card."""
     embedder = Embedder.load(weights, "cpu")
     path = int8_path(weights)
     quantize(embedder, chips, path)
@@ -156,19 +160,41 @@ def add_int8(weights: Path, chips: np.ndarray) -> dict:
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "format": f"ONNX opset {OPSET}, QDQ: weights int8 per output channel, activations uint8 per tensor "
                   "(MinMax); it gives the network's raw descriptors, normalised by the service as the network's",
-        "calibration": f"{len(chips):,} UTKFace photos at random, one face each, and their mirrors, through the "
-                       "service's pipeline (training-side, unlabelled; neither CelebA nor LFW)",
+        "calibration": calibration,
         "tools": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
     }
     write_card(weights, card)
     return card
 
 
-def ship_int8(weights: Path, data_root: Path, cache: Path, *, faces: int) -> dict:
-    """`add_int8` on UTKFace faces, then what int8 changes on the validation identities, in the card."""
+def uncalibrated(weights: Path) -> Embedder:
+    """The int8 embedder before the card has thresholds for it: the card, and so `card.threshold`, is fp32's."""
+    fp32 = Embedder.load(weights, "cpu")
+    return Embedder(fp32.network, fp32.card, fp32.model_id, fp32.device, None, fp32.cohort, "int8",
+                    Int8Network.of(fp32.card, weights))
+
+
+def int8_thresholds(int8: Embedder, data_root: Path, cache: Path, max_references: int) -> dict:
+    """Every section of the card's `thresholds`, calibrated again on int8's vectors of the validation data, as
+    model.release.export and model.release.cohort calibrate fp32's, for the augmentation the card serves with;
+    the cohort's vectors are the card's own."""
+    thresholds, _ = calibrate(int8, data_root, cache)
+    thresholds[BY_AUGMENT] = {int8.augment: thresholds["default"]}
+    thresholds[IMPOSTOR_TAIL] = {int8.augment: impostor_tail(int8, data_root, cache)}
+    if int8.cohort is not None:
+        thresholds[BY_REFERENCES], thresholds[NORMALISED_TAIL] = decision_thresholds(
+            celeba_photos(int8, data_root, cache), int8.cohort, int8.augment, max_references)
+    return thresholds
+
+
+def ship_int8(weights: Path, data_root: Path, cache: Path, *, faces: int, max_references: int) -> dict:
+    """`add_int8` on UTKFace faces, what int8 changes on the validation identities and on LFW, and int8's own
+    thresholds, in the card."""
     embedder = Embedder.load(weights, "cpu")
-    card = add_int8(weights, calibration_chips(embedder, data_root / COHORT_SOURCE, faces))
-    int8 = Embedder.load(weights, "cpu", precision="int8")
+    card = add_int8(weights, calibration_chips(embedder, data_root / COHORT_SOURCE, faces),
+                    f"{faces:,} UTKFace photos at random, one face each, and their mirrors, through the service's "
+                    "pipeline (training-side, unlabelled; neither CelebA nor LFW)")
+    int8 = uncalibrated(weights)
     wild = [celeba_photos(e, data_root, cache)[0][0] for e in (embedder, int8)]  # CelebA-wild: validation
     card[INT8]["agreement"] = {
         "data": f"the {len(wild[0]):,} CelebA-wild photos with a face (validation identities), {embedder.augment}",
@@ -178,6 +204,7 @@ def ship_int8(weights: Path, data_root: Path, cache: Path, *, faces: int) -> dic
     card[INT8]["lfw"] = {"protocol": "View 2, 10 folds, the face nearest the centre of each photo",
                          "fp32": lfw_research_protocol(embedder, data_root, cache),
                          "int8": lfw_research_protocol(int8, data_root, cache)}
+    card[INT8][THRESHOLDS] = int8_thresholds(int8, data_root, cache, max_references)
     write_card(weights, card)
     return card
 
@@ -188,6 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--faces", type=int, default=1000, help="calibration faces (UTKFace)")
+    parser.add_argument("--max-references", type=int, default=5, help="as model.release.cohort's")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for name in (COHORT_SOURCE, "lfw-deepfunneled.tar", "lfw-pairs.txt"):
@@ -195,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"{args.data / name} is missing")
     if args.faces < 16:
         parser.error("--faces: at least 16")
-    ship_int8(args.weights, args.data, args.cache, faces=args.faces)
+    ship_int8(args.weights, args.data, args.cache, faces=args.faces, max_references=args.max_references)
 
 
 if __name__ == "__main__":

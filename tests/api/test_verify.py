@@ -123,8 +123,8 @@ def test_verify_an_unknown_employee_returns_404(client, photos):
 
 def test_int8_makes_the_same_decisions_with_distances_a_little_apart(make_client, photos):
     """FACEGATE_PRECISION=int8 on a replica of a gallery that fp32 enrolled (one model_id: the precision may
-    change under a running gallery): the card's quantized network decides the same, its distances int8's error
-    away from fp32's, far less than the margins these photos are decided by."""
+    change under a running gallery): the card's quantized network decides the same, at its own thresholds, its
+    distances int8's error away from fp32's, far less than the margins these photos are decided by."""
     fp32 = make_client()
     for person in ("Tony_Blair", "Colin_Powell"):
         assert enroll(fp32, person, photos.bytes(person, 1)).status_code == 201
@@ -134,3 +134,4 @@ def test_int8_makes_the_same_decisions_with_distances_a_little_apart(make_client
     assert [a["match"] for a in ours] == [a["match"] for a in theirs] == [True, False]
     for a, b in zip(ours, theirs, strict=True):
         assert 0 < abs(a["distance"] - b["distance"]) < 0.03
+        assert a["threshold"] != b["threshold"]  # int8's own calibration (the card's int8.thresholds)

@@ -19,7 +19,7 @@ def model(tmp_path):
     out = tmp_path / "m.pt"
     shipped = {k: v for k, v in read_card(FAST_MODEL).items() if k not in ("cohort", "int8")}
     card = write_model(trained_looking_network(CONFIG).state_dict(), "MobileFaceNet", CONFIG.as_dict(), out)
-    write_card(out, {**shipped, **card, "augment": "flip"})
+    write_card(out, {**shipped, **card, "augment": "flip", "thresholds": {**shipped["thresholds"], "default": 0.9}})
     return out
 
 
@@ -27,11 +27,22 @@ def crops(count: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
 
 
+def quantized(model, count: int) -> dict:
+    """`add_int8` on random crops, and thresholds for int8 that differ from fp32's (model.release.quantize
+    calibrates them on the validation data, which these tests do without)."""
+    add_int8(model, crops(count, seed=0), f"{count} random crops")
+    card = read_card(model)
+    card["int8"]["thresholds"] = {**card["thresholds"], "default": 0.8}
+    write_card(model, card)
+    return card
+
+
 def test_the_int8_network_gives_the_networks_embeddings_within_int8s_error(model):
-    card = add_int8(model, crops(64, seed=0))
-    assert card["int8"]["file"] == int8_path(model).name and "64 UTKFace photos" in card["int8"]["calibration"]
+    card = quantized(model, 64)
+    assert card["int8"]["file"] == int8_path(model).name and card["int8"]["calibration"] == "64 random crops"
     reference, int8 = (Embedder.load(model, "cpu", precision=p) for p in ("fp32", "int8"))
     assert int8.precision == "int8" and int8.model_id == reference.model_id  # the same model, in other arithmetic
+    assert (reference.card.threshold, int8.card.threshold) == (0.9, 0.8)  # each decided by its own thresholds
     faces = crops(32, seed=1)  # not the calibration's
     cosine = np.sum(reference.embed(faces) * int8.embed(faces), axis=1)
     assert 0.98 < cosine.min() and cosine.mean() < 0.99999  # close, and really quantized
@@ -41,7 +52,12 @@ def test_the_int8_network_gives_the_networks_embeddings_within_int8s_error(model
 def test_a_model_without_an_int8_network_or_with_another_file_is_refused(model):
     with pytest.raises(ModelError, match="ships no int8 network"):
         Embedder.load(model, "cpu", precision="int8")
-    add_int8(model, crops(16, seed=0))
+    add_int8(model, crops(16, seed=0), "16 random crops")
+    with pytest.raises(ModelError, match="no thresholds calibrated for its int8 network"):
+        Embedder.load(model, "cpu", precision="int8")
+    quantized(model, 16)
+    with pytest.raises(ModelError, match="calibrated with flip only"):
+        Embedder.load(model, "cpu", "views", precision="int8")
     blob = bytearray(int8_path(model).read_bytes())
     blob[-1] ^= 1
     int8_path(model).write_bytes(bytes(blob))
