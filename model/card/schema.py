@@ -152,6 +152,11 @@ class ModelCard:
             raise ModelError(f"cannot read the cohort {path}: {exc}") from exc
         return Cohort(vectors, int(info["k"]))
 
+    @property
+    def int8_calibrated(self) -> bool:
+        """The card ships an int8 network with its own thresholds (model.release.quantize)."""
+        return THRESHOLDS in self.data.get(INT8, {})
+
     def for_int8(self) -> ModelCard:
         """The card as int8's vectors are decided by: its own thresholds (model.release.quantize calibrates every
         section of `thresholds` again on int8's vectors, for the augmentation it serves with), the rest as it is."""

@@ -94,8 +94,9 @@ def impostor_tail(embedder: Embedder, data_root: Path, cache: Path) -> dict:
 
 
 def impostor_tails(out: Path, data_root: Path, cache: Path) -> dict:
-    """The 1:N impostor tail of the model at `out`, for each test-time augmentation."""
-    return {augment: impostor_tail(Embedder.load(out, "cpu", augment), data_root, cache) for augment in AUGMENTS}
+    """The 1:N impostor tail of the model at `out`, for each test-time augmentation (fp32: the reference)."""
+    return {augment: impostor_tail(Embedder.load(out, "cpu", augment, "fp32"), data_root, cache)
+            for augment in AUGMENTS}
 
 
 def lfw_at_default(result, threshold: float) -> dict:  # noqa: ANN001 - an Evaluation

@@ -60,7 +60,11 @@ class Int8Network:
             raise ModelError(f"cannot load the int8 network {path}: {exc}") from exc
 
     def raw(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.session.run(None, {"x": np.ascontiguousarray(x.numpy())})[0])
+        try:
+            out = self.session.run(None, {"x": np.ascontiguousarray(x.numpy())})[0]
+        except Exception as exc:  # ONNX Runtime's own types, none a RuntimeError: a refusal as torch's would be
+            raise RuntimeError(f"the int8 network refused its input: {exc}") from exc
+        return torch.from_numpy(out)
 
 
 class Embedder:
@@ -75,9 +79,11 @@ class Embedder:
                  augment: Augment | None = None, cohort: Cohort | None = None, precision: Precision = "auto",
                  int8: Int8Network | None = None) -> None:
         """`cohort`: the AS-norm cohort shipped with the model for this augmentation (ModelCard.cohort), if any.
-        `precision`: auto is fp16 on a GPU and fp32 on the CPU (what the card's figures were measured with);
+        `precision`: auto is fp16 on a GPU and fp32 on the CPU (`load` makes it int8 there when the card has a
+        calibrated int8 network for the augmentation asked); fp32 is the reference, the card's own figures;
         bf16 runs the CPU's convolutions in bfloat16 (oneDNN, where the CPU has AVX-512 BF16 or AMX); int8 runs
-        `int8`, the card's quantized copy of the network (`load` reads it), in ONNX Runtime."""
+        `int8`, the card's quantized copy of the network (`load` reads it), in ONNX Runtime, and decides by the
+        card's int8 thresholds."""
         if precision not in PRECISIONS:
             raise ModelError(f"precision {precision!r}: one of {', '.join(PRECISIONS)}")
         if precision in ("bf16", "int8") and device.type != "cpu":
@@ -127,6 +133,9 @@ class Embedder:
         chosen = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                               "cpu" if device == "auto" else device)
         cohort = card.cohort(weights, augment or card.augment)
+        if precision == "auto" and chosen.type == "cpu" and card.int8_calibrated \
+                and (augment or card.augment) == card.augment:
+            precision = "int8"  # the CPU's default where the card calibrated an int8 network
         int8 = Int8Network.of(card, weights) if precision == "int8" and chosen.type == "cpu" else None
         if int8 is not None:
             if (augment or card.augment) != card.augment:

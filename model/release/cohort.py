@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 def ship_cohort(weights: Path, data_root: Path, cache: Path, *, sizes: list[int], ks: list[int],
                 max_references: int) -> dict:
-    embedder = Embedder.load(weights, "cpu")
+    embedder = Embedder.load(weights, "cpu", precision="fp32")
     pool = cohort_pool(embedder, data_root, cache)
     parts = celeba_photos(embedder, data_root, cache)  # per archive; the first is CelebA-wild's
     vectors = np.concatenate([v for v, _ in parts]).astype(np.float32)

@@ -106,9 +106,9 @@ def complete_card(out: Path, data_root: Path, cache: Path) -> dict:
     evaluated with the one the card serves with.
     """
     card = read_card(out)
-    by_augment = {augment: calibrate(Embedder.load(out, "cpu", augment), data_root, cache)
+    by_augment = {augment: calibrate(Embedder.load(out, "cpu", augment, "fp32"), data_root, cache)
                   for augment in AUGMENTS}
-    embedder = Embedder.load(out, "cpu")
+    embedder = Embedder.load(out, "cpu", precision="fp32")
     thresholds, validation = by_augment[embedder.augment]
     thresholds[BY_AUGMENT] = {augment: t["default"] for augment, (t, _) in by_augment.items()}
     source, pairs_file = data_root / "lfw-deepfunneled.tar", data_root / "lfw-pairs.txt"

@@ -151,7 +151,7 @@ def lfw_research_protocol(embedder: Embedder, data_root: Path, cache: Path) -> d
 def add_int8(weights: Path, chips: np.ndarray, calibration: str) -> dict:
     """Quantize the model at `weights`, calibrated on `chips` (which `calibration` describes for the card),
     beside it, and name the file in its card."""
-    embedder = Embedder.load(weights, "cpu")
+    embedder = Embedder.load(weights, "cpu", precision="fp32")
     path = int8_path(weights)
     quantize(embedder, chips, path)
     card = read_card(weights)
@@ -169,7 +169,7 @@ def add_int8(weights: Path, chips: np.ndarray, calibration: str) -> dict:
 
 def uncalibrated(weights: Path) -> Embedder:
     """The int8 embedder before the card has thresholds for it: the card, and so `card.threshold`, is fp32's."""
-    fp32 = Embedder.load(weights, "cpu")
+    fp32 = Embedder.load(weights, "cpu", precision="fp32")
     return Embedder(fp32.network, fp32.card, fp32.model_id, fp32.device, None, fp32.cohort, "int8",
                     Int8Network.of(fp32.card, weights))
 
@@ -190,7 +190,7 @@ def int8_thresholds(int8: Embedder, data_root: Path, cache: Path, max_references
 def ship_int8(weights: Path, data_root: Path, cache: Path, *, faces: int, max_references: int) -> dict:
     """`add_int8` on UTKFace faces, what int8 changes on the validation identities and on LFW, and int8's own
     thresholds, in the card."""
-    embedder = Embedder.load(weights, "cpu")
+    embedder = Embedder.load(weights, "cpu", precision="fp32")
     card = add_int8(weights, calibration_chips(embedder, data_root / COHORT_SOURCE, faces),
                     f"{faces:,} UTKFace photos at random, one face each, and their mirrors, through the service's "
                     "pipeline (training-side, unlabelled; neither CelebA nor LFW)")

@@ -74,7 +74,7 @@ def build_model(config: TrainConfig) -> nn.Module:
 def load_teacher(student: TrainConfig) -> nn.Module:
     """The online teacher of another network than dlib's: the shipped default embedder (dlib's network, as
     model.release.import_dlib converted it), which must be a DlibResNet on the student's chip geometry."""
-    teacher = Embedder.load(DEFAULT_MODEL, "cpu", augment="none")
+    teacher = Embedder.load(DEFAULT_MODEL, "cpu", augment="none", precision="fp32")
     card = teacher.card
     if card.architecture != "DlibResNet" or card.preprocess != student.pipeline.chip:
         raise ValueError(f"{DEFAULT_MODEL.name} is a {card.architecture} on {card.preprocess}; an online teacher "

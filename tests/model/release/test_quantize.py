@@ -43,6 +43,9 @@ def test_the_int8_network_gives_the_networks_embeddings_within_int8s_error(model
     reference, int8 = (Embedder.load(model, "cpu", precision=p) for p in ("fp32", "int8"))
     assert int8.precision == "int8" and int8.model_id == reference.model_id  # the same model, in other arithmetic
     assert (reference.card.threshold, int8.card.threshold) == (0.9, 0.8)  # each decided by its own thresholds
+    # auto, the default: int8 on the CPU where the card calibrated it, for its augmentation only
+    assert Embedder.load(model, "cpu").precision == "int8"
+    assert Embedder.load(model, "cpu", "views").precision == "fp32"
     faces = crops(32, seed=1)  # not the calibration's
     cosine = np.sum(reference.embed(faces) * int8.embed(faces), axis=1)
     assert 0.98 < cosine.min() and cosine.mean() < 0.99999  # close, and really quantized
@@ -52,6 +55,7 @@ def test_the_int8_network_gives_the_networks_embeddings_within_int8s_error(model
 def test_a_model_without_an_int8_network_or_with_another_file_is_refused(model):
     with pytest.raises(ModelError, match="ships no int8 network"):
         Embedder.load(model, "cpu", precision="int8")
+    assert Embedder.load(model, "cpu").precision == "fp32"  # auto, without one
     add_int8(model, crops(16, seed=0), "16 random crops")
     with pytest.raises(ModelError, match="no thresholds calibrated for its int8 network"):
         Embedder.load(model, "cpu", precision="int8")
@@ -66,7 +70,7 @@ def test_a_model_without_an_int8_network_or_with_another_file_is_refused(model):
     int8_path(model).unlink()
     with pytest.raises(ModelError, match="cannot read the int8 network"):
         Embedder.load(model, "cpu", precision="int8")
-    Embedder.load(model, "cpu")  # the network itself is untouched
+    Embedder.load(model, "cpu", precision="fp32")  # the network itself is untouched
 
 
 def test_agreement_reports_the_cosine_and_the_largest_change_of_a_pair_distance():
