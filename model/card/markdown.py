@@ -105,7 +105,7 @@ def _int8_lines(card: dict) -> list[str]:
         return []
     lines = [
         "",
-        "## int8 on the CPU (model.release.quantize; FACEGATE_PRECISION=int8)",
+        "## int8: what the CPU serves (model.release.quantize; FACEGATE_PRECISION=fp32 serves the network itself)",
         "",
         f"- **file**: `{int8['file']}` (sha256 `{int8['sha256'][:16]}`...), {int8['format']}; made with "
         + ", ".join(f"{tool} {version}" for tool, version in int8["tools"].items()),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.card.keys import BY_REFERENCES, COHORT, NORMALISED_TAIL, THRESHOLDS
+from model.card.keys import BY_REFERENCES, COHORT, INT8, NORMALISED_TAIL, THRESHOLDS
 from model.card.schema import cohort_path, read_card, write_card
 from model.card.scores import Cohort
 from model.datasets.sources import DEFAULT_CACHE
@@ -71,6 +71,10 @@ def ship_cohort(weights: Path, data_root: Path, cache: Path, *, sizes: list[int]
     }
     card[THRESHOLDS][BY_REFERENCES] = by_references
     card[THRESHOLDS][NORMALISED_TAIL] = tail
+    if THRESHOLDS in card.get(INT8, {}):  # calibrated against the cohort this one replaces
+        del card[INT8][THRESHOLDS]
+        log.warning("the int8 network's thresholds were dropped (the CPU serves fp32 until then): run "
+                    "python -m model.release.quantize again")
     write_card(weights, card)
     return card
 
