@@ -122,7 +122,8 @@ def complete_card(out: Path, data_root: Path, cache: Path) -> dict:
     card["metrics"] = {
         "protocol": "LFW View 2, 6,000 pairs, unrestricted with labelled outside data; 10-fold accuracy with "
                     "the threshold chosen on the other nine folds",
-        "command": f"python -m model.evaluation lfw --data {source} --pairs {pairs_file} --json --reference dlib",
+        "command": f"python -m model.evaluation lfw --data {source} --pairs {pairs_file} --json --reference dlib "
+                   "--precision fp32",
         "augment": embedder.augment,
         "face_policy": "the service's (a photo whose two largest faces are of similar size is refused, as /verify "
                        "refuses it)",
