@@ -50,7 +50,11 @@ def validation_pairs(embedder: Embedder, data_root: Path, cache: Path) -> tuple[
 
 def calibrate(embedder: Embedder, data_root: Path, cache: Path) -> tuple[dict, dict]:
     """(thresholds, validation figures) from every pair among the held-out CelebA identities' photos."""
-    genuine, impostor, photos, identities = validation_pairs(embedder, data_root, cache)
+    return calibrate_pairs(*validation_pairs(embedder, data_root, cache))
+
+
+def calibrate_pairs(genuine: np.ndarray, impostor: np.ndarray, photos: int, identities: int) -> tuple[dict, dict]:
+    """`calibrate`, from `validation_pairs`' distances and counts."""
     levels = far_levels(impostor)
     distances = np.concatenate([genuine, impostor])
     same = np.concatenate([np.ones(len(genuine), bool), np.zeros(len(impostor), bool)])

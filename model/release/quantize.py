@@ -35,7 +35,7 @@ from torch import nn
 from model.card.keys import BY_AUGMENT, BY_REFERENCES, IMPOSTOR_TAIL, INT8, NORMALISED_TAIL, THRESHOLDS
 from model.card.schema import int8_path, read_card, write_card
 from model.datasets.sources import DEFAULT_CACHE, iter_images, read_lfw_pairs
-from model.evaluation.calibrate import calibrate, celeba_photos, impostor_tail, validation_pairs
+from model.evaluation.calibrate import calibrate_pairs, celeba_photos, impostor_tail, validation_pairs
 from model.evaluation.cohort import COHORT_SOURCE
 from model.evaluation.evaluate import evaluate, pipeline_config, report_json
 from model.faces.config import DATASET_POLICY
@@ -130,15 +130,16 @@ def agreement(reference: np.ndarray, int8: np.ndarray) -> dict:
             "pair_distance_change_max": float(change.max())}
 
 
-def validation(embedder: Embedder, data_root: Path, cache: Path) -> dict:
-    """model.release.export's calibration figures (every pair among the CelebA-wild identities' photos), and
-    what the fp32 card's 1:1 distance threshold gives there."""
-    thresholds, figures = calibrate(embedder, data_root, cache)
-    genuine, impostor, _, _ = validation_pairs(embedder, data_root, cache)
+def validation(embedder: Embedder, data_root: Path, cache: Path) -> tuple[dict, dict]:
+    """(figures, 1:1 thresholds): model.release.export's calibration of the embedder's vectors (every pair among
+    the CelebA-wild identities' photos), its figures, and what the fp32 card's 1:1 distance threshold gives there."""
+    pairs = validation_pairs(embedder, data_root, cache)
+    thresholds, figures = calibrate_pairs(*pairs)
+    genuine, impostor, _, _ = pairs
     shipped = embedder.card.threshold
     return {"threshold_at_far_1e-3": thresholds["far_1e-3"], **{k: figures[k] for k in VALIDATION_FIGURES},
             "at_fp32_threshold": {"threshold": shipped, "tar": float((genuine <= shipped).mean()),
-                                  "far": float((impostor <= shipped).mean())}}
+                                  "far": float((impostor <= shipped).mean())}}, thresholds
 
 
 def lfw_research_protocol(embedder: Embedder, data_root: Path, cache: Path) -> dict:
@@ -174,11 +175,11 @@ def uncalibrated(weights: Path) -> Embedder:
                     Int8Network.of(fp32.card, weights))
 
 
-def int8_thresholds(int8: Embedder, data_root: Path, cache: Path, max_references: int) -> dict:
+def int8_thresholds(int8: Embedder, one_to_one: dict, data_root: Path, cache: Path, max_references: int) -> dict:
     """Every section of the card's `thresholds`, calibrated again on int8's vectors of the validation data, as
     model.release.export and model.release.cohort calibrate fp32's, for the augmentation the card serves with;
-    the cohort's vectors are the card's own."""
-    thresholds, _ = calibrate(int8, data_root, cache)
+    the cohort's vectors are the card's own. `one_to_one`: int8's `validation` thresholds, the sections' base."""
+    thresholds = dict(one_to_one)
     thresholds[BY_AUGMENT] = {int8.augment: thresholds["default"]}
     thresholds[IMPOSTOR_TAIL] = {int8.augment: impostor_tail(int8, data_root, cache)}
     if int8.cohort is not None:
@@ -199,12 +200,12 @@ def ship_int8(weights: Path, data_root: Path, cache: Path, *, faces: int, max_re
     card[INT8]["agreement"] = {
         "data": f"the {len(wild[0]):,} CelebA-wild photos with a face (validation identities), {embedder.augment}",
         **agreement(*wild)}
-    card[INT8]["validation"] = {"fp32": validation(embedder, data_root, cache),
-                                "int8": validation(int8, data_root, cache)}
+    (fp32_figures, _), (int8_figures, one_to_one) = (validation(e, data_root, cache) for e in (embedder, int8))
+    card[INT8]["validation"] = {"fp32": fp32_figures, "int8": int8_figures}
     card[INT8]["lfw"] = {"protocol": "View 2, 10 folds, the face nearest the centre of each photo",
                          "fp32": lfw_research_protocol(embedder, data_root, cache),
                          "int8": lfw_research_protocol(int8, data_root, cache)}
-    card[INT8][THRESHOLDS] = int8_thresholds(int8, data_root, cache, max_references)
+    card[INT8][THRESHOLDS] = int8_thresholds(int8, one_to_one, data_root, cache, max_references)
     write_card(weights, card)
     return card
 
