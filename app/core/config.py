@@ -36,6 +36,8 @@ from model.faces.config import (
 PREFIX = "FACEGATE_"
 DEFAULT_DATABASE_URL = "sqlite:///./facegate.db"
 MiB = 2**20
+# The coarse look's smallest side: two HOG windows (a smaller look finds only faces filling half the frame).
+MIN_COARSE_SIDE = 160
 
 
 def variable(name: str) -> dict[str, Any]:
@@ -203,6 +205,11 @@ class PhotoSettings(Group):
     detect_max_side: int = Field(
         default=PipelineConfig.detect_max_side, ge=160, description="detection runs on a copy no larger than this, "
                                                                     "in pixels")
+    # A first look on a copy of at most this side, whose faces stand when no face too small for it could change
+    # the choice (`dominant` only); 0 = none. It pays where faces fill much of the frame, and costs where they
+    # do not (python -m benchmarks.detection; docs/benchmarks.md).
+    detect_coarse_side: int = Field(default=PipelineConfig.coarse_side, ge=0, le=4096,
+                                    description="the coarse first look's side in pixels, 0 for none (at least 160)")
     # HOG without upsampling first (faces of 80 px and up), upsampled only when that finds nothing.
     adaptive_upsample: bool = PipelineConfig.adaptive_upsample
     # The CNN detector's look at a photo where HOG found nothing costs time in proportion to these pixels
@@ -222,6 +229,12 @@ class PhotoSettings(Group):
     dominant_face_ratio: float = Field(
         default=SERVICE_POLICY.dominant_ratio, ge=1.0,
         description="`dominant`: how much larger (in area) the face used must be than the next")
+
+    @model_validator(mode="after")
+    def _a_coarse_side(self) -> PhotoSettings:
+        if 0 < self.detect_coarse_side < MIN_COARSE_SIDE:
+            raise ValueError(f"FACEGATE_DETECT_COARSE_SIDE must be 0 (no coarse look) or at least {MIN_COARSE_SIDE}")
+        return self
 
     @property
     def face_policy(self) -> FacePolicy:
@@ -366,6 +379,7 @@ class Settings(BaseSettings):
         """The faces pipeline as the service runs it, for a model of this input size and chip geometry."""
         fallback = self.photos.fallback_max_pixels
         return PipelineConfig(crop_size=crop_size, chip=chip, detect_max_side=self.photos.detect_max_side,
+                              coarse_side=self.photos.detect_coarse_side,
                               adaptive_upsample=self.photos.adaptive_upsample, cnn_fallback=fallback > 0,
                               cnn_max_pixels=fallback or PipelineConfig.cnn_max_pixels)
 

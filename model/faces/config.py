@@ -49,6 +49,14 @@ class PipelineConfig:
     # First look without upsampling (faces of 80 px and more, a quarter of the cost); upsample only when
     # that finds nothing.
     adaptive_upsample: bool = True
+    # A first look on a copy of at most this side (0: none), where a face that fills much of the frame is found
+    # at a fraction of the cost (HOG's grows with the pixels: 640 px take 5x 250 px). Its faces stand only when
+    # no face it is too coarse to see could change the face policy's choice (FacePolicy.settled_by); otherwise
+    # the usual look at detect_max_side follows. It runs only where its copy has at most half the usual look's
+    # pixels. Off by default: it pays on close-ups (LFW's framing at 640 px: 33 -> 13 ms) and costs where faces
+    # are small in the frame (CelebA in the wild, the real webcam frames: 8-25 % more); python -m
+    # benchmarks.detection measures both, docs/benchmarks.md has the figures.
+    coarse_side: int = 0
     cnn_fallback: bool = True  # MMOD CNN detector when HOG finds no face
     # The fallback's budget. Its time is proportional to the pixels it looks at (about 4 us each on 2 AMD EPYC
     # cores: 100,000 take 0.38 s, at most 0.51 s); the photo is scaled to this many, upsampled at most 2x. Chosen
@@ -83,6 +91,12 @@ class FacePolicy:
     min_face_size: int = 40
     max_pixels: int = 40_000_000
     max_decode_bytes: int = 160 * 2**20  # memory one decode may take (model.faces.decode)
+
+    def settled_by(self, largest_area: float, smallest_seen: float) -> bool:
+        """Whether a look that finds faces of `smallest_seen` px and more, and whose largest face has
+        `largest_area` px², settles this policy's choice: under `dominant` only, when a face it missed (smaller
+        than `smallest_seen`) could not contest the largest. `reject` and `centre` need every face."""
+        return self.multi_face == "dominant" and largest_area >= self.dominant_ratio * smallest_seen**2
 
 
 # The service's: app.core.config's defaults build exactly this one. Evaluation and calibration use it too, so

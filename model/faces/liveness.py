@@ -95,7 +95,7 @@ class BurstFaces:
         self.frames += 1
         try:
             with self.timer("detect"):
-                return choose_face(self.pipeline.detect(rgb, self.timer), self.policy, rgb.shape)
+                return choose_face(self.pipeline.detect(rgb, self.timer, self.policy), self.policy, rgb.shape)
         except FaceError as exc:
             exc.message = f"frame {self.frames}: {exc.message}"
             raise

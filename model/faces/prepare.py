@@ -41,7 +41,7 @@ def find_face(data: bytes, pipeline: FacePipeline, policy: FacePolicy,
     with timer("decode"):
         rgb = decode_image(data, max_pixels=policy.max_pixels, max_bytes=policy.max_decode_bytes)
     with timer("detect"):
-        return rgb, choose_face(pipeline.detect(rgb, timer), policy, rgb.shape)
+        return rgb, choose_face(pipeline.detect(rgb, timer, policy), policy, rgb.shape)
 
 
 def prepare(data: bytes, pipeline: FacePipeline, policy: FacePolicy, views: Views | None = None,

@@ -60,6 +60,7 @@ VARIABLES = {
     "MAX_IMAGE_PIXELS": ("1000000", "photos.max_image_pixels", 1_000_000),
     "MAX_DECODE_MIB": ("64", "photos.max_decode_mib", 64),
     "DETECT_MAX_SIDE": ("480", "photos.detect_max_side", 480),
+    "DETECT_COARSE_SIDE": ("320", "photos.detect_coarse_side", 320),
     "ADAPTIVE_UPSAMPLE": ("false", "photos.adaptive_upsample", False),
     "FALLBACK_MAX_PIXELS": ("50000", "photos.fallback_max_pixels", 50_000),
     "FALLBACK_SECONDS": ("2.5", "photos.fallback_seconds", 2.5),
@@ -137,3 +138,12 @@ def test_the_face_policy_defaults_are_the_model_sides():
     settings = Settings(_env_file=None)
     assert settings.photos.face_policy == SERVICE_POLICY
     assert settings.pipeline_config(150, "dlib-chip-v1") == PipelineConfig(crop_size=150, chip="dlib-chip-v1")
+
+
+def test_a_coarse_look_is_none_or_at_least_two_hog_windows():
+    from app.core.config import Settings
+
+    with pytest.raises(ValidationError, match="DETECT_COARSE_SIDE"):
+        Settings(detect_coarse_side=100)
+    assert Settings(_env_file=None).pipeline_config(150, "dlib-chip-v1").coarse_side == 0
+    assert Settings(detect_coarse_side=320).pipeline_config(150, "dlib-chip-v1").coarse_side == 320

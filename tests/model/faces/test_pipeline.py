@@ -1,15 +1,17 @@
 import tarfile
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from model.faces.config import PipelineConfig
+from model.faces.config import DATASET_POLICY, SERVICE_POLICY, PipelineConfig
 from model.faces.decode import decode_image
-from model.faces.errors import ImageTooLarge, InvalidImage
+from model.faces.errors import ImageTooLarge, InvalidImage, MultipleFaces
 from model.faces.pipeline import _TEMPLATE_112, FacePipeline, key_points, similarity_transform
+from model.faces.prepare import choose_face
 from model.networks import crops_to_tensor
 from tests.photos import encode
 
@@ -112,6 +114,53 @@ def test_adaptive_upsampling_still_finds_small_faces_and_agrees_on_large_ones(te
     large = np.asarray(photo)
     a, b = adaptive.detect(large)[0], always.detect(large)[0]
     assert np.abs(np.array(a.landmarks) - np.array(b.landmarks)).max() <= 3  # the same face, the same points
+
+
+def _close_up(testfaces, name: str, side: int, crop: int = 150) -> np.ndarray:
+    """An LFW test photo's centre `crop` px (its face, and little more) as a `side` px square: the face as a
+    camera close to it frames it."""
+    photo = Image.open(testfaces / "lfw" / name.rsplit("_", 1)[0] / f"{name}.jpg").convert("RGB")
+    left, top = 125 - crop // 2, 115 - crop // 2
+    return np.asarray(photo.crop((left, top, left + crop, top + crop)).resize((side, side), Image.Resampling.LANCZOS))
+
+
+def test_a_coarse_look_settles_a_close_up_and_finds_the_same_face(testfaces):
+    coarse = FacePipeline(PipelineConfig(coarse_side=320))
+    usual = FacePipeline(PipelineConfig())
+    rgb = _close_up(testfaces, "Colin_Powell_0001", 640)
+    assert coarse._coarse(rgb, SERVICE_POLICY), "a face of 60 % of the frame is found at half its pixels"
+    [a] = usual.detect(rgb, policy=SERVICE_POLICY)
+    [b] = coarse.detect(rgb, policy=SERVICE_POLICY)
+    assert abs(a.width - b.width) < 0.25 * a.width
+    # landmarks are read on the full photo either way: the same points, within a few pixels of 640
+    assert np.abs(np.array(a.landmarks) - np.array(b.landmarks)).max() < 8
+
+
+def test_a_coarse_look_stands_only_where_nothing_it_could_miss_would_change_the_choice(testfaces):
+    coarse = FacePipeline(PipelineConfig(coarse_side=320))
+    close_up = _close_up(testfaces, "Colin_Powell_0001", 640)
+    # `reject` and `centre` need every face, however small
+    for policy in (replace(SERVICE_POLICY, multi_face="reject"), DATASET_POLICY):
+        assert coarse._coarse(close_up, policy) == []
+    assert coarse.detect(close_up, policy=replace(SERVICE_POLICY, multi_face="reject"))
+    # a face too small to settle it (a face of a smaller one could contest it) is found by the usual look
+    far = np.full((640, 640, 3), 128, np.uint8)
+    far[195:445, 195:445] = np.asarray(Image.open(testfaces / "lfw/Colin_Powell/Colin_Powell_0001.jpg"))
+    assert coarse._coarse(far, SERVICE_POLICY) == [] and coarse.detect(far, policy=SERVICE_POLICY)
+    # a photo of 250 px is looked at once, as before
+    small = np.asarray(Image.open(testfaces / "lfw/Colin_Powell/Colin_Powell_0001.jpg"))
+    assert coarse._coarse(small, SERVICE_POLICY) == []
+
+
+def test_two_people_the_coarse_look_sees_are_refused_as_without_it(testfaces):
+    pair = np.hstack([_close_up(testfaces, name, 320, crop=130) for name in ("Colin_Powell_0001", "Tony_Blair_0001")])
+    for side in (0, 320):
+        pipeline = FacePipeline(PipelineConfig(coarse_side=side))
+        faces = pipeline.detect(pair, policy=SERVICE_POLICY)
+        assert len(faces) == 2, side
+        with pytest.raises(MultipleFaces):
+            choose_face(faces, SERVICE_POLICY, pair.shape)
+    assert FacePipeline(PipelineConfig(coarse_side=320))._coarse(pair, SERVICE_POLICY)
 
 
 def test_crops_to_tensor_keeps_a_tensor_on_its_device_and_refuses_floats():
