@@ -219,8 +219,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--augment", choices=AUGMENTS,
                         help="test-time augmentation (default: what the model card serves with)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="the network's arithmetic: auto (fp32 on the CPU, fp16 on a GPU), or bf16 or int8 (the "
-                             "card's quantized network) on the CPU")
+                        help="the network's arithmetic, as the service picks it: auto (on the CPU the card's int8 "
+                             "network where the card calibrated one, fp32 otherwise; fp16 on a GPU), or fp32 (the "
+                             "reference the card's main figures come from), bf16 or int8 on the CPU")
     parser.add_argument("--policy", choices=("dominant", "reject", "centre"), default="dominant",
                         help="which face of a photo with several: the service's (dominant, the default), or the "
                              "research protocol's (centre)")
