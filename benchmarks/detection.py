@@ -77,6 +77,8 @@ def kind(chosen: FaceBox | str) -> str:
 def compare(photos: list[bytes], side: int, embedder: Embedder, base: PipelineConfig, coarse_side: int) -> str:
     coarse, usual = FacePipeline(replace(base, coarse_side=coarse_side)), FacePipeline(replace(base, coarse_side=0))
     seconds, outcomes, changed, cosines, settled = Counter(), Counter(), 0, [], 0
+    for pipeline in (usual, coarse):  # each loads its dlib models at its first photo: not in the figures
+        pipeline.detect(at_size(photos[0], side), policy=SERVICE_POLICY)
     for i, data in enumerate(photos):
         rgb = at_size(data, side)
         chosen = {}
