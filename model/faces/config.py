@@ -50,11 +50,11 @@ class PipelineConfig:
     # that finds nothing.
     adaptive_upsample: bool = True
     # A first look on a copy of at most this side (0: none), where a face that fills much of the frame is found
-    # at a fraction of the cost (HOG's grows with the pixels: 640 px take 5x 250 px). Its faces stand only when
+    # at a fraction of the cost (HOG's grows with the pixels: 640 px take 6x 250 px). Its faces stand only when
     # no face it is too coarse to see could change the face policy's choice (FacePolicy.settled_by); otherwise
     # the usual look at detect_max_side follows. It runs only where its copy has at most half the usual look's
-    # pixels. Off by default: it pays on close-ups (LFW's framing at 640 px: 33 -> 13 ms) and costs where faces
-    # are small in the frame (CelebA in the wild, the real webcam frames: 8-25 % more); python -m
+    # pixels. Off by default: it pays on close-ups (LFW's framing at 640 px: 34 -> 14 ms) and costs where faces
+    # are small in the frame (CelebA in the wild, the real webcam frames: 5-20 % more); python -m
     # benchmarks.detection measures both, docs/benchmarks.md has the figures.
     coarse_side: int = 0
     cnn_fallback: bool = True  # MMOD CNN detector when HOG finds no face
