@@ -83,7 +83,7 @@ def compare(photos: list[bytes], side: int, embedder: Embedder, base: PipelineCo
         rgb = at_size(data, side)
         chosen = {}
         looks = [("usual", usual), ("coarse", coarse)]
-        for name, pipeline in looks[::-1] if i % 2 else looks:  # in turn first: the second finds caches warm
+        for name, pipeline in looks[::-1] if i % 2 else looks:  # each goes first in turn
             start = time.perf_counter()
             faces = pipeline.detect(rgb, policy=SERVICE_POLICY)
             seconds[name] += time.perf_counter() - start

@@ -92,11 +92,17 @@ class FacePolicy:
     max_pixels: int = 40_000_000
     max_decode_bytes: int = 160 * 2**20  # memory one decode may take (model.faces.decode)
 
+    @property
+    def needs_every_face(self) -> bool:
+        """`reject` and `centre` choose by every face of the photo, however small; `dominant` only by those
+        that could contest the largest."""
+        return self.multi_face != "dominant"
+
     def settled_by(self, largest_area: float, smallest_seen: float) -> bool:
         """Whether a look that finds faces of `smallest_seen` px and more, and whose largest face has
-        `largest_area` px², settles this policy's choice: under `dominant` only, when a face it missed (smaller
-        than `smallest_seen`) could not contest the largest. `reject` and `centre` need every face."""
-        return self.multi_face == "dominant" and largest_area >= self.dominant_ratio * smallest_seen**2
+        `largest_area` px², settles this policy's choice: when a face it missed (smaller than `smallest_seen`)
+        could not contest the largest."""
+        return not self.needs_every_face and largest_area >= self.dominant_ratio * smallest_seen**2
 
 
 # The service's: app.core.config's defaults build exactly this one. Evaluation and calibration use it too, so

@@ -312,9 +312,11 @@ class FacePipeline:
 
     def _coarse(self, rgb: np.ndarray, policy: FacePolicy) -> list[Detection]:
         """The first look's faces, on a copy of at most coarse_side, when they settle `policy`'s choice; [] when
-        they do not, or when that copy would not have at most half the pixels of the usual look's."""
+        they do not, and without looking when they could not (the policy needs every face, or the copy would
+        have more than half the pixels of the usual look's)."""
         side = self.config.coarse_side
-        if not side or side * math.sqrt(2) > min(max(rgb.shape[:2]), self.config.detect_max_side):
+        if (not side or policy.needs_every_face
+                or side * math.sqrt(2) > min(max(rgb.shape[:2]), self.config.detect_max_side)):
             return []
         rects = self._hog(rgb, 0, side)
         if not rects:

@@ -128,7 +128,7 @@ def test_a_coarse_look_settles_a_close_up_and_finds_the_same_face(testfaces):
     coarse = FacePipeline(PipelineConfig(coarse_side=320))
     usual = FacePipeline(PipelineConfig())
     rgb = _close_up(testfaces, "Colin_Powell_0001", 640)
-    assert coarse._coarse(rgb, SERVICE_POLICY), "a face of 60 % of the frame is found at half its pixels"
+    assert coarse._coarse(rgb, SERVICE_POLICY), "a face of 60 % of the frame is found in a quarter of its pixels"
     [a] = usual.detect(rgb, policy=SERVICE_POLICY)
     [b] = coarse.detect(rgb, policy=SERVICE_POLICY)
     assert abs(a.width - b.width) < 0.25 * a.width
@@ -143,7 +143,7 @@ def test_a_coarse_look_stands_only_where_nothing_it_could_miss_would_change_the_
     for policy in (replace(SERVICE_POLICY, multi_face="reject"), DATASET_POLICY):
         assert coarse._coarse(close_up, policy) == []
     assert coarse.detect(close_up, policy=replace(SERVICE_POLICY, multi_face="reject"))
-    # a face too small to settle it (a face of a smaller one could contest it) is found by the usual look
+    # a face too small to settle it (a face the coarse look cannot see could contest it): the usual look finds it
     far = np.full((640, 640, 3), 128, np.uint8)
     far[195:445, 195:445] = np.asarray(Image.open(testfaces / "lfw/Colin_Powell/Colin_Powell_0001.jpg"))
     assert coarse._coarse(far, SERVICE_POLICY) == [] and coarse.detect(far, policy=SERVICE_POLICY)
