@@ -132,13 +132,13 @@ class Embedder:
             raise ModelError(f"cannot load weights {weights}: {exc}") from exc
         chosen = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                               "cpu" if device == "auto" else device)
-        cohort = card.cohort(weights, augment or card.augment)
-        if precision == "auto" and chosen.type == "cpu" and card.int8_calibrated \
-                and (augment or card.augment) == card.augment:
+        served = augment or card.augment
+        cohort = card.cohort(weights, served)
+        if precision == "auto" and chosen.type == "cpu" and card.int8_calibrated and served == card.augment:
             precision = "int8"  # the CPU's default where the card calibrated an int8 network
         int8 = Int8Network.of(card, weights) if precision == "int8" and chosen.type == "cpu" else None
         if int8 is not None:
-            if (augment or card.augment) != card.augment:
+            if served != card.augment:
                 raise ModelError(f"the int8 network is calibrated with {card.augment} only, not {augment}")
             card = card.for_int8()
         log.info("loaded %s (%s, %s) on %s%s; %s", weights.name, card.architecture, weights_id(blob), chosen,

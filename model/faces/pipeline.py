@@ -314,14 +314,13 @@ class FacePipeline:
         """The first look's faces, on a copy of at most coarse_side, when they settle `policy`'s choice; [] when
         they do not, and without looking when they could not (the policy needs every face, or the copy would
         have more than half the pixels of the usual look's)."""
-        side = self.config.coarse_side
-        if (not side or policy.needs_every_face
-                or side * math.sqrt(2) > min(max(rgb.shape[:2]), self.config.detect_max_side)):
+        side, long_side = self.config.coarse_side, max(rgb.shape[:2])
+        if not side or policy.needs_every_face or side * math.sqrt(2) > min(long_side, self.config.detect_max_side):
             return []
         rects = self._hog(rgb, 0, side)
         if not rects:
             return []
-        smallest_seen = HOG_WINDOW * max(rgb.shape[:2]) / side
+        smallest_seen = HOG_WINDOW * long_side / side
         largest = max((right - left) * (bottom - top) for left, top, right, bottom, _ in rects)
         return rects if policy.settled_by(largest, smallest_seen) else []
 
