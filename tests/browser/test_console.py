@@ -467,10 +467,32 @@ def door_browser(playwright, shared_data: Path, tmp_path_factory: pytest.TempPat
     browser.close()
 
 
+# Attempts the man at the door gets, as a person would try again: the fake camera plays his film at its own pace,
+# and on a loaded machine its frames can fall behind the door screen's prompts (the check then refuses the turn
+# as unclear, rightly). Any other refusal fails the test at once.
+ATTEMPTS = 3
+
+
+def start_left_turns(page) -> None:  # noqa: ANN001 - playwright's Page
+    """Start the door screen until its challenge starts with a left turn, the one the fake camera's film answers
+    (half of them): one that starts with a right turn is cancelled."""
+    from playwright.sync_api import expect
+
+    screen = page.locator("#door-screen")
+    for _ in range(12):
+        screen.evaluate("(node) => { delete node.dataset.prompts; }")
+        page.get_by_role("button", name="Start").click()
+        expect(screen).to_have_attribute("data-prompts", re.compile(r"^(left|right)"))
+        if screen.get_attribute("data-prompts").startswith("left"):
+            return
+        page.get_by_role("button", name="Cancel").click()
+        expect(page.get_by_role("button", name="Start")).to_be_visible()
+    pytest.fail("twelve challenges in a row started with a right turn")
+
+
 def test_the_door_screen_lets_in_a_man_who_turns_his_head(door_browser, server, shared_data):
     """The door screen asks for a challenge, films the burst and identifies: the fake camera's man, enrolled
-    from one of its frames, is let in. His film answers challenges that start with a left turn, so a challenge
-    that starts with a right one is cancelled and asked again (half of them)."""
+    from one of its frames, is let in (within ATTEMPTS tries)."""
     import httpx
     from playwright.sync_api import expect
 
@@ -488,20 +510,17 @@ def test_the_door_screen_lets_in_a_man_who_turns_his_head(door_browser, server, 
     page.goto(f"{server.url}/console/door")
     page.get_by_label("API key (verify scope)").fill(server.keys["verify"])
     page.get_by_role("button", name="Open the door screen").click()
-    screen = page.locator("#door-screen")
-    for _ in range(12):
-        page.get_by_role("button", name="Start").click()
-        expect(screen).to_have_attribute("data-prompts", re.compile(r"^(left|right)"))
-        if screen.get_attribute("data-prompts").startswith("left"):
+    answer = page.locator("#door-answer")
+    for attempt in range(1, ATTEMPTS + 1):
+        start_left_turns(page)
+        expect(page.locator("#door-prompt")).to_have_text("Turn your head to your left ←")
+        expect(answer).to_have_class(re.compile("granted|refused"), timeout=60_000)
+        if answer.text_content() != "The head turn was not clear. Please try again, following the prompts.":
             break
-        page.get_by_role("button", name="Cancel").click()
-        expect(page.get_by_role("button", name="Start")).to_be_visible()
-        screen.evaluate("(node) => { delete node.dataset.prompts; }")
-    else:
-        pytest.fail("twelve challenges in a row started with a right turn")
-    expect(page.locator("#door-prompt")).to_have_text("Turn your head to your left ←")
-    expect(page.locator("#door-answer")).to_have_text("Welcome, The Man", timeout=60_000)
-    expect(page.locator("#door-answer")).to_have_class(re.compile("granted"))
+        assert attempt < ATTEMPTS, f"{ATTEMPTS} attempts in a row were refused as unclear head turns"
+        answer.evaluate("(node) => { node.className = 'answer'; }")
+    expect(answer).to_have_text("Welcome, The Man")
+    expect(answer).to_have_class(re.compile("granted"))
     rows = httpx.get(f"{server.url}/audit", headers=admin, params={"action": "identify"}).json()["items"]
     assert (rows[0]["decision"], rows[0]["employee_id"], rows[0]["liveness"]) == ("match", "door-man", "passed")
     context.close()

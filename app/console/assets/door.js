@@ -71,11 +71,14 @@ function frame(video) {
   return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.92));
 }
 
+// Frames are due every FRAME_MS from the first one, whatever encoding each takes: a slow tablet's frames keep
+// the prompts' pace instead of falling further behind at every frame.
 async function capture(video, count, frames) {
   for (let i = 0; i < count; i++) {
     if (run.cancelled) throw Object.assign(new Error("cancelled"), { code: "cancelled" });
+    run.due = run.due === null ? performance.now() : run.due + FRAME_MS;
+    await sleep(Math.max(0, run.due - performance.now()));
     frames.push(await frame(video));
-    await sleep(FRAME_MS);
   }
 }
 
@@ -91,7 +94,7 @@ function closeCamera() {
 }
 
 async function attempt() {
-  run = { cancelled: false, stream: null };
+  run = { cancelled: false, stream: null, due: null }; // due: when the next frame is to be taken
   $("#door-start").hidden = true;
   $("#door-cancel").hidden = false;
   answer("");
