@@ -56,23 +56,21 @@ GIF_STRETCHES = (("R", 0, 8), ("C", 8, 16), ("L", 16, 24), ("C", 24, 40), ("R", 
                  ("D", 72, 88), ("L", 88, 96), ("C", 96, 120))
 SEQUENCES = ((Prompt.LEFT, Prompt.RIGHT), (Prompt.RIGHT, Prompt.LEFT), (Prompt.LEFT, Prompt.RIGHT, Prompt.LEFT),
              (Prompt.RIGHT, Prompt.LEFT, Prompt.RIGHT))
-Pose = tuple[float, float]  # yaw, spread (model.faces.liveness.HeadPose)
+Points = tuple[tuple[float, float], ...]  # a frame's five landmarks, as the service reads them
 # The service's face policy for a burst: any second face refuses it.
 BURST_POLICY = replace(SERVICE_POLICY, multi_face="reject")
 
 
-def read_burst(pipeline: FacePipeline, frames: list[np.ndarray]) -> tuple[str | None, tuple[Pose, ...]]:
-    """The burst's poses as the service reads them (model.faces.liveness.BurstFaces), and the error code that
-    refuses the burst first (no_face, multiple_faces...), if one does: then the poses stop there."""
-    faces, poses = BurstFaces(pipeline, BURST_POLICY), []
+def read_burst(pipeline: FacePipeline, frames: list[np.ndarray]) -> tuple[str | None, tuple[Points, ...]]:
+    """The burst's landmarks as the service reads them (model.faces.liveness.BurstFaces), and the error code
+    that refuses the burst first (no_face, multiple_faces...), if one does: then the landmarks stop there."""
+    faces, points = BurstFaces(pipeline, BURST_POLICY), []
     for rgb in frames:
         try:
-            face = faces.next(rgb)
+            points.append(faces.next(rgb).landmarks)
         except FaceError as exc:
-            return exc.code, tuple(poses)
-        pose = HeadPose.of(face.landmarks)
-        poses.append((pose.yaw, pose.spread))
-    return None, tuple(poses)
+            return exc.code, tuple(points)
+    return None, tuple(points)
 
 
 def gif_frames() -> list[np.ndarray]:
@@ -102,7 +100,7 @@ class Burst:
     seed: int
     prompts: tuple[str, ...]
     refused: str | None  # the error code the service would answer before the liveness check, if any
-    poses: tuple[Pose, ...]
+    points: tuple[Points, ...]
 
 
 def _trajectory(prompts: tuple[Prompt, ...], rng: random.Random) -> list[float]:
@@ -150,8 +148,8 @@ def _features(task: tuple) -> Burst:
     kind, seed, make = task
     rng = random.Random(seed)
     prompts = SEQUENCES[rng.randrange(len(SEQUENCES))]
-    refused, poses = read_burst(_pipeline, make(prompts, rng))
-    return Burst(kind, seed, tuple(p.value for p in prompts), refused, poses)
+    refused, points = read_burst(_pipeline, make(prompts, rng))
+    return Burst(kind, seed, tuple(p.value for p in prompts), refused, points)
 
 
 @dataclass(frozen=True)
@@ -218,10 +216,14 @@ def attack_tasks(source: str, count: int, kinds: tuple[str, ...], seed: int = 0)
     return tasks
 
 
+def _points(frames: list) -> tuple[Points, ...]:
+    return tuple(tuple((float(x), float(y)) for x, y in frame) for frame in frames)
+
+
 def attack_features(source: str, count: int, kinds: tuple[str, ...], processes: int) -> list[Burst]:
-    cache = DEFAULT_CACHE / "liveness" / f"{source}-{count}-{'-'.join(kinds)}-v4.json"
+    cache = DEFAULT_CACHE / "liveness" / f"{source}-{count}-{'-'.join(kinds)}-v5.json"
     if cache.exists():
-        return [Burst(b["kind"], b["seed"], tuple(b["prompts"]), b["refused"], tuple(map(tuple, b["poses"])))
+        return [Burst(b["kind"], b["seed"], tuple(b["prompts"]), b["refused"], _points(b["points"]))
                 for b in json.loads(cache.read_text())]
     tasks = attack_tasks(source, count, kinds)
     with get_context("spawn").Pool(processes) as pool:
@@ -233,26 +235,27 @@ def attack_features(source: str, count: int, kinds: tuple[str, ...], processes: 
 
 # --- decisions -------------------------------------------------------------------------------------------
 
-def refusal(refused: str | None, poses: tuple[Pose, ...], prompts: tuple[Prompt, ...], rules: TurnRules) -> str | None:
+def refusal(refused: str | None, points: tuple[Points, ...], prompts: tuple[Prompt, ...], rules: TurnRules
+            ) -> str | None:
     """Why the service refuses the burst: an error code, or the liveness check that fails; None: accepted."""
     if refused is not None:
         return refused
-    return check_turns([HeadPose(yaw, spread) for yaw, spread in poses], prompts, rules).check
+    return check_turns([HeadPose.of(frame) for frame in points], prompts, rules).check
 
 
 def apcer(bursts: list[Burst], rules: TurnRules) -> dict[str, tuple[int, int]]:
     """Per kind: (accepted, attempted)."""
     out: dict[str, tuple[int, int]] = {}
     for burst in bursts:
-        ok = refusal(burst.refused, burst.poses, tuple(Prompt(p) for p in burst.prompts), rules) is None
+        ok = refusal(burst.refused, burst.points, tuple(Prompt(p) for p in burst.prompts), rules) is None
         got, total = out.get(burst.kind, (0, 0))
         out[burst.kind] = (got + ok, total + 1)
     return out
 
 
-def bpcer(gif: list[tuple[str | None, Pose]], rules: TurnRules) -> tuple[int, int, dict[str, int]]:
-    """(refused, windows, refused by reason). `gif`: each frame's error code, or its pose (frames are looked
-    at one by one, so a window's frames read the same wherever it starts)."""
+def bpcer(gif: list[tuple[str | None, Points]], rules: TurnRules) -> tuple[int, int, dict[str, int]]:
+    """(refused, windows, refused by reason). `gif`: each frame's error code, or its landmarks (frames are
+    looked at one by one, so a window's frames read the same wherever it starts)."""
     refused, total, why = 0, 0, {}
     for prompts, frames in genuine_windows():
         code = next((gif[i][0] for i in frames if gif[i][0] is not None), None)
@@ -264,7 +267,7 @@ def bpcer(gif: list[tuple[str | None, Pose]], rules: TurnRules) -> tuple[int, in
     return refused, total, why
 
 
-def report(name: str, bursts: list[Burst], gif: list[tuple[str | None, Pose]], rules: TurnRules) -> None:
+def report(name: str, bursts: list[Burst], gif: list[tuple[str | None, Points]], rules: TurnRules) -> None:
     refused, total, why = bpcer(gif, rules)
     cells = [f"{kind} {got / n:6.2%} ({got}/{n})" for kind, (got, n) in apcer(bursts, rules).items()]
     print(f"{name}: APCER " + ", ".join(cells) + f"; BPCER {refused / total:.2%} ({refused}/{total}, {why})")
@@ -336,17 +339,19 @@ def main() -> None:
         bursts = attack_features(args.source, args.attacks, KINDS, args.processes)
     # After the attacks: their photos' detection forks, which dlib does not survive.
     pipeline = FacePipeline()
-    gif = [(code, poses[0] if poses else (float("nan"),) * 2)
-           for code, poses in (read_burst(pipeline, [frame]) for frame in gif_frames()[:120])]
+    gif = [(code, points[0] if points else ())
+           for code, points in (read_burst(pipeline, [frame]) for frame in gif_frames()[:120])]
     windows = list(genuine_windows())
     print(f"genuine: {len(windows)} windows of the gif, {len({tuple(p) for p, _ in windows})} prompt sequences "
           f"({sorted({'-'.join(p) for p, _ in windows})})")
     shipped = TurnRules()
     print(f"shipped rules: {shipped}")
     if args.choose:
-        for turn, spread in itertools.product((10, 11, 12, 13, 14, 15), (0.70, 0.75, 0.80, 0.85, 0.90)):
-            report(f"turn {turn} min_spread {spread:.2f}", bursts, gif,
-                   replace(shipped, turn=turn, min_spread=spread))
+        grid = itertools.product((10, 11, 12, 13), (0.70, 0.75, 0.80, 0.85, 0.90),
+                                 (0, 0.030, 0.032, 0.034, 0.036, 0.038))
+        for turn, spread, relief in grid:
+            report(f"turn {turn} min_spread {spread:.2f} min_relief {relief:.3f}", bursts, gif,
+                   replace(shipped, turn=turn, min_spread=spread, min_relief=relief))
         return
     report(f"{args.source} (and the stills)", bursts, gif, shipped)
 

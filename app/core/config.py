@@ -266,11 +266,14 @@ class LivenessSettings(Group):
     min_spread: float = Field(default=TurnRules.min_spread, ge=0, le=1, description="at a turn's peak, the eye "
                               "line's width relative to the frontal frames', at least (a turned photo's shrinks "
                               "more)")
+    min_relief: float = Field(default=TurnRules.min_relief, ge=0, le=1, description="how far the burst's five "
+                              "landmarks must leave a plane as the head turns, at least (a photo's stay in its "
+                              "plane); 0 turns the check off")
 
     @property
     def rules(self) -> TurnRules:
         return TurnRules(turn=self.turn_degrees, centre=self.centre_degrees, max_step=self.max_step_degrees,
-                         min_spread=self.min_spread)
+                         min_spread=self.min_spread, min_relief=self.min_relief)
 
 
 class QualitySettings(Group):

@@ -218,4 +218,5 @@ class TurnRules:
     centre: float = 8.0  # how near the baseline a head is back between turns, and first
     max_step: float = 40.0  # the largest change of yaw between consecutive frames
     min_spread: float = 0.85  # a turn's peak: its spread over the frontal frames' beside it, at least
+    min_relief: float = 0.034  # the burst's five points out of a plane (model.faces.liveness.relief), at least
     baseline_frames: int = 2  # the first frames, whose median yaw is the baseline

@@ -11,7 +11,10 @@ geometry from dlib's five points (`HeadPose.of`); `check_turns` then asks, in or
 - **depth**: at each turn's peak, the eye line has not shrunk more than a real head's does (`min_spread`,
   against the frontal frames beside the turn). Turning a flat photo far enough to move the nose
   foreshortens the eye line more than a head turning by the same apparent amount: the nose of a photo lies
-  in the plane of its eyes.
+  in the plane of its eyes;
+- **relief**: over the whole burst, the five points move as points of a solid, not of a plane (`relief`, at
+  least `min_relief`). A camera's view of a plane is, near enough, an affine map of it: stacked frame by
+  frame, a plane's points span two dimensions, a head's three (the nose base stands in front of the eyes).
 
 Left and right are the person's own, in an unmirrored camera frame: a head turned to its left shows the
 nose nearer the photo's right-hand eye (positive yaw in `model.faces.quality.pose`).
@@ -36,8 +39,8 @@ from model.faces.pipeline import FaceBox, FacePipeline, StageTimer, key_points, 
 from model.faces.prepare import choose_face
 from model.faces.quality import pose
 
-Check = Literal["steady", "continuity", "turns", "depth"]
-CHECKS: tuple[Check, ...] = ("steady", "continuity", "turns", "depth")
+Check = Literal["steady", "continuity", "turns", "depth", "relief"]
+CHECKS: tuple[Check, ...] = ("steady", "continuity", "turns", "depth", "relief")
 SHIPPED = TurnRules()
 
 
@@ -62,6 +65,7 @@ class HeadPose:
 
     yaw: float
     spread: float
+    landmarks: tuple[tuple[float, float], ...] = ()  # the five points it was read from (the relief check's)
 
     @classmethod
     def of(cls, landmarks: Sequence[tuple[float, float]]) -> HeadPose:
@@ -70,7 +74,7 @@ class HeadPose:
         distance = float(np.hypot(*eyes)) or 1.0
         drop = abs(float(eyes[0] * (nose - left)[1] - eyes[1] * (nose - left)[0])) / distance
         yaw, _ = pose(tuple(landmarks))  # the quality checks' yaw
-        return cls(yaw=yaw, spread=distance / max(drop, 1e-6))
+        return cls(yaw=yaw, spread=distance / max(drop, 1e-6), landmarks=tuple(map(tuple, landmarks)))
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,23 @@ class BurstFaces:
 def fewest_frames(prompts: int, rules: TurnRules = SHIPPED) -> int:
     """The fewest frames that can answer `prompts` turns: the steady start, then each turn and its return."""
     return rules.baseline_frames + 2 * prompts
+
+
+def relief(poses: Sequence[HeadPose]) -> float:
+    """How far a burst's five points leave a plane: the third singular value over the second of the frames'
+    points, each frame's centred and scaled to unit norm, stacked (2 rows a frame, 5 columns). Under an affine
+    camera, a rigid plane's points give a matrix of rank 2 and a rigid solid's rank 3; so a photo, held or
+    turned, reads near 0 (the landmarks' own noise), and a head turning reads more the more it turns. The real
+    webcam turns read 0.036-0.06, flat cards mostly under 0.03 (docs/liveness.md)."""
+    if not all(len(p.landmarks) == 5 for p in poses):
+        raise ValueError("the relief check needs each frame's five landmarks (HeadPose.of)")
+    rows = []
+    for frame in poses:
+        points = np.asarray(frame.landmarks, dtype=np.float64)
+        points -= points.mean(axis=0)
+        rows.append(points.T / (np.linalg.norm(points) or 1.0))
+    values = np.linalg.svd(np.concatenate(rows), compute_uv=False)
+    return float(values[2] / values[1]) if values[1] > 0 else 0.0
 
 
 def _centre_run(yaws: Sequence[float], start: int, step: int, centre: float) -> list[int]:
@@ -156,5 +177,8 @@ def check_turns(poses: Sequence[HeadPose], prompts: Sequence[Prompt], rules: Tur
             return Verdict(False, "depth", f"prompt {number} ({prompt}): the eye line shrank to {spread:.2f} of "
                                            f"its frontal width at a {abs(yaws[peak]):.0f}-degree turn: flat")
         peaks.append(yaws[peak])
+    if rules.min_relief and (solid := relief(poses)) < rules.min_relief:
+        return Verdict(False, "relief", f"the face moved as a flat picture does, not as a head (relief {solid:.3f}, "
+                                        f"under {rules.min_relief:g})")
     frontal = tuple(k for k, yaw in enumerate(yaws) if abs(yaw) <= rules.centre)
     return Verdict(True, peaks=tuple(peaks), frontal=frontal)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from model.faces.config import TurnRules
-from model.faces.liveness import HeadPose, Prompt, check_turns, fewest_frames
+from model.faces.liveness import HeadPose, Prompt, check_turns, fewest_frames, relief
 
-RULES = TurnRules(turn=12.0, centre=8.0, max_step=40.0, min_spread=0.8, baseline_frames=2)
+# min_relief 0: the hand-built trajectories below have no landmarks; the relief tests give them their own
+RULES = TurnRules(turn=12.0, centre=8.0, max_step=40.0, min_spread=0.8, baseline_frames=2, min_relief=0.0)
 LEFT, RIGHT = Prompt.LEFT, Prompt.RIGHT
 
 
@@ -70,3 +73,51 @@ def test_head_pose_reads_yaw_and_spread_from_five_points():
     assert pose.spread == pytest.approx(40 / 30)
     assert pose.yaw == pytest.approx(math.degrees(math.atan((0.25 - 0.5) / 0.5)))
     assert HeadPose.of((*left, *right, (120.0, 130.0))).yaw == pytest.approx(0.0)
+
+
+# Five points of a face in 3-D, in units of the eye distance (x to the person's left, y down, z towards the
+# camera): eye corners and the nose base, which stands in front of the eyes on a head and in their plane on a
+# photo.
+HEAD = np.array([(-0.65, 0, -0.3), (-0.25, 0, -0.15), (0.65, 0, -0.3), (0.25, 0, -0.15), (0, 0.6, 0.2)])
+PHOTO = HEAD * (1, 1, 0)
+TURNS = (0, 1, 8, 16, 24, 12, 2, 0, -10, -20, -26, -12, 0, 1)  # degrees, as the head of a left-right challenge
+
+
+def filmed(points: np.ndarray, yaws, distance: float = 8.0) -> list[tuple[tuple[float, float], ...]]:
+    """The points turned by each yaw and filmed by a pinhole camera `distance` eye-widths away, 100 px a unit."""
+    frames = []
+    for yaw in np.radians(yaws):
+        c, s = math.cos(yaw), math.sin(yaw)
+        x, y, z = points[:, 0] * c + points[:, 2] * s, points[:, 1], -points[:, 0] * s + points[:, 2] * c
+        scale = 100 * distance / (distance - z)
+        frames.append(tuple(zip((320 + x * scale).tolist(), (240 + y * scale).tolist(), strict=True)))
+    return frames
+
+
+def read(points: np.ndarray, yaws, distance: float = 8.0) -> float:
+    return relief([HeadPose.of(frame) for frame in filmed(points, yaws, distance)])
+
+
+def test_relief_tells_a_turning_head_from_a_turning_photo():
+    """From 8 eye widths (a face about half a metre away); a plane's view is affine but for its perspective, which
+    a photo held nearer the camera gains (docs/liveness.md)."""
+    shipped = TurnRules().min_relief
+    assert read(HEAD, TURNS) > 2 * shipped
+    assert read(PHOTO, TURNS) < shipped / 1.5
+    assert read(PHOTO, TURNS, distance=100) < 0.05 * shipped  # far away: nearly affine, nearly rank 2
+    assert read(HEAD, [0] * len(TURNS)) < 1e-9  # a head that does not turn shows no more depth than a photo
+
+
+def test_a_burst_that_answers_the_turns_as_a_flat_picture_fails_the_relief_check():
+    """The yaw and the eye line read as a head's (a photo folded or curved can fake those), the five points
+    move as a plane's: refused; the same readings with a head's points pass."""
+    rules = replace(RULES, min_relief=TurnRules().min_relief)
+    readings = burst(*TURNS)
+    as_photo = [replace(pose, landmarks=points) for pose, points in zip(readings, filmed(PHOTO, TURNS), strict=True)]
+    verdict = check_turns(as_photo, [LEFT, RIGHT], rules)
+    assert (verdict.passed, verdict.check) == (False, "relief")
+    assert verdict.detail.startswith("the face moved as a flat picture does")
+    as_head = [replace(pose, landmarks=points) for pose, points in zip(readings, filmed(HEAD, TURNS), strict=True)]
+    assert check_turns(as_head, [LEFT, RIGHT], rules).passed
+    with pytest.raises(ValueError, match="five landmarks"):
+        check_turns(readings, [LEFT, RIGHT], rules)  # poses without their points cannot be checked
