@@ -8,6 +8,8 @@ by hand into stretches (facing the camera, turned to his left, turned to his rig
 that starts and ends facing the camera and holds 2-3 alternating turns is a burst, at every start and end
 frame of those stretches, and at 1, 2 and 3 frames' stride. The gif repeats each pose for about 8 frames (the
 demo that made it ran at about 2 poses a second), so its windows are few and much alike: the evidence is thin.
+Its frames are read as the gif decodes them, and again each through a JPEG at the door screen's quality (q92):
+a 90-px face's landmarks move by degrees under recompression, and the report shows what that does.
 
 Attacks (each burst answers a random challenge of 2-3 prompts as well as the attacker can; `--attacks` each):
 - card:   a photo held as a card and turned the way each prompt asks (up to 25-65 degrees), tilted, rolled,
@@ -57,6 +59,8 @@ GIF_STRETCHES = (("R", 0, 8), ("C", 8, 16), ("L", 16, 24), ("C", 24, 40), ("R", 
 SEQUENCES = ((Prompt.LEFT, Prompt.RIGHT), (Prompt.RIGHT, Prompt.LEFT), (Prompt.LEFT, Prompt.RIGHT, Prompt.LEFT),
              (Prompt.RIGHT, Prompt.LEFT, Prompt.RIGHT))
 Points = tuple[tuple[float, float], ...]  # a frame's five landmarks, as the service reads them
+# The door screen's JPEG quality (door.js: 0.92).
+DOOR_JPEG_QUALITY = 92
 # The service's face policy for a burst: any second face refuses it.
 BURST_POLICY = replace(SERVICE_POLICY, multi_face="reject")
 
@@ -75,6 +79,13 @@ def read_burst(pipeline: FacePipeline, frames: list[np.ndarray]) -> tuple[str | 
 
 def gif_frames() -> list[np.ndarray]:
     return [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(Image.open(GIF))]
+
+
+def as_door_sends(rgb: np.ndarray) -> np.ndarray:
+    """The frame through a JPEG at the door screen's quality (app/console/assets/door.js), decoded again."""
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, "JPEG", quality=DOOR_JPEG_QUALITY)
+    return np.asarray(Image.open(out).convert("RGB"))
 
 
 def genuine_windows() -> Iterator[tuple[tuple[Prompt, ...], list[int]]]:
@@ -294,7 +305,7 @@ def speed(repeats: int) -> None:
     for number, frame in enumerate(gif_frames()[:120]):
         for sign, picture in ((1, frame), (-1, frame[:, ::-1])):
             out = io.BytesIO()
-            Image.fromarray(picture).save(out, "JPEG", quality=92)  # as the door screen sends them
+            Image.fromarray(picture).save(out, "JPEG", quality=DOOR_JPEG_QUALITY)
             frames[sign * number] = out.getvalue()
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(database_url=f"sqlite:///{folder}/gallery.db", auto_migrate=True, auth=False,
@@ -354,6 +365,11 @@ def main() -> None:
                    replace(shipped, turn=turn, min_spread=spread, min_relief=relief))
         return
     report(f"{args.source} (and the stills)", bursts, gif, shipped)
+    # The same windows as the door screen sends its frames: a JPEG of each (the gif is lossy already).
+    door = [(code, points[0] if points else ())
+            for code, points in (read_burst(pipeline, [as_door_sends(frame)]) for frame in gif_frames()[:120])]
+    refused, total, why = bpcer(door, shipped)
+    print(f"the gif's frames as JPEG q{DOOR_JPEG_QUALITY}: BPCER {refused / total:.2%} ({refused}/{total}, {why})")
 
 
 if __name__ == "__main__":
