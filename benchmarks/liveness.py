@@ -36,6 +36,7 @@ import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from multiprocessing import get_context
 
 import numpy as np
@@ -81,11 +82,21 @@ def gif_frames() -> list[np.ndarray]:
     return [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(Image.open(GIF))]
 
 
-def as_door_sends(rgb: np.ndarray) -> np.ndarray:
-    """The frame through a JPEG at the door screen's quality (app/console/assets/door.js), decoded again."""
+def decode_rgb(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def door_jpeg(frame: np.ndarray) -> bytes:
+    """The frame as the door screen sends it: a JPEG at its quality (app/console/assets/door.js)."""
     out = io.BytesIO()
-    Image.fromarray(rgb).save(out, "JPEG", quality=DOOR_JPEG_QUALITY)
-    return np.asarray(Image.open(out).convert("RGB"))
+    Image.fromarray(frame).save(out, "JPEG", quality=DOOR_JPEG_QUALITY)
+    return out.getvalue()
+
+
+def frame_by_frame(pipeline: FacePipeline, frames: list[np.ndarray]) -> list[tuple[str | None, HeadPose | None]]:
+    """Each frame read alone: its error code, or its pose."""
+    read = (read_burst(pipeline, [frame]) for frame in frames)
+    return [(code, HeadPose.of(points[0]) if points else None) for code, points in read]
 
 
 def genuine_windows() -> Iterator[tuple[tuple[Prompt, ...], list[int]]]:
@@ -112,6 +123,10 @@ class Burst:
     prompts: tuple[str, ...]
     refused: str | None  # the error code the service would answer before the liveness check, if any
     points: tuple[Points, ...]
+
+    @cached_property
+    def poses(self) -> tuple[HeadPose, ...]:
+        return tuple(HeadPose.of(frame) for frame in self.points)
 
 
 def _trajectory(prompts: tuple[Prompt, ...], rng: random.Random) -> list[float]:
@@ -169,7 +184,7 @@ class CardMaker:
     bend: tuple[float, float]
 
     def __call__(self, prompts: tuple[Prompt, ...], rng: random.Random) -> list[np.ndarray]:
-        return card_burst(np.asarray(Image.open(io.BytesIO(self.photo)).convert("RGB")), prompts, rng, self.bend)
+        return card_burst(decode_rgb(self.photo), prompts, rng, self.bend)
 
 
 @dataclass(frozen=True)
@@ -180,7 +195,7 @@ class SwapMaker:
 
     def __call__(self, prompts: tuple[Prompt, ...], rng: random.Random) -> list[np.ndarray]:
         photos = {Prompt.LEFT: self.left, Prompt.RIGHT: self.right}
-        decoded = {p: np.asarray(Image.open(io.BytesIO(data)).convert("RGB")) for p, data in photos.items()}
+        decoded = {p: decode_rgb(data) for p, data in photos.items()}
         return swap_burst(decoded, Prompt(self.frontal), prompts, rng)
 
 
@@ -246,27 +261,27 @@ def attack_features(source: str, count: int, kinds: tuple[str, ...], processes: 
 
 # --- decisions -------------------------------------------------------------------------------------------
 
-def refusal(refused: str | None, points: tuple[Points, ...], prompts: tuple[Prompt, ...], rules: TurnRules
+def refusal(refused: str | None, poses: tuple[HeadPose, ...], prompts: tuple[Prompt, ...], rules: TurnRules
             ) -> str | None:
     """Why the service refuses the burst: an error code, or the liveness check that fails; None: accepted."""
     if refused is not None:
         return refused
-    return check_turns([HeadPose.of(frame) for frame in points], prompts, rules).check
+    return check_turns(poses, prompts, rules).check
 
 
 def apcer(bursts: list[Burst], rules: TurnRules) -> dict[str, tuple[int, int]]:
     """Per kind: (accepted, attempted)."""
     out: dict[str, tuple[int, int]] = {}
     for burst in bursts:
-        ok = refusal(burst.refused, burst.points, tuple(Prompt(p) for p in burst.prompts), rules) is None
+        ok = refusal(burst.refused, burst.poses, tuple(Prompt(p) for p in burst.prompts), rules) is None
         got, total = out.get(burst.kind, (0, 0))
         out[burst.kind] = (got + ok, total + 1)
     return out
 
 
-def bpcer(gif: list[tuple[str | None, Points]], rules: TurnRules) -> tuple[int, int, dict[str, int]]:
-    """(refused, windows, refused by reason). `gif`: each frame's error code, or its landmarks (frames are
-    looked at one by one, so a window's frames read the same wherever it starts)."""
+def bpcer(gif: list[tuple[str | None, HeadPose | None]], rules: TurnRules) -> tuple[int, int, dict[str, int]]:
+    """(refused, windows, refused by reason). `gif`: each frame's error code, or its pose (frames are looked at
+    one by one, so a window's frames read the same wherever it starts)."""
     refused, total, why = 0, 0, {}
     for prompts, frames in genuine_windows():
         code = next((gif[i][0] for i in frames if gif[i][0] is not None), None)
@@ -278,7 +293,7 @@ def bpcer(gif: list[tuple[str | None, Points]], rules: TurnRules) -> tuple[int, 
     return refused, total, why
 
 
-def report(name: str, bursts: list[Burst], gif: list[tuple[str | None, Points]], rules: TurnRules) -> None:
+def report(name: str, bursts: list[Burst], gif: list[tuple[str | None, HeadPose | None]], rules: TurnRules) -> None:
     refused, total, why = bpcer(gif, rules)
     cells = [f"{kind} {got / n:6.2%} ({got}/{n})" for kind, (got, n) in apcer(bursts, rules).items()]
     print(f"{name}: APCER " + ", ".join(cells) + f"; BPCER {refused / total:.2%} ({refused}/{total}, {why})")
@@ -304,9 +319,7 @@ def speed(repeats: int) -> None:
     frames = {}
     for number, frame in enumerate(gif_frames()[:120]):
         for sign, picture in ((1, frame), (-1, frame[:, ::-1])):
-            out = io.BytesIO()
-            Image.fromarray(picture).save(out, "JPEG", quality=DOOR_JPEG_QUALITY)
-            frames[sign * number] = out.getvalue()
+            frames[sign * number] = door_jpeg(picture)
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(database_url=f"sqlite:///{folder}/gallery.db", auto_migrate=True, auth=False,
                             verify_max_failures=0, audit_spool_dir=f"{folder}/spool")
@@ -350,8 +363,7 @@ def main() -> None:
         bursts = attack_features(args.source, args.attacks, KINDS, args.processes)
     # After the attacks: their photos' detection forks, which dlib does not survive.
     pipeline = FacePipeline()
-    gif = [(code, points[0] if points else ())
-           for code, points in (read_burst(pipeline, [frame]) for frame in gif_frames()[:120])]
+    gif = frame_by_frame(pipeline, gif_frames()[:120])
     windows = list(genuine_windows())
     print(f"genuine: {len(windows)} windows of the gif, {len({tuple(p) for p, _ in windows})} prompt sequences "
           f"({sorted({'-'.join(p) for p, _ in windows})})")
@@ -366,8 +378,7 @@ def main() -> None:
         return
     report(f"{args.source} (and the stills)", bursts, gif, shipped)
     # The same windows as the door screen sends its frames: a JPEG of each (the gif is lossy already).
-    door = [(code, points[0] if points else ())
-            for code, points in (read_burst(pipeline, [as_door_sends(frame)]) for frame in gif_frames()[:120])]
+    door = frame_by_frame(pipeline, [decode_rgb(door_jpeg(frame)) for frame in gif_frames()[:120]])
     refused, total, why = bpcer(door, shipped)
     print(f"the gif's frames as JPEG q{DOOR_JPEG_QUALITY}: BPCER {refused / total:.2%} ({refused}/{total}, {why})")
 
