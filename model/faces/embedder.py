@@ -6,9 +6,11 @@ preprocessing it expects and carries the calibrated thresholds. `model_id` is a 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,32 @@ from model.networks import build, crops_to_tensor
 log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_MODEL", "Embedder"]
+
+# x86 CPU flags under which ONNX Runtime's int8 (u8s8) convolutions add their products without saturating: VNNI
+# or AMX. With AVX2 alone they use VPMADDUBSW, which sums pairs of products into 16 bits and saturates: on a
+# 2-core AMD EPYC (Zen 3: AVX2, no VNNI) the shipped int8 network's embeddings of the test faces fell to cosine
+# 0.978 of fp32's, where VNNI keeps them above 0.999, and the card's int8 thresholds were not calibrated for that.
+EXACT_INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+X86 = frozenset({"x86_64", "amd64", "i386", "i686"})
+
+
+def int8_is_exact(machine: str, flags: frozenset[str]) -> bool:
+    """Whether a CPU of this architecture (platform.machine()) and these /proc/cpuinfo flags runs the int8
+    network as it was calibrated: on x86, only with VNNI or AMX; elsewhere (ARM's int8 dot products widen to
+    32 bits) yes, unmeasured."""
+    return machine.lower() not in X86 or bool(flags & EXACT_INT8_FLAGS)
+
+
+@functools.cache
+def this_cpu_runs_int8_exactly() -> bool:
+    """int8_is_exact for this machine; an x86 CPU whose flags cannot be read (no /proc/cpuinfo) counts as not."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    flags = frozenset(word for line in text.splitlines() if line.startswith(("flags", "Features"))
+                      for word in line.split(":", 1)[1].split())
+    return int8_is_exact(platform.machine(), flags)
 
 
 class Int8Network:
@@ -80,10 +108,10 @@ class Embedder:
                  int8: Int8Network | None = None) -> None:
         """`cohort`: the AS-norm cohort shipped with the model for this augmentation (ModelCard.cohort), if any.
         `precision`: auto is fp16 on a GPU and fp32 on the CPU (`load` makes it int8 there when the card has a
-        calibrated int8 network for the augmentation asked); fp32 is the reference, the card's own figures;
-        bf16 runs the CPU's convolutions in bfloat16 (oneDNN, where the CPU has AVX-512 BF16 or AMX); int8 runs
-        `int8`, the card's quantized copy of the network (`load` reads it), in ONNX Runtime, and decides by the
-        card's int8 thresholds."""
+        calibrated int8 network for the augmentation asked, and the CPU runs it exactly: VNNI or AMX); fp32 is
+        the reference, the card's own figures; bf16 runs the CPU's convolutions in bfloat16 (oneDNN, where the
+        CPU has AVX-512 BF16 or AMX); int8 runs `int8`, the card's quantized copy of the network (`load` reads it),
+        in ONNX Runtime, and decides by the card's int8 thresholds."""
         if precision not in PRECISIONS:
             raise ModelError(f"precision {precision!r}: one of {', '.join(PRECISIONS)}")
         if precision in ("bf16", "int8") and device.type != "cpu":
@@ -135,7 +163,14 @@ class Embedder:
         served = augment or card.augment
         cohort = card.cohort(weights, served)
         if precision == "auto" and chosen.type == "cpu" and card.int8_calibrated and served == card.augment:
-            precision = "int8"  # the CPU's default where the card calibrated an int8 network
+            # the CPU's default where the card calibrated an int8 network, and the CPU runs it exactly
+            precision = "int8" if this_cpu_runs_int8_exactly() else "fp32"
+            if precision == "fp32":
+                log.warning("this CPU has no VNNI or AMX: its int8 arithmetic saturates, so the network runs in "
+                            "fp32 (slower; FACEGATE_PRECISION=int8 forces int8, off its calibration)")
+        elif precision == "int8" and not this_cpu_runs_int8_exactly():
+            log.warning("int8 asked on a CPU without VNNI or AMX: its int8 arithmetic saturates, and the embeddings "
+                        "drift from those the card's int8 thresholds were calibrated on")
         int8 = Int8Network.of(card, weights) if precision == "int8" and chosen.type == "cpu" else None
         if int8 is not None:
             if served != card.augment:
