@@ -162,13 +162,14 @@ class Embedder:
                               "cpu" if device == "auto" else device)
         served = augment or card.augment
         cohort = card.cohort(weights, served)
+        exact = this_cpu_runs_int8_exactly()
         if precision == "auto" and chosen.type == "cpu" and card.int8_calibrated and served == card.augment:
             # the CPU's default where the card calibrated an int8 network, and the CPU runs it exactly
-            precision = "int8" if this_cpu_runs_int8_exactly() else "fp32"
-            if precision == "fp32":
+            precision = "int8" if exact else "fp32"
+            if not exact:
                 log.warning("this CPU has no VNNI or AMX: its int8 arithmetic saturates, so the network runs in "
                             "fp32 (slower; FACEGATE_PRECISION=int8 forces int8, off its calibration)")
-        elif precision == "int8" and not this_cpu_runs_int8_exactly():
+        elif precision == "int8" and not exact:
             log.warning("int8 asked on a CPU without VNNI or AMX: its int8 arithmetic saturates, and the embeddings "
                         "drift from those the card's int8 thresholds were calibrated on")
         int8 = Int8Network.of(card, weights) if precision == "int8" and chosen.type == "cpu" else None
