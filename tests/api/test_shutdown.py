@@ -43,18 +43,25 @@ def test_sigterm_under_load_finishes_requests_in_flight_and_loses_no_audit_row(d
                                  files={"image": ("a.jpg", enrolled, "image/jpeg")})
             assert response.status_code == 201, response.text
 
-        started: dict[str, float] = {}  # request id -> when it was sent
+        sent: dict[str, float] = {}  # request id -> when its last byte was written to the socket
 
         def door() -> None:
             while True:
                 request_id = uuid.uuid4().hex
-                with lock:
-                    started[request_id] = time.monotonic()
+
+                def trace(event: str, _info: dict, request_id: str = request_id) -> None:
+                    # Stamped when the body has gone, not when the client was made: making one takes tens of
+                    # milliseconds on a busy machine, and a request not yet sent cannot be in flight.
+                    if event == "http11.send_request_body.complete":
+                        with lock:
+                            sent[request_id] = time.monotonic()
+
                 try:  # a connection per request: no idle keep-alive connection to race the shutdown
                     with httpx.Client(base_url=server.url, timeout=60) as http:
                         response = http.post("/verify", data={"employee_id": "tb"},
                                              files={"image": ("a.jpg", probe, "image/jpeg")},
-                                             headers={"X-API-Key": server.keys["verify"], "X-Request-ID": request_id})
+                                             headers={"X-API-Key": server.keys["verify"], "X-Request-ID": request_id},
+                                             extensions={"trace": trace})
                     outcome = str(response.status_code)
                 except httpx.ConnectError:
                     return  # the server no longer listens
@@ -73,7 +80,7 @@ def test_sigterm_under_load_finishes_requests_in_flight_and_loses_no_audit_row(d
         while True:
             with lock:
                 now = time.monotonic()
-                if any(now - sent > READ_SECONDS for rid, sent in started.items() if rid not in outcomes):
+                if any(now - when > READ_SECONDS for rid, when in sent.items() if rid not in outcomes):
                     break
             time.sleep(0.005)
         signalled = time.monotonic()
