@@ -69,11 +69,11 @@ class ModelSettings(Group):
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="`cpu`, `cuda`, or `auto` (CUDA in fp16 when present)", **variable("DEVICE"))
     # auto: fp16 on a GPU; on the CPU int8, the card's quantized network in ONNX Runtime (model.release.quantize:
-    # a face 2.8 times faster than fp32 where the CPU has AVX-512 VNNI, within cosine 0.999 of fp32's, decided
-    # by its own thresholds), where the card has one for the augmentation served and the CPU has VNNI or AMX
-    # (with AVX2 alone its int8 arithmetic saturates: model.faces.embedder), fp32 otherwise. fp32: the
-    # reference, the card's own figures. bf16: the CPU's convolutions in bfloat16, a third faster than fp32
-    # where the CPU has AVX-512 BF16 or AMX, within cosine 0.9999 of fp32's, at fp32's thresholds.
+    # 7-bit weights, exact on every CPU; a face 2.8 times faster than fp32 where the CPU has AVX-512 VNNI, about
+    # twice with AVX2 alone, within cosine 0.998 of fp32's, decided by its own thresholds), where the card has
+    # one for the augmentation served, fp32 otherwise. fp32: the reference, the card's own figures. bf16: the
+    # CPU's convolutions in bfloat16, a third faster than fp32 where the CPU has AVX-512 BF16 or AMX, within
+    # cosine 0.9999 of fp32's, at fp32's thresholds.
     precision: Literal["auto", "fp32", "bf16", "int8"] = Field(default="auto", **variable("PRECISION"))
     # Test-time augmentation; None = the one the model card was calibrated with. Changing it changes the
     # distances the card's thresholds were calibrated on.

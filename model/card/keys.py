@@ -13,4 +13,4 @@ IMPOSTOR_TAIL = "impostor_tail"  # {augment: {"far_levels": ..., "impostor_pairs
 BY_REFERENCES = "by_references"  # {"augment": a, "levels": {R: 1:1 threshold of a template fused from R}, ...}
 NORMALISED_TAIL = "normalised_tail"  # {"augment": a, "far_levels": {FAR: AS-norm score threshold}, ...}, for 1:N
 COHORT = "cohort"  # top-level: {"file", "sha256", "vectors", "k", "augment", "data", ...}
-INT8 = "int8"  # top-level: {"file", "sha256", "format", "calibration", "agreement", "validation", ...}
+INT8 = "int8"  # top-level: {"file", "sha256", "format", "weight_bits", "calibration", "agreement", "validation", ...}

@@ -157,6 +157,12 @@ class ModelCard:
         """The card ships an int8 network with its own thresholds (model.release.quantize)."""
         return THRESHOLDS in self.data.get(INT8, {})
 
+    @property
+    def int8_weight_bits(self) -> int:
+        """How many bits the int8 network's weights take: 7 where model.release.quantize reduced their range
+        (`int8.weight_bits`), 8 in a card that does not say."""
+        return int(self.data.get(INT8, {}).get("weight_bits", 8))
+
     def for_int8(self) -> ModelCard:
         """The card as int8's vectors are decided by: its own thresholds (model.release.quantize calibrates every
         section of `thresholds` again on int8's vectors, for the augmentation it serves with), the rest as it is."""

@@ -34,8 +34,8 @@ DLIB_CHIP_SIZE, DLIB_CHIP_PADDING = 150, 0.25
 MultiFace = Literal["reject", "dominant", "centre"]
 
 # The network's arithmetic: auto is fp16 on a GPU and, on the CPU, int8 (the card's quantized copy, run by ONNX
-# Runtime) where the card calibrated one and the CPU has VNNI or AMX, fp32 otherwise; fp32 is the reference the
-# release tools calibrate with; bf16 is another option of the CPU's (model.faces.embedder).
+# Runtime) where the card calibrated one and the CPU runs it exactly (model.faces.embedder.int8_is_exact), fp32
+# otherwise; fp32 is the reference the release tools calibrate with; bf16 is another option of the CPU's.
 Precision = Literal["auto", "fp32", "fp16", "bf16", "int8"]
 PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16", "int8")
 

@@ -29,30 +29,36 @@ log = logging.getLogger(__name__)
 __all__ = ["DEFAULT_MODEL", "Embedder"]
 
 # x86 CPU flags under which ONNX Runtime's int8 (u8s8) convolutions add their products without saturating: VNNI
-# or AMX. With AVX2 alone they use VPMADDUBSW, which sums pairs of products into 16 bits and saturates: on a
-# 2-core AMD EPYC (Zen 3: AVX2, no VNNI) the shipped int8 network's embeddings of the test faces fell to cosine
-# 0.978 of fp32's, where VNNI keeps them above 0.999, and the card's int8 thresholds were not calibrated for that.
+# or AMX. With AVX2 alone they use VPMADDUBSW, which sums pairs of u8 x s8 products into 16 bits and saturates
+# with 8-bit weights: on a 2-core AMD EPYC (Zen 3: AVX2, no VNNI) an int8 network with 8-bit weights gave the test
+# faces embeddings at cosine 0.978 of fp32's, where VNNI keeps them above 0.999. With 7-bit weights (ONNX
+# Runtime's reduce_range, what model.release.quantize makes) a pair's sum stays within 16 bits on every CPU.
 EXACT_INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 X86 = frozenset({"x86_64", "amd64", "i386", "i686"})
+EXACT_WEIGHT_BITS = 7
 
 
-def int8_is_exact(machine: str, flags: frozenset[str]) -> bool:
-    """Whether a CPU of this architecture (platform.machine()) and these /proc/cpuinfo flags runs the int8
-    network as it was calibrated: on x86, only with VNNI or AMX; elsewhere (ARM's int8 dot products widen to
-    32 bits) yes, unmeasured."""
-    return machine.lower() not in X86 or bool(flags & EXACT_INT8_FLAGS)
+def int8_is_exact(machine: str, flags: frozenset[str], weight_bits: int) -> bool:
+    """Whether a CPU of this architecture (platform.machine()) and these /proc/cpuinfo flags runs an int8 network
+    whose weights take `weight_bits` bits as it was calibrated: 7-bit weights everywhere; 8-bit ones on x86 only
+    with VNNI or AMX, and elsewhere (ARM's int8 dot products widen to 32 bits), unmeasured."""
+    return weight_bits <= EXACT_WEIGHT_BITS or machine.lower() not in X86 or bool(flags & EXACT_INT8_FLAGS)
 
 
 @functools.cache
-def this_cpu_runs_int8_exactly() -> bool:
-    """int8_is_exact for this machine; an x86 CPU whose flags cannot be read (no /proc/cpuinfo) counts as not."""
+def cpu_flags() -> frozenset[str]:
+    """This CPU's flags as /proc/cpuinfo lists them; none where it cannot be read."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         text = ""
-    flags = frozenset(word for line in text.splitlines() if line.startswith(("flags", "Features"))
-                      for word in line.split(":", 1)[1].split())
-    return int8_is_exact(platform.machine(), flags)
+    return frozenset(word for line in text.splitlines() if line.startswith(("flags", "Features"))
+                     for word in line.split(":", 1)[1].split())
+
+
+def this_cpu_runs_int8_exactly(weight_bits: int) -> bool:
+    """int8_is_exact for this machine; an x86 CPU whose flags cannot be read has neither VNNI nor AMX."""
+    return int8_is_exact(platform.machine(), cpu_flags(), weight_bits)
 
 
 class Int8Network:
@@ -108,7 +114,7 @@ class Embedder:
                  int8: Int8Network | None = None) -> None:
         """`cohort`: the AS-norm cohort shipped with the model for this augmentation (ModelCard.cohort), if any.
         `precision`: auto is fp16 on a GPU and fp32 on the CPU (`load` makes it int8 there when the card has a
-        calibrated int8 network for the augmentation asked, and the CPU runs it exactly: VNNI or AMX); fp32 is
+        calibrated int8 network for the augmentation asked, and the CPU runs it exactly: int8_is_exact); fp32 is
         the reference, the card's own figures; bf16 runs the CPU's convolutions in bfloat16 (oneDNN, where the
         CPU has AVX-512 BF16 or AMX); int8 runs `int8`, the card's quantized copy of the network (`load` reads it),
         in ONNX Runtime, and decides by the card's int8 thresholds."""
@@ -162,16 +168,17 @@ class Embedder:
                               "cpu" if device == "auto" else device)
         served = augment or card.augment
         cohort = card.cohort(weights, served)
-        exact = this_cpu_runs_int8_exactly()
+        exact = this_cpu_runs_int8_exactly(card.int8_weight_bits)
         if precision == "auto" and chosen.type == "cpu" and card.int8_calibrated and served == card.augment:
             # the CPU's default where the card calibrated an int8 network, and the CPU runs it exactly
             precision = "int8" if exact else "fp32"
             if not exact:
-                log.warning("this CPU has no VNNI or AMX: its int8 arithmetic saturates, so the network runs in "
-                            "fp32 (slower; FACEGATE_PRECISION=int8 forces int8, off its calibration)")
+                log.warning("the card's int8 network has 8-bit weights and this CPU has no VNNI or AMX: its int8 "
+                            "arithmetic saturates, so the network runs in fp32 (slower; FACEGATE_PRECISION=int8 "
+                            "forces int8, off its calibration)")
         elif precision == "int8" and not exact:
-            log.warning("int8 asked on a CPU without VNNI or AMX: its int8 arithmetic saturates, and the embeddings "
-                        "drift from those the card's int8 thresholds were calibrated on")
+            log.warning("int8 asked for 8-bit weights on a CPU without VNNI or AMX: its int8 arithmetic saturates, "
+                        "and the embeddings drift from those the card's int8 thresholds were calibrated on")
         int8 = Int8Network.of(card, weights) if precision == "int8" and chosen.type == "cpu" else None
         if int8 is not None:
             if served != card.augment:

@@ -31,25 +31,22 @@ def test_another_person_is_rejected(gallery, photos, claimed, actual):
 
 def test_verify_reports_the_calibrated_threshold_and_model(gallery, photos):
     """The shipped model's cohort decides: the score threshold is the card's normalised tail at FAR 1e-3 (on the
-    CPU, int8's own where the CPU runs int8 exactly: the default there), and the score is the AS-norm of the
-    cosine, computed here by hand from the cohort file."""
+    CPU, int8's own: the default there), and the score is the AS-norm of the cosine, computed here by hand from
+    the cohort file."""
     import numpy as np
     import torch
 
     from model.card.curves import interpolated
     from model.card.schema import ModelCard, card_path
-    from model.faces.embedder import DEFAULT_MODEL, this_cpu_runs_int8_exactly
+    from model.faces.embedder import DEFAULT_MODEL
 
     service = gallery.app.state.runtime.service
     card = ModelCard.read(card_path(DEFAULT_MODEL))
-    precision = next(iter(gallery.app.state.runtime.models.values())).precision
     if torch.cuda.is_available():
-        assert precision == "fp16"
-    elif this_cpu_runs_int8_exactly():  # the CPU's default: the card's int8 network, decided by its own thresholds
-        assert precision == "int8"
+        assert next(iter(gallery.app.state.runtime.models.values())).precision == "fp16"
+    else:  # the CPU's default: the card's int8 network, decided by its own thresholds
+        assert next(iter(gallery.app.state.runtime.models.values())).precision == "int8"
         card = card.for_int8()
-    else:  # no VNNI or AMX: int8 would saturate, and the reference network decides by the card's main thresholds
-        assert precision == "fp32"
     body = verify(gallery, "Tony_Blair", photos.bytes("Tony_Blair", 3)).json()
     assert body["rule"] == "as-norm"
     assert body["threshold"] == pytest.approx(interpolated(card.normalised_levels_for("flip")[1], 1e-3))

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from model.card.schema import ModelError
+from model.card.schema import ModelError, read_card
 from model.faces.config import PipelineConfig
 from model.faces.decode import decode_image
-from model.faces.embedder import DEFAULT_MODEL, Embedder, int8_is_exact, this_cpu_runs_int8_exactly
+from model.faces.embedder import DEFAULT_MODEL, Embedder, int8_is_exact
 from model.faces.pipeline import FacePipeline, dlib_model_path
 from model.faces.reference import DLIB_RESNET, DlibEmbedder
 from model.networks.dlib_resnet import _padded_add, read_dat
@@ -64,13 +64,11 @@ def test_our_descriptors_match_dlibs_compute_face_descriptor_on_its_chip(testfac
         assert cosine >= 0.99999, (path.name, cosine)
 
 
-@pytest.mark.parametrize("precision,closest", [("bf16", 0.9999), ("int8", 0.999)])
+@pytest.mark.parametrize("precision,closest", [("bf16", 0.9999), ("int8", 0.998)])
 def test_the_cpus_faster_precisions_keep_the_fp32_embeddings_close(testfaces, precision, closest):
     """FACEGATE_PRECISION=bf16 and int8 (the card's quantized network in ONNX Runtime): the reference is fp32,
-    the path the card's figures were measured on. int8 only where the CPU runs it exactly (VNNI or AMX): on
-    AVX2 alone its arithmetic saturates (0.978 measured), and auto does not choose it there (the test below)."""
-    if precision == "int8" and not this_cpu_runs_int8_exactly():
-        pytest.skip("this CPU has no VNNI or AMX: its int8 arithmetic saturates, and the service runs fp32")
+    the path the card's figures were measured on. The int8 network's weights take 7 bits, so that its arithmetic
+    is exact on every CPU: with 8-bit weights the test faces fell to 0.978 on an AVX2-only CPU."""
     reference, fast = (Embedder.load(DEFAULT_MODEL, "cpu", precision=p) for p in ("fp32", precision))
     assert (reference.precision, fast.precision) == ("fp32", precision)
     pipeline = FacePipeline(PipelineConfig(crop_size=150, chip="dlib-chip-v1"))
@@ -82,15 +80,18 @@ def test_the_cpus_faster_precisions_keep_the_fp32_embeddings_close(testfaces, pr
     assert len(cosine) == 36 and cosine.min() >= closest and cosine.min() < 0.99999  # close, and really another
 
 
-def test_auto_runs_int8_only_on_a_cpu_that_runs_it_exactly():
-    """The shipped card calibrates an int8 network; auto takes it where the CPU has VNNI or AMX (x86), or is
-    not x86, and runs fp32 on AVX2 alone, whose int8 arithmetic saturates."""
-    assert Embedder.load(DEFAULT_MODEL, "cpu").precision == ("int8" if this_cpu_runs_int8_exactly() else "fp32")
-    assert int8_is_exact("x86_64", frozenset({"avx2", "avx512_vnni"}))
-    assert int8_is_exact("x86_64", frozenset({"avx2", "avx_vnni"})) and int8_is_exact("AMD64", frozenset({"amx_int8"}))
-    assert not int8_is_exact("x86_64", frozenset({"avx2", "fma", "avx512f"}))  # AVX-512 without VNNI saturates too
-    assert not int8_is_exact("x86_64", frozenset())  # flags unknown: not taken
-    assert int8_is_exact("aarch64", frozenset())
+def test_auto_runs_int8_only_where_the_cpu_runs_it_exactly():
+    """The shipped card calibrates an int8 network with 7-bit weights, which every CPU runs exactly, so auto takes
+    it on every CPU. 8-bit weights (an older card's) only where the CPU has VNNI or AMX (x86), or is not x86."""
+    assert read_card(DEFAULT_MODEL)["int8"]["weight_bits"] == 7
+    assert Embedder.load(DEFAULT_MODEL, "cpu").precision == "int8"
+    assert int8_is_exact("x86_64", frozenset({"avx2"}), 7) and int8_is_exact("x86_64", frozenset(), 7)
+    assert int8_is_exact("x86_64", frozenset({"avx2", "avx512_vnni"}), 8)
+    assert int8_is_exact("x86_64", frozenset({"avx2", "avx_vnni"}), 8)
+    assert int8_is_exact("AMD64", frozenset({"amx_int8"}), 8)
+    assert not int8_is_exact("x86_64", frozenset({"avx2", "fma", "avx512f"}), 8)  # AVX-512 without VNNI saturates
+    assert not int8_is_exact("x86_64", frozenset(), 8)  # flags unknown: not taken
+    assert int8_is_exact("aarch64", frozenset(), 8)
 
 
 def test_a_precision_the_device_cannot_run_is_refused():

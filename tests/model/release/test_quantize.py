@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from model.card.schema import ModelError, int8_path, read_card, write_card, write_model
+from model.card.schema import ModelCard, ModelError, card_path, int8_path, read_card, write_card, write_model
 from model.faces.config import FAST_MODEL
 from model.faces.embedder import Embedder, this_cpu_runs_int8_exactly
 from model.networks.mobilefacenet import NetworkConfig
@@ -37,20 +37,43 @@ def quantized(model, count: int) -> dict:
     return card
 
 
+def weights_range(path) -> tuple[int, int]:
+    """The smallest and largest of an ONNX network's int8 weights."""
+    import onnx
+    from onnx import numpy_helper
+
+    weights = [numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer
+               if t.data_type == onnx.TensorProto.INT8]
+    return int(min(w.min() for w in weights)), int(max(w.max() for w in weights))
+
+
 def test_the_int8_network_gives_the_networks_embeddings_within_int8s_error(model):
     card = quantized(model, 64)
     assert card["int8"]["file"] == int8_path(model).name and card["int8"]["calibration"] == "64 random crops"
     reference, int8 = (Embedder.load(model, "cpu", precision=p) for p in ("fp32", "int8"))
     assert int8.precision == "int8" and int8.model_id == reference.model_id  # the same model, in other arithmetic
     assert (reference.card.threshold, int8.card.threshold) == (0.9, 0.8)  # each decided by its own thresholds
-    # auto, the default: int8 on the CPU where the card calibrated it, for its augmentation only, and where the CPU
-    # runs it exactly (VNNI or AMX; tests/model/networks/test_dlib_resnet.py)
-    assert Embedder.load(model, "cpu").precision == ("int8" if this_cpu_runs_int8_exactly() else "fp32")
+    # auto, the default: int8 on the CPU where the card calibrated it, for its augmentation only; its 7-bit weights
+    # run exactly on every CPU (tests/model/networks/test_dlib_resnet.py)
+    assert card["int8"]["weight_bits"] == 7 and "7 bits" in card["int8"]["format"]
+    low, high = weights_range(int8_path(model))
+    assert max(-low, high) == 64  # 7 bits, used up: 2 x 255 x 64 fits VPMADDUBSW's 16 bits, where 2 x 255 x 127 not
+    assert Embedder.load(model, "cpu").precision == "int8"
     assert Embedder.load(model, "cpu", "views").precision == "fp32"
     faces = crops(32, seed=1)  # not the calibration's
     cosine = np.sum(reference.embed(faces) * int8.embed(faces), axis=1)
     assert 0.98 < cosine.min() and cosine.mean() < 0.99999  # close, and really quantized
     assert np.allclose(np.linalg.norm(int8.embed(faces), axis=1), 1.0, atol=1e-5)
+
+
+def test_a_card_whose_int8_weights_take_8_bits_is_run_in_int8_only_by_a_cpu_that_adds_them_exactly(model):
+    """An older card (no `weight_bits`: 8) on an x86 CPU without VNNI or AMX would saturate: auto runs fp32."""
+    card = quantized(model, 16)
+    del card["int8"]["weight_bits"]
+    write_card(model, card)
+    assert ModelCard.read(card_path(model)).int8_weight_bits == 8
+    assert Embedder.load(model, "cpu").precision == ("int8" if this_cpu_runs_int8_exactly(8) else "fp32")
+    assert Embedder.load(model, "cpu", precision="int8").precision == "int8"  # asked for: run, with a warning
 
 
 def test_a_model_without_an_int8_network_or_with_another_file_is_refused(model):
