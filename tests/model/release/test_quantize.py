@@ -57,7 +57,7 @@ def test_the_int8_network_gives_the_networks_embeddings_within_int8s_error(model
     # run exactly on every CPU (tests/model/networks/test_dlib_resnet.py)
     assert card["int8"]["weight_bits"] == 7 and "7 bits" in card["int8"]["format"]
     low, high = weights_range(int8_path(model))
-    assert max(-low, high) == 64  # 7 bits, used up: 2 x 255 x 64 fits VPMADDUBSW's 16 bits, where 2 x 255 x 127 not
+    assert max(-low, high) == 64  # 7 bits, used up: 2 x 255 x 64 fits in VPMADDUBSW's 16 bits, 2 x 255 x 127 would not
     assert Embedder.load(model, "cpu").precision == "int8"
     assert Embedder.load(model, "cpu", "views").precision == "fp32"
     faces = crops(32, seed=1)  # not the calibration's
