@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -40,19 +41,27 @@ def test_anonymous_refusals_are_counted_per_source_not_written_one_by_one(make_c
     client = make_client(auth=True)
     with client.app.state.runtime.sessions() as session:
         admin = create_key(session, "admin")[0]
+    started = time.monotonic()
     for i in range(500):
         assert client.get("/employees", headers={"X-API-Key": f"fg_{i:012x}_{'A' * 43}"}).status_code == 401
         assert client.get("/employees", headers={"X-API-Key": f"not a key {i}"}).status_code == 401
         assert client.post("/verify", data={"employee_id": "x"}).status_code == 401
+    # one row per source, action and code in each window: one window here, a few on a slow, busy machine
+    windows = math.ceil((time.monotonic() - started) / client.app.state.runtime.audit.window) + 1
     assert client.post("/enroll", content=b"x" * (11 * MiB),
                        headers={"X-API-Key": admin, "Content-Type": "multipart/form-data"}).status_code == 413
     rows = audit_rows(client)
-    counted = {(r.action, r.decision, r.source): r.count for r in rows if r.key_id is None}
-    assert counted == {("employees", "unauthorized", "testclient"): 1000, ("verify", "unauthorized", "testclient"): 500}
+    counted: dict[tuple, list[int]] = {}
+    for r in rows:
+        if r.key_id is None:
+            counted.setdefault((r.action, r.decision, r.source), []).append(r.count)
+    assert {key: sum(counts) for key, counts in counted.items()} == {
+        ("employees", "unauthorized", "testclient"): 1000, ("verify", "unauthorized", "testclient"): 500}
+    assert all(len(counts) <= windows for counts in counted.values()), (counted, windows)
     assert [(r.key_id, r.decision, r.count) for r in rows if r.key_id] == [(admin.split("_")[1], "image_too_large", 1)]
     page = client.get("/audit", params={"action": "employees"}, headers={"X-API-Key": admin}).json()
-    assert [(row["decision"], row["count"], row["source"]) for row in page["items"]] == [
-        ("unauthorized", 1000, "testclient")]
+    assert {(row["decision"], row["source"]) for row in page["items"]} == {("unauthorized", "testclient")}
+    assert sum(row["count"] for row in page["items"]) == 1000 and len(page["items"]) <= windows
 
 
 def test_the_audit_writer_bounds_its_delay_and_counts_what_a_full_queue_drops(sqlite_url):
