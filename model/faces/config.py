@@ -58,10 +58,11 @@ class PipelineConfig:
     # benchmarks.detection measures both, docs/benchmarks.md has the figures.
     coarse_side: int = 0
     cnn_fallback: bool = True  # MMOD CNN detector when HOG finds no face
-    # The fallback's budget. Its time is proportional to the pixels it looks at (about 4 us each on 2 AMD EPYC
-    # cores: 100,000 take 0.38 s, at most 0.51 s); the photo is scaled to this many, upsampled at most 2x. Chosen
-    # on CelebA-wild's HOG misses (python -m benchmarks.fallback): it finds more of them than the rule it
-    # replaced (a 400 px copy, upsampled when under 300 px), which took 1.1 s on a 250 px photo.
+    # The fallback's budget. Its time is proportional to the pixels it looks at; the photo is scaled to this
+    # many, upsampled at most 2x. Chosen on CelebA-wild's HOG misses (python -m benchmarks.fallback), when dlib's
+    # own detector took about 4 us a pixel on 2 AMD EPYC cores (100,000: 0.38 s, at most 0.51 s): it finds more
+    # of them than the rule it replaced (a 400 px copy, upsampled when under 300 px), which took 1.1 s on a
+    # 250 px photo. The PyTorch port (model.faces.mmod) takes about 0.6 us a pixel on one core.
     cnn_max_pixels: int = 100_000
 
     @property

@@ -1,12 +1,11 @@
-"""dlib's CNN face detector in a process of its own, for a server.
+"""The CNN face detector in a process of its own, for a server.
 
-dlib holds Python's GIL for the whole of a CNN detection (HOG releases it), so a fallback run in the server's
-process stalls every thread of that process for as long as it lasts: the event loop, every other request. With
-the old unbounded budget that was 1.1 s for a 250 px photo, and the cause of the server's 1-2.5 s tail. Here the
-detection runs in a child process: the server's threads go on while it works, the wait of a request is bounded
-by `timeout` (the queue included), and a flood of faceless photos queues at most `max_waiting` detections
-before the next ones are skipped. A skipped or late fallback finds no face: the photo is refused as one
-without a face (422 no_face), never a 5xx.
+dlib's own CNN held Python's GIL for the whole of a detection, 0.6 s and more, and stalled every thread of the
+server's process while it ran: the cause, once, of the server's 1-2.5 s tail. Its PyTorch port
+(model.faces.mmod) takes 25-45 ms and lets go of the GIL while it computes, but a fallback still belongs apart:
+the wait of a request is bounded by `timeout` (the queue included), a flood of faceless photos queues at most
+`max_waiting` detections before the next ones are skipped, and a child that dies takes no request with it. A
+skipped or late fallback finds no face: the photo is refused as one without a face (422 no_face), never a 5xx.
 
 Research and command-line tools call the detector in their own process (FacePipeline's default).
 """
@@ -25,6 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Literal
 
 import numpy as np
+import torch
 
 from model.faces.pipeline import Detection, _cnn_detector, cnn_detections
 
@@ -36,14 +36,19 @@ Outcome = Literal["found", "none", "busy", "timeout", "failed"]
 
 _detector = None  # the child's
 PARENT_POLL_SECONDS = 0.5
+# Detections queued before the next is skipped: 8 at 25-60 ms each wait at most about 0.5 s, within the default
+# 1 s budget (dlib's own detector, at 0.4-0.7 s, allowed 3). A liveness burst asks for two at once.
+MAX_WAITING = 8
 WARM_UP_SIDE = 320  # the blank image of the warm-up detection: about the size the budget scales photos to
 
 
-def _start_child() -> None:
+def _start_child(parent: int) -> None:
+    """`parent`: the server's pid, passed in, since a child whose parent died while it was still importing has
+    already been given another."""
     global _detector
-    _detector = _cnn_detector()
-    parent = os.getppid()
     threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
+    torch.set_num_threads(1)
+    _detector = _cnn_detector()
 
 
 def _exit_with(parent: int) -> None:
@@ -66,7 +71,7 @@ def _detect_in_child(image: np.ndarray) -> list[Detection]:
 class CnnProcess:
     """A callable FacePipeline takes as its CNN: image -> detections, in a child process. Thread-safe."""
 
-    def __init__(self, timeout: float = 1.0, max_waiting: int = 3,
+    def __init__(self, timeout: float = 1.0, max_waiting: int = MAX_WAITING,
                  observe: Callable[[Outcome], None] | None = None) -> None:
         self.timeout, self.max_waiting = timeout, max_waiting
         self._observe = observe or (lambda outcome: None)
@@ -77,7 +82,8 @@ class CnnProcess:
 
     def _start(self) -> ProcessPoolExecutor:
         # spawn: a fork of a threaded server could copy a held lock into the child
-        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_child)
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_child,
+                                   initargs=(os.getpid(),))
         self._started = pool.submit(_warm_up)  # start the child now, not on the first hard photo
         return pool
 

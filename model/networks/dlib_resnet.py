@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.networks.dlib_format import DatStream
+
 # (input channels, output channels, downsample) of each residual block, input side first.
 BLOCKS = ((32, 32, False),) * 3 + ((32, 64, True),) + ((64, 64, False),) * 3 + ((64, 128, True),) \
     + ((128, 128, False),) * 2 + ((128, 256, True),) + ((256, 256, False),) * 2 + ((256, 256, True),)
@@ -83,41 +85,6 @@ class DlibResNet(nn.Module):
 
 # --- dlib's serialisation ----------------------------------------------------------------------------------
 
-class _Stream:
-    """dlib's serialize(): integers as a length byte (0x80 = negative) and little-endian bytes, strings as a
-    length and bytes, floats as a mantissa and exponent, tensors as version 2, four dims and raw float32."""
-
-    def __init__(self, blob: bytes, position: int) -> None:
-        self.blob, self.position = blob, position
-
-    def integer(self) -> int:
-        head = self.blob[self.position]
-        size = head & 0x0F
-        value = int.from_bytes(self.blob[self.position + 1:self.position + 1 + size], "little")
-        self.position += 1 + size
-        return -value if head & 0x80 else value
-
-    def string(self) -> str:
-        size = self.integer()
-        text = self.blob[self.position:self.position + size].decode("ascii")
-        self.position += size
-        return text
-
-    def real(self) -> float:
-        mantissa = self.integer()
-        return mantissa * 2.0 ** self.integer()
-
-    def tensor(self) -> np.ndarray:
-        version = self.integer()
-        if version != 2:
-            raise ValueError(f"tensor serialisation version {version}, expected 2")
-        shape = tuple(self.integer() for _ in range(4))
-        count = int(np.prod(shape))
-        values = np.frombuffer(self.blob, "<f4", count, self.position).astype(np.float32)
-        self.position += 4 * count
-        return values.reshape(shape)
-
-
 # The layers that hold numbers, each after its name as dlib serialises it (a length byte, then the name).
 _LAYER = re.compile(rb"\x01(\x05con_4|\x07affine_|\x04fc_2|\x15input_rgb_image_sized)")
 
@@ -126,7 +93,7 @@ def _layers(blob: bytes) -> list[tuple[str, object]]:
     layers: list[tuple[str, object]] = []
     position = 0
     while match := _LAYER.search(blob, position):
-        stream = _Stream(blob, match.start())
+        stream = DatStream(blob, match.start())
         name = stream.string()
         if name == "con_4":
             params = stream.tensor().ravel()

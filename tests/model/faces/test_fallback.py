@@ -11,6 +11,7 @@ import sys
 import tarfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,23 +43,37 @@ def cnn(outcomes):
 
 
 def test_the_child_finds_what_the_callers_own_detector_finds(cnn, hog_miss, outcomes):
-    here, there = FacePipeline(), FacePipeline(cnn=cnn)
-    assert there.detect(hog_miss) == here.detect(hog_miss) != []
+    there = FacePipeline(cnn=cnn)
+    ours, theirs = FacePipeline().detect(hog_miss), there.detect(hog_miss)
+    # the same faces and landmarks; the scores to float rounding (the child computes on one thread)
+    assert [replace(face, score=0) for face in theirs] == [replace(face, score=0) for face in ours] != []
+    assert [face.score for face in theirs] == pytest.approx([face.score for face in ours], abs=1e-5)
     assert outcomes == ["found"]
     assert there.detect_boxes(np.full((240, 320, 3), 128, np.uint8)) == [] and outcomes == ["found", "none"]
 
 
 def test_the_callers_other_threads_run_while_the_child_works(cnn, hog_miss):
-    """dlib holds the GIL for a whole CNN detection: in the caller's process it would all but stop this loop."""
+    """The caller's threads go on while the child detects: this loop spins at least a fifth as fast as alone.
+    (dlib's own detector held the GIL for a whole detection: in the caller's process it all but stopped the loop,
+    35,000 spins against 3.6 million.)"""
     image, _ = FacePipeline().cnn_input(hog_miss)
     cnn(image)  # the child is up
-    done, spins = threading.Event(), 0
-    worker = threading.Thread(target=lambda: (cnn(image), done.set()))
+
+    def spin(done: threading.Event) -> float:
+        spins, started = 0, time.perf_counter()
+        while not done.is_set():
+            spins += 1
+        return spins / (time.perf_counter() - started)
+
+    timer = threading.Timer(0.3, (stop := threading.Event()).set)
+    timer.start()
+    alone = spin(stop)
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: ([cnn(image) for _ in range(10)], done.set()))
     worker.start()
-    while not done.is_set():
-        spins += 1
+    beside = spin(done)
     worker.join()
-    assert spins > 500_000  # 3.6 million on 2 AMD EPYC cores; 35,000 with the detector run in this process
+    assert beside > alone / 5, (beside, alone)
 
 
 def test_a_detection_past_its_time_is_given_up_and_finds_no_face(hog_miss, outcomes):
