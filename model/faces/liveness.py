@@ -89,19 +89,24 @@ class Verdict:
 class BurstFaces:
     """A burst's one face, frame by frame, under `policy` (its multi-face rule should be reject: a second face is
     someone else in the burst). Errors name the frame. One frame at a time, so that a burst's decoded frames need
-    not all be held at once."""
+    not all be held at once; `face` may be called from several threads at once."""
 
     def __init__(self, pipeline: FacePipeline, policy: FacePolicy, timer: StageTimer = untimed) -> None:
         self.pipeline, self.policy, self.timer = pipeline, policy, timer
         self.frames = 0
 
     def next(self, rgb: np.ndarray) -> FaceBox:
+        """The face of the frame after the last one `next` was given."""
         self.frames += 1
+        return self.face(self.frames, rgb)
+
+    def face(self, number: int, rgb: np.ndarray) -> FaceBox:
+        """The face of frame `number` (from 1)."""
         try:
             with self.timer("detect"):
                 return choose_face(self.pipeline.detect(rgb, self.timer, self.policy), self.policy, rgb.shape)
         except FaceError as exc:
-            exc.message = f"frame {self.frames}: {exc.message}"
+            exc.message = f"frame {number}: {exc.message}"
             raise
 
 
