@@ -361,7 +361,8 @@ def main() -> None:
         bursts = attack_features("celeba-wild", args.attacks, ("card", "bent", "swap"), args.processes)
     else:
         bursts = attack_features(args.source, args.attacks, KINDS, args.processes)
-    # After the attacks: their photos' detection forks, which dlib does not survive.
+    # After the attacks, whose photos' detection forks its workers from this process: dlib's own CNN, run here
+    # first, hung them (its PyTorch port leaves a forked child one thread: model.faces.mmod).
     pipeline = FacePipeline()
     gif = frame_by_frame(pipeline, gif_frames()[:120])
     windows = list(genuine_windows())

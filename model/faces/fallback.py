@@ -2,10 +2,11 @@
 
 dlib's own CNN held Python's GIL for the whole of a detection, 0.6 s and more, and stalled every thread of the
 server's process while it ran: the cause, once, of the server's 1-2.5 s tail. Its PyTorch port
-(model.faces.mmod) takes 25-45 ms and lets go of the GIL while it computes, but a fallback still belongs apart:
+(model.faces.mmod) takes 25-60 ms and lets go of the GIL while it computes, but a fallback still belongs apart:
 the wait of a request is bounded by `timeout` (the queue included), a flood of faceless photos queues at most
 `max_waiting` detections before the next ones are skipped, and a child that dies takes no request with it. A
 skipped or late fallback finds no face: the photo is refused as one without a face (422 no_face), never a 5xx.
+The child loads torch: about 310 MB of private memory (dlib's detector alone took 68 MB).
 
 Research and command-line tools call the detector in their own process (FacePipeline's default).
 """

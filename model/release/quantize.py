@@ -71,7 +71,8 @@ class _Raw(nn.Module):
 
 def calibration_chips(embedder: Embedder, source: Path, faces: int, seed: int = 0) -> np.ndarray:
     """(n, S, S, 3) uint8 chips of `faces` photos of `source` drawn at random, one face each (photos where HOG
-    finds none are passed over: dlib's CNN, run in this process, would hang the process pools forked after it)."""
+    finds none are passed over, as they were when dlib's own CNN, run in this process, hung the process pools forked
+    after it: the shipped network was calibrated so)."""
     pipeline = FacePipeline(replace(pipeline_config(embedder), cnn_fallback=False))
     names = [name for name, _ in iter_images(source)]
     wanted = set(np.random.default_rng(seed).permutation(len(names))[:int(faces * 1.1) + 10].tolist())

@@ -32,8 +32,9 @@ def enroll_man(client, shared_data, headers: dict | None = None) -> None:
 
 @pytest.fixture
 def start(make_client):
-    """A server for the webcam sample: only the CNN fallback finds its faces, at about 0.8 s a frame here, so its
-    budget is raised from 1 s (FACEGATE_FALLBACK_SECONDS), lest a busy machine answer no_face."""
+    """A server for the webcam sample: only the CNN fallback finds its faces (about 60 ms a frame, two frames
+    queued at once), so its budget is raised from 1 s (FACEGATE_FALLBACK_SECONDS), lest a machine busy with the
+    rest of the suite answer no_face."""
     return lambda **settings: make_client(fallback_seconds=5.0, **settings)
 
 

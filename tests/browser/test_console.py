@@ -77,8 +77,8 @@ def camera_browser(playwright, testfaces: Path, tmp_path_factory: pytest.TempPat
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, testfaces: Path) -> Iterator[LiveServer]:
     database = tmp_path_factory.mktemp("console") / "gallery.db"
-    # The door screen's webcam sample has faces only the CNN fallback finds, at about 0.8 s a frame here: its
-    # budget is raised from 1 s, lest a busy machine answer no_face.
+    # The door screen's webcam sample has faces only the CNN fallback finds (about 60 ms a frame, two frames
+    # queued at once): its budget is raised from 1 s, lest a machine busy with the rest of the suite answer no_face.
     with live_server(f"sqlite:///{database}", log=database.with_suffix(".log"), fallback_seconds="5") as live:
         yield live
 
