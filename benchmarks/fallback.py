@@ -6,9 +6,8 @@
 For each source (a tar in ../shared/data), the photos where HOG finds no face (both passes of its adaptive
 upsampling) are found first; the CNN then looks at each of them under every budget
 (PipelineConfig.cnn_max_pixels). It prints, per budget, how many it found a face in (of 40 px or more in the
-photo, the service's smallest) and its wall time per photo, on one thread as the service's fallback process
-runs it. The budget is chosen on CelebA-wild,
-the training side; LFW's figure is only reported.
+photo, the service's smallest) and its wall time per photo, on one thread, as the service's fallback process
+runs it. The budget is chosen on CelebA-wild, the training side; LFW's figure is only reported.
 """
 
 from __future__ import annotations
