@@ -93,11 +93,13 @@ def _read(path: Path) -> tuple[_Network, _Options]:
             convs.append((params, tuple(stream.integer() for _ in range(7))))
         elif name == "bn_con2":
             params = stream.tensor().ravel()
-            for _ in range(2):  # gamma's and beta's places in params
-                [stream.integer() for _ in range(5)]
+            for _ in range(2 * 5):  # gamma's and beta's places in params: a version and four sizes each
+                stream.integer()
             _means, _invstds, running_means, running_variances = (stream.tensor().ravel() for _ in range(4))
-            [stream.integer() for _ in range(2)]  # updates, window
-            [stream.real() for _ in range(4)]  # learning rate and weight decay multipliers
+            for _ in range(2):  # the updates seen, the running statistics' window
+                stream.integer()
+            for _ in range(4):  # learning rate and weight decay multipliers
+                stream.real()
             norms.append((params, running_means, running_variances, stream.real()))
         else:
             mean = tuple(stream.real() for _ in range(3))
