@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from model.faces.pipeline import Detection, _cnn_detector, cnn_detections
+from model.faces.pipeline import Detection, _cnn_detector
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +62,11 @@ def _exit_with(parent: int) -> None:
 
 def _warm_up() -> None:
     """One detection on a blank image: the detector's first one costs a second more than the next ones."""
-    cnn_detections(_detector, np.zeros((WARM_UP_SIDE, WARM_UP_SIDE, 3), dtype=np.uint8))
+    _detector(np.zeros((WARM_UP_SIDE, WARM_UP_SIDE, 3), dtype=np.uint8))
 
 
 def _detect_in_child(image: np.ndarray) -> list[Detection]:
-    return cnn_detections(_detector, image)
+    return _detector(image)
 
 
 class CnnProcess:

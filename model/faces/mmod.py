@@ -197,12 +197,12 @@ class MmodDetector:
             scores = self.network(tiled)[0, 0].numpy()
         found_rows, found_cols = np.nonzero(scores > 0)
         found = scores[found_rows, found_cols]
-        kept: list[Box] = []
+        kept: list[tuple[Rect, float]] = []
         for k in np.argsort(-found, kind="stable"):
             box = self._in_photo(STRIDE * found_cols[k] + OFFSET, STRIDE * found_rows[k] + OFFSET, places)
-            if not any(self._overlaps(box, other) for other in kept):
-                kept.append((*box, float(found[k])))
-        return [tuple(float(v) for v in box) for box in kept]
+            if not any(self._overlaps(box, other) for other, _ in kept):
+                kept.append((box, float(found[k])))
+        return [(*map(float, box), score) for box, score in kept]
 
     def _in_photo(self, x: float, y: float, places: list[Rect]) -> Rect:
         """The window centred at (x, y) of the tiled image, in the photo's pixels."""
@@ -217,9 +217,8 @@ class MmodDetector:
             corners += [math.floor(cx + 0.5), math.floor(cy + 0.5)]
         return tuple(corners)
 
-    def _overlaps(self, a: Rect, b: Box) -> bool:
+    def _overlaps(self, a: Rect, b: Rect) -> bool:
         """dlib's test_box_overlap: the intersection over union, or the share of either box covered."""
-        b = tuple(int(v) for v in b[:4])
         inner = _area(_intersection(a, b))
         if inner == 0:
             return False

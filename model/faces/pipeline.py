@@ -233,11 +233,6 @@ def _resized(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
 
 
-def cnn_detections(detector: MmodDetector, image: np.ndarray) -> list[Detection]:
-    """dlib's CNN detector on `image`, without upsampling."""
-    return detector(image)
-
-
 class FacePipeline:
     """Finds faces in a decoded RGB photo and aligns them. Safe to share between threads."""
 
@@ -353,4 +348,4 @@ class FacePipeline:
 
     def _cnn_here(self, image: np.ndarray) -> list[Detection]:
         with self._cnns.lend() as detector:
-            return cnn_detections(detector, image)
+            return detector(image)
