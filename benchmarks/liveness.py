@@ -9,7 +9,8 @@ that starts and ends facing the camera and holds 2-3 alternating turns is a burs
 frame of those stretches, and at 1, 2 and 3 frames' stride. The gif repeats each pose for about 8 frames (the
 demo that made it ran at about 2 poses a second), so its windows are few and much alike: the evidence is thin.
 Its frames are read as the gif decodes them, and again each through a JPEG at the door screen's quality (q92):
-a 90-px face's landmarks move by degrees under recompression, and the report shows what that does.
+a 90-px face's landmarks move by degrees under recompression, and the report shows what that does, and how
+much of it comes from the box the CNN finds (which the JPEG moves on some frames) and how much from the pixels.
 
 Attacks (each burst answers a random challenge of 2-3 prompts as well as the attacker can; `--attacks` each):
 - card:   a photo held as a card and turned the way each prompt asks (up to 25-65 degrees), tilted, rolled,
@@ -379,10 +380,43 @@ def main() -> None:
         return
     report(f"{args.source} (and the stills)", bursts, gif, shipped)
     # The same windows as the door screen sends its frames: a JPEG of each (the gif is lossy already).
-    door = frame_by_frame(pipeline, [decode_rgb(door_jpeg(frame)) for frame in gif_frames()[:120]])
+    frames = gif_frames()[:120]
+    jpegs = [decode_rgb(door_jpeg(frame)) for frame in frames]
+    door = frame_by_frame(pipeline, jpegs)
     refused, total, why = bpcer(door, shipped)
     print(f"the gif's frames as JPEG q{DOOR_JPEG_QUALITY}: BPCER {refused / total:.2%} ({refused}/{total}, {why})")
+    jpeg_causes(pipeline, frames, jpegs, shipped)
 
+
+def box_shift_yaw(pipeline: FacePipeline, rgb: np.ndarray, box: tuple[float, ...]) -> float:
+    """The most that the yaw read in `box` changes when the box moves by 5 % of its side, each of 8 ways."""
+    left, top, right, bottom = box
+    dx, dy = 0.05 * (right - left), 0.05 * (bottom - top)
+    yaw = HeadPose.of(pipeline.landmarks(rgb, box)).yaw
+    moved = [(left + i * dx, top + j * dy, right + i * dx, bottom + j * dy)
+             for i, j in itertools.product((-1, 0, 1), repeat=2) if i or j]
+    return max(abs(HeadPose.of(pipeline.landmarks(rgb, other)).yaw - yaw) for other in moved)
+
+
+def jpeg_causes(pipeline: FacePipeline, frames: list[np.ndarray], jpegs: list[np.ndarray], rules: TurnRules) -> None:
+    """What the JPEG changes, each alone (the other kept as the gif's): the box the CNN finds on some frames, and
+    the pixels that dlib's five points are read from inside a box. Both move them by degrees on this 90-px face."""
+    def first_box(rgb: np.ndarray) -> tuple[float, ...] | None:
+        found = pipeline.detect_boxes(rgb)
+        return tuple(found[0][:4]) if found else None
+
+    boxes = {"gif": [first_box(frame) for frame in frames], "jpeg": [first_box(frame) for frame in jpegs]}
+    moved = sum(a is None or b is None or max(abs(np.subtract(a, b))) > 3
+                for a, b in zip(boxes["gif"], boxes["jpeg"], strict=True))
+    print(f"  the JPEG moves the face's box by more than 3 px on {moved} of {len(frames)} frames")
+    shifts = [box_shift_yaw(pipeline, rgb, box) for rgb, box in zip(frames, boxes["gif"], strict=True) if box]
+    print(f"  the gif's box moved by 5 % of its side, each of 8 ways: the yaw changes by up to "
+          f"{np.median(shifts):.1f} degrees at the median frame, {np.percentile(shifts, 90):.1f} at the 90th")
+    for pixels, box in (("gif", "jpeg"), ("jpeg", "gif")):
+        read = [(None, HeadPose.of(pipeline.landmarks(rgb, found))) if found else ("no_face", None)
+                for rgb, found in zip(frames if pixels == "gif" else jpegs, boxes[box], strict=True)]
+        refused, total, why = bpcer(read, rules)
+        print(f"  the {pixels}'s pixels in the {box}'s boxes: BPCER {refused / total:.2%} ({refused}/{total}, {why})")
 
 if __name__ == "__main__":
     main()
