@@ -259,7 +259,7 @@ class LivenessSettings(Group):
                                   "pixels (a door camera's 1280x720 is 921,600): the burst's frames are decoded "
                                   "one after another, each within this")
     turn_degrees: float = Field(default=TurnRules.turn, gt=0, le=45, description="how far each turn must reach "
-                                "from the burst's first frames, in degrees of yaw")
+                                "from the burst's first frames, in degrees of yaw (more than the centre's)")
     centre_degrees: float = Field(default=TurnRules.centre, gt=0, le=30, description="how near the first frames' "
                                   "yaw the head must come back between turns")
     max_step_degrees: float = Field(default=TurnRules.max_step, gt=0, le=90, description="the largest change of "
@@ -275,6 +275,13 @@ class LivenessSettings(Group):
     def rules(self) -> TurnRules:
         return TurnRules(turn=self.turn_degrees, centre=self.centre_degrees, max_step=self.max_step_degrees,
                          min_spread=self.min_spread, min_relief=self.min_relief)
+
+    @model_validator(mode="after")
+    def _a_turn_beyond_the_centre(self) -> LivenessSettings:
+        if self.centre_degrees >= self.turn_degrees:
+            raise ValueError("FACEGATE_LIVENESS_CENTRE_DEGREES must be below FACEGATE_LIVENESS_TURN_DEGREES: a turn "
+                             "starts where the yaw passes the turn and lasts while it is beyond the centre")
+        return self
 
 
 class QualitySettings(Group):

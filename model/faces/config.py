@@ -221,3 +221,12 @@ class TurnRules:
     min_spread: float = 0.85  # a turn's peak: its spread over the frontal frames' beside it, at least
     min_relief: float = 0.034  # the burst's five points out of a plane (model.faces.liveness.relief), at least
     baseline_frames: int = 2  # the first frames, whose median yaw is the baseline
+
+    def __post_init__(self) -> None:
+        # A turn starts where the yaw passes `turn` and lasts while it is beyond `centre`: at or within the
+        # centre band, a turn would end where it starts.
+        if not 0 < self.centre < self.turn:
+            raise ValueError(f"a turn must reach beyond the centre band: 0 < centre < turn, got centre "
+                             f"{self.centre:g} and turn {self.turn:g}")
+        if self.baseline_frames < 1:
+            raise ValueError(f"the baseline needs at least one frame, got {self.baseline_frames}")

@@ -148,3 +148,14 @@ def test_a_coarse_look_is_none_or_at_least_two_hog_windows():
         Settings(detect_coarse_side=100)
     assert Settings(_env_file=None).pipeline_config(150, "dlib-chip-v1").coarse_side == 0
     assert Settings(detect_coarse_side=320).pipeline_config(150, "dlib-chip-v1").coarse_side == 320
+
+
+def test_a_liveness_turn_must_reach_beyond_the_centre_band():
+    """A turn starts where the yaw passes FACEGATE_LIVENESS_TURN_DEGREES and lasts while it is beyond the centre
+    band: a turn within the band would end where it starts (a burst's check raised, a 500, before this)."""
+    from app.core.config import Settings
+
+    for turn, centre in ((6, 8), (8, 8)):
+        with pytest.raises(ValidationError, match="LIVENESS_CENTRE_DEGREES must be below"):
+            Settings(liveness_turn_degrees=turn, liveness_centre_degrees=centre, _env_file=None)
+    assert Settings(liveness_turn_degrees=9, _env_file=None).liveness.rules.turn == 9.0

@@ -46,6 +46,14 @@ def test_what_fails(yaws, prompts, check):
     assert check_turns(burst(*yaws), prompts, RULES).check == check
 
 
+def test_a_turn_must_reach_beyond_the_centre_band():
+    for turn, centre in ((6.0, 8.0), (8.0, 8.0), (8.0, 0.0)):
+        with pytest.raises(ValueError, match="beyond the centre band"):
+            TurnRules(turn=turn, centre=centre)
+    rules = replace(RULES, turn=8.5)  # just beyond the band: a turn of 9 degrees is one frame long
+    assert check_turns(burst(0, 0, 9, 0, -9, 0), [LEFT, RIGHT], rules).passed
+
+
 def test_a_turn_whose_eye_line_shrinks_like_a_card_fails_the_depth_check():
     flat = burst(0, 1, 6, 13, 2, 0, -13, 0, peak_spread=1.4 * 0.7)
     verdict = check_turns(flat, [LEFT, RIGHT], RULES)
