@@ -418,5 +418,6 @@ def jpeg_causes(pipeline: FacePipeline, frames: list[np.ndarray], jpegs: list[np
         refused, total, why = bpcer(read, rules)
         print(f"  the {pixels}'s pixels in the {box}'s boxes: BPCER {refused / total:.2%} ({refused}/{total}, {why})")
 
+
 if __name__ == "__main__":
     main()

@@ -50,6 +50,8 @@ def test_a_turn_must_reach_beyond_the_centre_band():
     for turn, centre in ((6.0, 8.0), (8.0, 8.0), (8.0, 0.0)):
         with pytest.raises(ValueError, match="beyond the centre band"):
             TurnRules(turn=turn, centre=centre)
+    with pytest.raises(ValueError, match="at least one frame"):
+        TurnRules(baseline_frames=0)
     rules = replace(RULES, turn=8.5)  # just beyond the band: a turn of 9 degrees is one frame long
     assert check_turns(burst(0, 0, 9, 0, -9, 0), [LEFT, RIGHT], rules).passed
 
