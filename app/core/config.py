@@ -277,10 +277,11 @@ class LivenessSettings(Group):
                          min_spread=self.min_spread, min_relief=self.min_relief)
 
     @model_validator(mode="after")
-    def _a_turn_beyond_the_centre(self) -> LivenessSettings:
-        if self.centre_degrees >= self.turn_degrees:
-            raise ValueError("FACEGATE_LIVENESS_CENTRE_DEGREES must be below FACEGATE_LIVENESS_TURN_DEGREES: a turn "
-                             "starts where the yaw passes the turn and lasts while it is beyond the centre")
+    def _rules_that_hold(self) -> LivenessSettings:
+        try:
+            self.rules  # noqa: B018 - built for TurnRules' own check, named here by the variables that set it
+        except ValueError as exc:
+            raise ValueError(f"FACEGATE_LIVENESS_TURN_DEGREES and FACEGATE_LIVENESS_CENTRE_DEGREES: {exc}") from exc
         return self
 
 

@@ -156,6 +156,6 @@ def test_a_liveness_turn_must_reach_beyond_the_centre_band():
     from app.core.config import Settings
 
     for turn, centre in ((6, 8), (8, 8)):
-        with pytest.raises(ValidationError, match="LIVENESS_CENTRE_DEGREES must be below"):
+        with pytest.raises(ValidationError, match="LIVENESS_CENTRE_DEGREES: a turn must reach beyond the centre"):
             Settings(liveness_turn_degrees=turn, liveness_centre_degrees=centre, _env_file=None)
     assert Settings(liveness_turn_degrees=9, _env_file=None).liveness.rules.turn == 9.0
