@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import REPO
 
@@ -34,3 +35,14 @@ def stop(process: subprocess.Popen, signum: int) -> list[str]:
     out, _ = process.communicate(timeout=60)
     assert process.returncode == 128 + signum, (process.returncode, out[-2000:])
     return out.decode().splitlines()
+
+
+def grandchildren(pid: int) -> list[int]:
+    """The processes whose parent's parent is `pid`: a command's pool workers, under its fork server."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+    return [child for child, parent in parents.items() if parents.get(parent) == pid]

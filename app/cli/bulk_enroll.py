@@ -20,7 +20,8 @@ group_not_found and is not enrolled. Memberships are written once the photos are
 in this run and for those skipped as enrolled before (so a run stopped in between completes them).
 
 SIGINT (Ctrl-C) or SIGTERM stops it cleanly: the photos already embedded are committed, the rest are left for
-the next run, and it exits with 130 or 143.
+the next run, and it exits with 130 or 143. A worker process that dies (killed for memory, say) stops it the same
+way, with exit status 1.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from dataclasses import replace as replace_job
 from pathlib import Path
@@ -146,7 +149,7 @@ class Summary:
     failures: list[Failure]
     seconds: float
     references: int = 0  # references added beyond the enrolled photos
-    stopped_by: str | None = None  # the signal that stopped the run before every job was done
+    stopped_by: str | None = None  # what stopped the run before every job was done: a signal, or a worker's death
 
 
 # The audit trail's caller for bulk enrollment: an operator with the database's credentials, not an API key.
@@ -211,8 +214,12 @@ def _bulk_enroll(jobs: list[Job], settings: Settings, sessions: sessionmaker[Ses
     config = settings.pipeline_config(card.input_size, card.preprocess)
     views = Views.of(settings.model.augment or card.augment).to_align
     # Workers come from a fork server, a clean process: one forked from a process whose torch or dlib threads
-    # have run can hang on a lock those threads held (dlib's CNN detector did, once a caller had used it).
-    workers = multiprocessing.get_context("forkserver").Pool(processes, _init_worker, (settings, config, views, force))
+    # have run can hang on a lock those threads held (dlib's CNN detector did, once a caller had used it). And
+    # from an executor, not multiprocessing.Pool: Pool.terminate() can hang for ever when it kills a worker that
+    # is sending a result (CPython issue 96995; a run stopped by a signal hung so in CI), and a Pool whose worker
+    # dies waits for ever, where the executor says so (BrokenProcessPool).
+    workers = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("forkserver"),
+                                  initializer=_init_worker, initargs=(settings, config, views, force))
     audit = AuditTrail(sessions)
     try:
         embedder = Embedder.load(settings.model.path, settings.model.device, settings.model.augment,
@@ -222,8 +229,10 @@ def _bulk_enroll(jobs: list[Job], settings: Settings, sessions: sessionmaker[Ses
         return _run(jobs, workers, sessions, embedder, audit, replace=replace, batch_size=batch_size,
                     progress=progress, started=started, cipher=cipher, settings=settings, stop=stop)
     finally:
-        workers.terminate()
-        audit.close()
+        try:
+            workers.shutdown(cancel_futures=True)  # the photos not started are dropped, those in hand finish
+        finally:
+            audit.close()
 
 
 def _run(jobs: list[Job], workers, sessions, embedder: Embedder, audit: AuditTrail, *,  # noqa: ANN001
@@ -269,23 +278,27 @@ def _run(jobs: list[Job], workers, sessions, embedder: Embedder, audit: AuditTra
         members.extend(saved)
         batch.clear()
 
-    done = 0
-    for done, (job, crops, job_failures) in enumerate(workers.imap(_crop, todo, chunksize=4), start=1):
-        for failure in job_failures:
-            fail(failures, audit, failure)
-        if crops:
-            batch.append((job, crops))
-        if sum(len(c) for _, c in batch) >= batch_size:
-            flush()
-        bar.update(done, enrolled, len(failures))
-        if stop.requested:
-            break
+    done, died = 0, False
+    try:
+        for done, (job, crops, job_failures) in enumerate(workers.map(_crop, todo), start=1):
+            for failure in job_failures:
+                fail(failures, audit, failure)
+            if crops:
+                batch.append((job, crops))
+            if sum(len(c) for _, c in batch) >= batch_size:
+                flush()
+            bar.update(done, enrolled, len(failures))
+            if stop.requested:
+                break
+    except BrokenProcessPool:
+        log.error("a worker process died (killed for memory?): stopping after committing what is embedded")
+        died = True
     if batch:
         flush()
     _join_groups(sessions, members, failures, audit, settings)
-    bar.update(done if stop.requested else len(todo), enrolled, len(failures), final=True)
+    bar.update(done if stop.requested or died else len(todo), enrolled, len(failures), final=True)
     return Summary(enrolled, len(valid) - len(todo), failures, time.perf_counter() - started, added,
-                   stop.name or None)
+                   stop.name or ("a worker process's death" if died else None))
 
 
 def _join_groups(sessions, jobs: list[Job], failures: list[Failure], audit: AuditTrail,  # noqa: ANN001
@@ -358,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     if summary.stopped_by:
         print(f"stopped by {summary.stopped_by}: the {summary.enrolled} employees enrolled are committed; run the "
               "same command again to carry on (those enrolled are skipped)")
-        return stop.exit_status
+        return stop.exit_status if stop.requested else 1
     return 1 if summary.failures else 0
 
 

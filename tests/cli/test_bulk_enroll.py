@@ -1,8 +1,10 @@
 """Bulk enrollment from a folder: every good photo is enrolled as /enroll would, every bad one is reported,
 and a second run resumes instead of starting over."""
 
+import os
 import shutil
 import signal
+import subprocess
 
 import pytest
 from sqlalchemy import create_engine, func, select
@@ -11,7 +13,7 @@ from app.cli.bulk_enroll import bulk_enroll, jobs_from_csv, jobs_from_folders, m
 from app.core.config import Settings
 from app.gallery.models import Employee
 from tests.client import verify
-from tests.commands import start_in_background, stop, wait_for
+from tests.commands import grandchildren, start_in_background, stop, wait_for
 
 
 @pytest.fixture
@@ -128,34 +130,65 @@ def test_references_are_refused_beyond_the_limit_and_with_a_csv(tmp_path, photos
     assert "--references" in capsys.readouterr().err
 
 
+PEOPLE = ("Tony_Blair", "Colin_Powell", "Laura_Bush", "Serena_Williams", "Hugo_Chavez", "Ariel_Sharon",
+          "Vladimir_Putin", "Junichiro_Koizumi")
+
+
+def start_in_the_background(tmp_path, photos, sqlite_url, copies: int = 1) -> tuple[subprocess.Popen, tuple, int]:
+    """The CLI started as a background job on the eight PEOPLE (`copies` employees each), one worker and one
+    photo a batch, once its first employee is committed (the progress bar says 1/). Returns the process, the
+    arguments that run it again, and how many employees there are."""
+    for person in PEOPLE:
+        for copy in range(copies):
+            (tmp_path / "people" / f"{person}-{copy}").mkdir(parents=True)
+            shutil.copy(photos.path(person, 1), tmp_path / "people" / f"{person}-{copy}" / "a.jpg")
+    args = (str(tmp_path / "people"), "--processes", "1", "--batch-size", "1")
+    process = start_in_background("app.cli.bulk_enroll", *args, "--progress",
+                                  env={"FACEGATE_DATABASE_URL": sqlite_url})
+    wait_for(process, b" 1/")
+    return process, args, len(PEOPLE) * copies
+
+
+def carries_on(args, employees: int, sqlite_url, monkeypatch, capsys) -> None:
+    """Some of the employees, not all, are committed, and a second run enrolls only the rest."""
+    engine = create_engine(sqlite_url)
+    with engine.connect() as connection:
+        enrolled = connection.scalar(select(func.count(Employee.id)))
+    assert 0 < enrolled < employees, f"{enrolled} of {employees}: the run ended too late to test resuming"
+    monkeypatch.setenv("FACEGATE_DATABASE_URL", sqlite_url)
+    assert main([*args, "--no-progress"]) == 0
+    assert f"enrolled {employees - enrolled}, skipped {enrolled} already enrolled" in capsys.readouterr().out
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count(Employee.id))) == employees
+    engine.dispose()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_the_cli_cleanly_and_the_next_run_carries_on(tmp_path, photos, sqlite_url, signum,
                                                                     monkeypatch, capsys):
     """Started as a background job starts it (SIGINT ignored), Ctrl-C or a supervisor's SIGTERM still stops it:
     what is embedded is committed, the last line says so, the exit status is 128 + the signal, and a second
     run enrolls only the rest."""
-    people = ("Tony_Blair", "Colin_Powell", "Laura_Bush", "Serena_Williams", "Hugo_Chavez", "Ariel_Sharon",
-              "Vladimir_Putin", "Junichiro_Koizumi")
-    for person in people:
-        (tmp_path / "people" / person).mkdir(parents=True)
-        shutil.copy(photos.path(person, 1), tmp_path / "people" / person / "a.jpg")
-    args = (str(tmp_path / "people"), "--processes", "1", "--batch-size", "1")
-    process = start_in_background("app.cli.bulk_enroll", *args, "--progress",
-                                  env={"FACEGATE_DATABASE_URL": sqlite_url})
-    wait_for(process, b" 1/")  # the progress bar: the first employee is committed
+    process, args, employees = start_in_the_background(tmp_path, photos, sqlite_url)
     lines = stop(process, signum)
     assert lines[-1].startswith(f"stopped by {signal.Signals(signum).name}: the ") and "run the same" in lines[-1]
-    engine = create_engine(sqlite_url)
-    with engine.connect() as connection:
-        enrolled = connection.scalar(select(func.count(Employee.id)))
-    assert 0 < enrolled < len(people), f"{enrolled} of {len(people)}: the signal came too late to test resuming"
+    carries_on(args, employees, sqlite_url, monkeypatch, capsys)
 
-    monkeypatch.setenv("FACEGATE_DATABASE_URL", sqlite_url)
-    assert main([*args, "--no-progress"]) == 0
-    assert f"enrolled {len(people) - enrolled}, skipped {enrolled} already enrolled" in capsys.readouterr().out
-    with engine.connect() as connection:
-        assert connection.scalar(select(func.count(Employee.id))) == len(people)
-    engine.dispose()
+
+def test_a_worker_that_dies_stops_the_cli_and_the_next_run_carries_on(tmp_path, photos, sqlite_url, monkeypatch,
+                                                                      capsys):
+    """A worker process killed (by the kernel, for memory, say) ends the run instead of hanging it: what is
+    embedded is committed, the last line says so, the exit status is 1, and a second run enrolls the rest.
+    Four copies of each person, because the worker crops ahead while the main process loads the model."""
+    process, args, employees = start_in_the_background(tmp_path, photos, sqlite_url, copies=4)
+    workers = grandchildren(process.pid)
+    assert len(workers) == 1, workers
+    os.kill(workers[0], signal.SIGKILL)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1, (process.returncode, err[-2000:])
+    assert out.decode().splitlines()[-1].startswith("stopped by a worker process's death: the ")
+    assert b"a worker process died" in err
+    carries_on(args, employees, sqlite_url, monkeypatch, capsys)
 
 
 def test_groups_from_the_command_line_and_the_csv_are_joined_and_unknown_ones_fail(tmp_path, photos, database_url,
