@@ -46,3 +46,11 @@ def grandchildren(pid: int) -> list[int]:
         except (OSError, IndexError, ValueError):  # gone meanwhile
             continue
     return [child for child, parent in parents.items() if parents.get(parent) == pid]
+
+
+def alive(pid: int) -> bool:
+    """A process that exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

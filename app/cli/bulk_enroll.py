@@ -30,6 +30,7 @@ import argparse
 import csv
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 import time
@@ -55,6 +56,7 @@ from app.services.keys import Caller
 from app.services.recognition import check_quality, face_chips, save_enrollment, save_reference
 from app.services.references import ReferenceCipher, Sealed, load_cipher
 from model.card.schema import ModelCard, card_path
+from model.faces.children import end_with
 from model.faces.config import PipelineConfig, Views
 from model.faces.embedder import Embedder
 from model.faces.errors import FaceError
@@ -103,8 +105,9 @@ def jobs_from_csv(root: Path, mapping: Path) -> Iterator[Job]:
 _worker: dict = {}
 
 
-def _init_worker(settings: Settings, config: PipelineConfig, views: Views | None, force: bool) -> None:
+def _init_worker(command: int, settings: Settings, config: PipelineConfig, views: Views | None, force: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the whole process group: the main process decides
+    end_with(command)  # even a command killed outright
     _worker["settings"], _worker["pipeline"], _worker["views"] = settings, FacePipeline(config), views
     _worker["force"] = force
 
@@ -219,7 +222,7 @@ def _bulk_enroll(jobs: list[Job], settings: Settings, sessions: sessionmaker[Ses
     # is sending a result (CPython issue 96995; a run stopped by a signal hung so in CI), and a Pool whose worker
     # dies waits for ever, where the executor says so (BrokenProcessPool).
     workers = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("forkserver"),
-                                  initializer=_init_worker, initargs=(settings, config, views, force))
+                                  initializer=_init_worker, initargs=(os.getpid(), settings, config, views, force))
     audit = AuditTrail(sessions)
     try:
         embedder = Embedder.load(settings.model.path, settings.model.device, settings.model.augment,

@@ -17,7 +17,6 @@ import logging
 import multiprocessing
 import os
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -27,6 +26,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from model.faces.children import end_with
 from model.faces.pipeline import Detection, _cnn_detector
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 Outcome = Literal["found", "none", "busy", "timeout", "failed"]
 
 _detector = None  # the child's
-PARENT_POLL_SECONDS = 0.5
 # Detections queued before the next is skipped: 8 at 25-60 ms each wait at most about 0.5 s, within the default
 # 1 s budget (dlib's own detector, at 0.4-0.7 s, allowed 3). A liveness burst asks for two at once.
 MAX_WAITING = 8
@@ -44,20 +43,11 @@ WARM_UP_SIDE = 320  # the blank image of the warm-up detection: about the size t
 
 
 def _start_child(parent: int) -> None:
-    """`parent`: the server's pid, passed in, since a child whose parent died while it was still importing has
-    already been given another."""
+    """`parent`: the server's pid; the child ends with it (a server killed outright cannot stop it)."""
     global _detector
-    threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
+    end_with(parent)
     torch.set_num_threads(1)
     _detector = _cnn_detector()
-
-
-def _exit_with(parent: int) -> None:
-    """End the child once its parent is gone. A parent killed outright (kill -9, out of memory) cannot stop it,
-    and the child never sees its queue close: it holds that pipe's writing end too."""
-    while os.getppid() == parent:
-        time.sleep(PARENT_POLL_SECONDS)
-    os._exit(0)
 
 
 def _warm_up() -> None:

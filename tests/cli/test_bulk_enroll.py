@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 
 import pytest
 from sqlalchemy import create_engine, func, select
@@ -13,7 +14,7 @@ from app.cli.bulk_enroll import bulk_enroll, jobs_from_csv, jobs_from_folders, m
 from app.core.config import Settings
 from app.gallery.models import Employee
 from tests.client import verify
-from tests.commands import grandchildren, start_in_background, stop, wait_for
+from tests.commands import alive, grandchildren, start_in_background, stop, wait_for
 
 
 @pytest.fixture
@@ -189,6 +190,24 @@ def test_a_worker_that_dies_stops_the_cli_and_the_next_run_carries_on(tmp_path, 
     assert out.decode().splitlines()[-1].startswith("stopped by a worker process's death: the ")
     assert b"a worker process died" in err
     carries_on(args, employees, sqlite_url, monkeypatch, capsys)
+
+
+def test_the_workers_end_with_a_cli_killed_outright(tmp_path, photos, sqlite_url):
+    """kill -9 (or the kernel, for memory) cannot let the CLI stop its workers: they must not outlive it, each
+    holding its models, waiting on a queue no one writes to."""
+    process, _, _ = start_in_the_background(tmp_path, photos, sqlite_url, copies=4)
+    workers = grandchildren(process.pid)
+    assert workers and all(alive(pid) for pid in workers)
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [pid for pid in workers if alive(pid)]
+    for pid in survivors:  # leave no orphan behind, even when failing
+        os.kill(pid, signal.SIGKILL)
+    process.stdout.close(), process.stderr.close()
+    assert not survivors
 
 
 def test_groups_from_the_command_line_and_the_csv_are_joined_and_unknown_ones_fail(tmp_path, photos, database_url,

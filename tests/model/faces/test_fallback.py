@@ -20,6 +20,7 @@ import pytest
 from model.faces.decode import decode_image
 from model.faces.fallback import CnnProcess
 from model.faces.pipeline import FacePipeline
+from tests.commands import alive
 
 
 @pytest.fixture(scope="module")
@@ -149,11 +150,3 @@ def test_the_child_ends_when_its_parent_is_killed_outright(tmp_path):
     for pid in survivors:  # leave no orphan behind, even when failing
         os.kill(pid, signal.SIGKILL)
     assert not survivors
-
-
-def alive(pid: int) -> bool:
-    """A process that exists and is not a zombie."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
