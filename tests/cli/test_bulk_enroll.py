@@ -206,7 +206,8 @@ def test_the_workers_end_with_a_cli_killed_outright(tmp_path, photos, sqlite_url
     survivors = [pid for pid in workers if alive(pid)]
     for pid in survivors:  # leave no orphan behind, even when failing
         os.kill(pid, signal.SIGKILL)
-    process.stdout.close(), process.stderr.close()
+    process.stdout.close()
+    process.stderr.close()
     assert not survivors
 
 
