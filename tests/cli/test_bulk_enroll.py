@@ -5,7 +5,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 
 import pytest
 from sqlalchemy import create_engine, func, select
@@ -14,7 +13,7 @@ from app.cli.bulk_enroll import bulk_enroll, jobs_from_csv, jobs_from_folders, m
 from app.core.config import Settings
 from app.gallery.models import Employee
 from tests.client import verify
-from tests.commands import alive, grandchildren, start_in_background, stop, wait_for
+from tests.commands import alive, grandchildren, start_in_background, stop, survivors, wait_for
 
 
 @pytest.fixture
@@ -200,15 +199,10 @@ def test_the_workers_end_with_a_cli_killed_outright(tmp_path, photos, sqlite_url
     assert workers and all(alive(pid) for pid in workers)
     process.kill()
     process.wait()
-    deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    survivors = [pid for pid in workers if alive(pid)]
-    for pid in survivors:  # leave no orphan behind, even when failing
-        os.kill(pid, signal.SIGKILL)
+    left = survivors(workers)
     process.stdout.close()
     process.stderr.close()
-    assert not survivors
+    assert not left
 
 
 def test_groups_from_the_command_line_and_the_csv_are_joined_and_unknown_ones_fail(tmp_path, photos, database_url,

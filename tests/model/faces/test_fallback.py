@@ -20,7 +20,7 @@ import pytest
 from model.faces.decode import decode_image
 from model.faces.fallback import CnnProcess
 from model.faces.pipeline import FacePipeline
-from tests.commands import alive
+from tests.commands import alive, survivors
 
 
 @pytest.fixture(scope="module")
@@ -143,10 +143,4 @@ def test_the_child_ends_when_its_parent_is_killed_outright(tmp_path):
     finally:
         parent.kill()
         parent.wait()
-    deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    survivors = [pid for pid in children if alive(pid)]
-    for pid in survivors:  # leave no orphan behind, even when failing
-        os.kill(pid, signal.SIGKILL)
-    assert not survivors
+    assert not survivors(children)
