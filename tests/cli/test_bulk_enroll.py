@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 
 import pytest
 from sqlalchemy import create_engine, func, select
@@ -134,27 +135,33 @@ PEOPLE = ("Tony_Blair", "Colin_Powell", "Laura_Bush", "Serena_Williams", "Hugo_C
           "Vladimir_Putin", "Junichiro_Koizumi")
 
 
-def start_in_the_background(tmp_path, photos, sqlite_url, copies: int = 1) -> tuple[subprocess.Popen, tuple, int]:
-    """The CLI started as a background job on the eight PEOPLE (`copies` employees each), one worker and one
-    photo a batch, once its first employee is committed (the progress bar says 1/). Returns the process, the
-    arguments that run it again, and how many employees there are."""
+def start_in_the_background(tmp_path, photos, sqlite_url) -> tuple[subprocess.Popen, tuple]:
+    """The CLI started as a background job on the eight PEOPLE, one worker and one photo a batch. Returns the
+    process and the arguments that run it again."""
     for person in PEOPLE:
-        for copy in range(copies):
-            (tmp_path / "people" / f"{person}-{copy}").mkdir(parents=True)
-            shutil.copy(photos.path(person, 1), tmp_path / "people" / f"{person}-{copy}" / "a.jpg")
+        (tmp_path / "people" / person).mkdir(parents=True)
+        shutil.copy(photos.path(person, 1), tmp_path / "people" / person / "a.jpg")
     args = (str(tmp_path / "people"), "--processes", "1", "--batch-size", "1")
-    process = start_in_background("app.cli.bulk_enroll", *args, "--progress",
-                                  env={"FACEGATE_DATABASE_URL": sqlite_url})
-    wait_for(process, b" 1/")
-    return process, args, len(PEOPLE) * copies
+    return start_in_background("app.cli.bulk_enroll", *args, "--progress",
+                               env={"FACEGATE_DATABASE_URL": sqlite_url}), args
 
 
-def carries_on(args, employees: int, sqlite_url, monkeypatch, capsys) -> None:
-    """Some of the employees, not all, are committed, and a second run enrolls only the rest."""
+def its_worker(process: subprocess.Popen) -> int:
+    """The CLI's worker process (under its fork server), as soon as it has one."""
+    deadline = time.monotonic() + 60
+    while not (workers := grandchildren(process.pid)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(workers) == 1, workers
+    return workers[0]
+
+
+def carries_on(args, sqlite_url, monkeypatch, capsys, *, some: bool = True) -> None:
+    """Not all the PEOPLE are committed (`some`: some are), and a second run enrolls only the rest."""
+    employees = len(PEOPLE)
     engine = create_engine(sqlite_url)
     with engine.connect() as connection:
         enrolled = connection.scalar(select(func.count(Employee.id)))
-    assert 0 < enrolled < employees, f"{enrolled} of {employees}: the run ended too late to test resuming"
+    assert some <= enrolled < employees, f"{enrolled} of {employees}: the run ended too late to test resuming"
     monkeypatch.setenv("FACEGATE_DATABASE_URL", sqlite_url)
     assert main([*args, "--no-progress"]) == 0
     assert f"enrolled {employees - enrolled}, skipped {enrolled} already enrolled" in capsys.readouterr().out
@@ -169,37 +176,38 @@ def test_a_signal_stops_the_cli_cleanly_and_the_next_run_carries_on(tmp_path, ph
     """Started as a background job starts it (SIGINT ignored), Ctrl-C or a supervisor's SIGTERM still stops it:
     what is embedded is committed, the last line says so, the exit status is 128 + the signal, and a second
     run enrolls only the rest."""
-    process, args, employees = start_in_the_background(tmp_path, photos, sqlite_url)
+    process, args = start_in_the_background(tmp_path, photos, sqlite_url)
+    wait_for(process, b" 1/")  # the progress bar: the first employee is committed
     lines = stop(process, signum)
     assert lines[-1].startswith(f"stopped by {signal.Signals(signum).name}: the ") and "run the same" in lines[-1]
-    carries_on(args, employees, sqlite_url, monkeypatch, capsys)
+    carries_on(args, sqlite_url, monkeypatch, capsys)
 
 
 def test_a_worker_that_dies_stops_the_cli_and_the_next_run_carries_on(tmp_path, photos, sqlite_url, monkeypatch,
                                                                       capsys):
-    """A worker process killed (by the kernel, for memory, say) ends the run instead of hanging it: what is
-    embedded is committed, the last line says so, the exit status is 1, and a second run enrolls the rest.
-    Four copies of each person, because the worker crops ahead while the main process loads the model."""
-    process, args, employees = start_in_the_background(tmp_path, photos, sqlite_url, copies=4)
-    workers = grandchildren(process.pid)
-    assert len(workers) == 1, workers
-    os.kill(workers[0], signal.SIGKILL)
+    """A worker process killed (by the kernel, for memory, say) ends the run instead of hanging it: the last
+    line says so, the exit status is 1, and a second run enrolls the rest. It is killed as soon as it starts,
+    before it can have cropped every photo (it would, while the main process loads the model, if it were
+    killed later): so nothing may be enrolled yet; committing what is embedded is the signal's path."""
+    process, args = start_in_the_background(tmp_path, photos, sqlite_url)
+    os.kill(its_worker(process), signal.SIGKILL)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 1, (process.returncode, err[-2000:])
     assert out.decode().splitlines()[-1].startswith("stopped by a worker process's death: the ")
     assert b"a worker process died" in err
-    carries_on(args, employees, sqlite_url, monkeypatch, capsys)
+    carries_on(args, sqlite_url, monkeypatch, capsys, some=False)
 
 
 def test_the_workers_end_with_a_cli_killed_outright(tmp_path, photos, sqlite_url):
     """kill -9 (or the kernel, for memory) cannot let the CLI stop its workers: they must not outlive it, each
     holding its models, waiting on a queue no one writes to."""
-    process, _, _ = start_in_the_background(tmp_path, photos, sqlite_url, copies=4)
-    workers = grandchildren(process.pid)
-    assert workers and all(alive(pid) for pid in workers)
+    process, _ = start_in_the_background(tmp_path, photos, sqlite_url)
+    wait_for(process, b" 1/")
+    worker = its_worker(process)
+    assert alive(worker)
     process.kill()
     process.wait()
-    left = survivors(workers)
+    left = survivors([worker])
     process.stdout.close()
     process.stderr.close()
     assert not left
