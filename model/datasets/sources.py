@@ -15,6 +15,8 @@ import multiprocessing
 import os
 import tarfile
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,8 +143,17 @@ def _align(item: tuple[bytes, FaceBox]) -> np.ndarray:
     return _worker["pipeline"].align(rgb, face, _worker["views"])
 
 
-def _process_pool(processes: int | None, initializer, initargs):  # noqa: ANN001, ANN202
-    return multiprocessing.get_context("fork").Pool(processes or os.cpu_count() or 1, initializer, initargs)
+@contextmanager
+def _process_pool(processes: int | None, initializer, initargs) -> Iterator[ProcessPoolExecutor]:  # noqa: ANN001
+    """Worker processes, stopped on the way out: the photos not started are dropped, those in hand finish. Not
+    multiprocessing.Pool, whose terminate() (what leaving it early calls) can hang for ever when it kills a
+    worker that is sending a result (CPython issue 96995)."""
+    pool = ProcessPoolExecutor(processes or os.cpu_count() or 1, mp_context=multiprocessing.get_context("fork"),
+                               initializer=initializer, initargs=initargs)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def detections_path(cache: Path, source: Path, config: PipelineConfig, policy: FacePolicy,
@@ -178,7 +189,7 @@ def _detect_all(source: Path, config: PipelineConfig, policy: FacePolicy, with_t
     boxes, landmarks = np.zeros((n, 4), np.int32), np.zeros((n, 5, 2), np.float32)
     teacher_vectors = np.zeros((n, 128), np.float32)
     with _process_pool(processes, _init_worker, (config, policy, with_teacher)) as pool:
-        for i, (face, descriptor) in enumerate(pool.imap(_detect, items, chunksize=16)):
+        for i, (face, descriptor) in enumerate(pool.map(_detect, items, chunksize=16)):
             if face is not None:
                 found[i], detectors[i] = True, face.detector
                 boxes[i] = (face.x, face.y, face.width, face.height)
@@ -206,7 +217,7 @@ def iter_chips(source: Path, faces: FaceSet, config: PipelineConfig, *, views: V
     wanted = np.flatnonzero(faces.found)
     items = ((by_path[str(faces.paths[i])], faces.face(i)) for i in wanted)
     with _process_pool(processes, _init_aligner, (config, views)) as pool:
-        chips = pool.imap(_align, items, chunksize=16)
+        chips = pool.map(_align, items, chunksize=16)
         for start in range(0, len(wanted), chunk):
             rows = wanted[start:start + chunk]
             yield rows, np.stack([next(chips) for _ in rows])
