@@ -48,15 +48,16 @@ def head_turns(shared_data: Path, prompts: list[str]) -> list[bytes]:
     return [frames[n] for n in numbers]
 
 
-def card_turns(photo: bytes, prompts: list[str], degrees: float = 30.0) -> list[bytes]:
+def card_turns(photo: bytes, prompts: list[str], degrees: float = 30.0, bend: float = 0.0) -> list[bytes]:
     """A printed photo held as a card and turned the way each prompt asks (turning a card to its right moves
-    the nose as a head turning to its left does), back to facing the camera after each."""
+    the nose as a head turning to its left does), back to facing the camera after each; `bend`: folded down its
+    middle by that many degrees a side, the fold towards the camera as a nose is."""
     rgb = np.asarray(Image.open(io.BytesIO(photo)).convert("RGB"))
     path = [0.0, 0.0]
     for prompt in prompts:
         sign = -1.0 if prompt == "left" else 1.0
         path += [sign * degrees * f for f in (0.5, 1.0, 1.0)] + [0.0, 0.0]
-    return [encode(Image.fromarray(card_frame(rgb, CardPose(yaw=yaw, distance=1.0)))) for yaw in path]
+    return [encode(Image.fromarray(card_frame(rgb, CardPose(yaw=yaw, bend=bend, distance=1.0)))) for yaw in path]
 
 
 def write_y4m(frames: list[np.ndarray], path: Path, fps: int) -> None:

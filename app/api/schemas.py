@@ -180,7 +180,8 @@ class AuditOut(BaseModel):
     groups: str | None = Field(description="verify and identify: the groups the decision was confined to (the "
                                            "key's, or the request's), comma-separated; null for the whole gallery")
     liveness: str | None = Field(description="verify and identify with a head-turn challenge: passed, or the check "
-                                             "that failed (steady, continuity, turns, depth, relief); null without one")
+                                             "that failed (steady, continuity, turns, depth, relief, shape); null "
+                                             "without one")
     request_id: str | None = Field(description="the request's X-Request-ID: its lines in the logs")
     count: int = Field(description="the events the row stands for: more than one for the refusals of anonymous "
                                    "clients, which are counted per source and window", examples=[1])

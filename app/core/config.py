@@ -270,11 +270,15 @@ class LivenessSettings(Group):
     min_relief: float = Field(default=TurnRules.min_relief, ge=0, le=1, description="how far the burst's five "
                               "landmarks must leave a plane as the head turns, at least (a photo's stay in its "
                               "plane); 0 turns the check off")
+    min_shape: float = Field(default=TurnRules.min_shape, ge=0, le=1, description="the same over 51 of dlib's 68 "
+                             "points, which a photo folded at the nose fails more often; 0 (the default) turns the "
+                             "check off, since the 68-point predictor's training data excludes commercial use "
+                             "(docs/liveness.md gives the value it was measured at)")
 
     @property
     def rules(self) -> TurnRules:
         return TurnRules(turn=self.turn_degrees, centre=self.centre_degrees, max_step=self.max_step_degrees,
-                         min_spread=self.min_spread, min_relief=self.min_relief)
+                         min_spread=self.min_spread, min_relief=self.min_relief, min_shape=self.min_shape)
 
     @model_validator(mode="after")
     def _rules_that_hold(self) -> LivenessSettings:

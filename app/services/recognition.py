@@ -440,8 +440,9 @@ class RecognitionService:
                                         self.settings.photos.face_policy.max_pixels))
         faces, views = BurstFaces(serving.pipeline, policy, metrics.stage_timer), serving.embedder.views.to_align
 
-        def read(number: int, data: bytes) -> tuple[FaceBox, np.ndarray, Quality | None]:
-            """A frame's face, its chips, and for the first frame (which faces the camera) its quality."""
+        def read(number: int, data: bytes) -> tuple[HeadPose, np.ndarray, Quality | None, FaceBox]:
+            """A frame's head pose, its chips, for the first frame (which faces the camera) its quality, and
+            its face."""
             try:
                 with metrics.stage_timer("decode"):
                     rgb = decode_image(data, max_pixels=policy.max_pixels, max_bytes=policy.max_decode_bytes)
@@ -449,12 +450,15 @@ class RecognitionService:
                 exc.message = f"frame {number}: {exc.message}"
                 raise
             face = faces.face(number, rgb)
+            with metrics.stage_timer("liveness"):
+                shape = serving.pipeline.shape(rgb, face) if rules.min_shape else ()
+                head = HeadPose.of(face.landmarks, shape)
             with metrics.stage_timer("align"):
                 chips = serving.pipeline.align(rgb, face, views)
             if number > 1:
-                return face, chips, None
+                return head, chips, None, face
             with metrics.stage_timer("quality"):
-                return face, chips, assess(rgb, face)
+                return head, chips, assess(rgb, face), face
 
         # Two frames at a time: HOG lets go of the GIL and the CNN runs in its own process, so one frame's
         # looks use one core while the other's use the other (on the webcam sample, 15 frames that only the CNN
@@ -463,14 +467,14 @@ class RecognitionService:
         with ThreadPoolExecutor(BURST_WORKERS, thread_name_prefix="burst") as pool:
             reads = [pool.submit(read, number, data) for number, data in enumerate(frames, start=1)]
             try:
-                seen = [(face, chips) for face, chips, _ in (r.result() for r in reads)]
+                seen = [(head, chips) for head, chips, _, _ in (r.result() for r in reads)]
             except BaseException:
                 for r in reads:
                     r.cancel()
                 raise
-        quality = reads[0].result()[2]
+        _, _, quality, first = reads[0].result()
         with metrics.stage_timer("liveness"):
-            verdict = check_turns([HeadPose.of(face.landmarks) for face, _ in seen], prompts, rules)
+            verdict = check_turns([head for head, _ in seen], prompts, rules)
         if not verdict.passed:
             raise LivenessFailed(f"liveness check failed ({verdict.check}): {verdict.detail}", verdict.check)
         with metrics.stage_timer("embed"):
@@ -485,7 +489,7 @@ class RecognitionService:
         self._check_one_person(list(vectors), serving, what="frame",
                                pairs=[(i, i - 1) for i in range(1, len(vectors))],
                                threshold=interpolated_threshold(serving.far_levels, TURN_FAR))
-        return Probe(seen[0][0], fuse(vectors[list(frontal)]), quality, len(frontal))
+        return Probe(first, fuse(vectors[list(frontal)]), quality, len(frontal))
 
     def probe(self, data: bytes, serving: Serving | None = None, *, reference: bool = False) -> Probe:
         """`reference`: the photo is to be an enrollment's, and must pass the quality thresholds first."""

@@ -210,6 +210,11 @@ class QualityPolicy:
         return [check.text for check in self.checks(q) if not check.passed]
 
 
+# TurnRules.min_shape as chosen on the training side's attacks and the real turns (python -m benchmarks.liveness
+# --choose), for an operator who may use dlib's 68-point predictor: FACEGATE_LIVENESS_MIN_SHAPE.
+MEASURED_MIN_SHAPE = 0.1
+
+
 @dataclass(frozen=True)
 class TurnRules:
     """What a burst of frames must show to pass the head-turn challenge (model.faces.liveness), in degrees of
@@ -220,6 +225,9 @@ class TurnRules:
     max_step: float = 40.0  # the largest change of yaw between consecutive frames
     min_spread: float = 0.85  # a turn's peak: its spread over the frontal frames' beside it, at least
     min_relief: float = 0.034  # the burst's five points out of a plane (model.faces.liveness.relief), at least
+    # The same over 51 of dlib's 68 points (model.faces.liveness.shape_relief), at least; 0, as shipped, turns
+    # the check off: the 68-point predictor's training data excludes commercial use (docs/liveness.md).
+    min_shape: float = 0.0
     baseline_frames: int = 2  # the first frames, whose median yaw is the baseline
 
     def __post_init__(self) -> None:

@@ -224,6 +224,10 @@ def _landmark_predictor():  # noqa: ANN202 - dlib's type
     return dlib.shape_predictor(dlib_model_path("shape_predictor_5_face_landmarks.dat"))
 
 
+def _shape_predictor():  # noqa: ANN202 - dlib's type
+    return dlib.shape_predictor(dlib_model_path("shape_predictor_68_face_landmarks.dat"))
+
+
 def _cnn_detector() -> MmodDetector:
     return MmodDetector(Path(dlib_model_path("mmod_human_face_detector.dat")))
 
@@ -242,6 +246,7 @@ class FacePipeline:
         self.config = config or PipelineConfig()
         self._hogs = _Pool(_hog_detector)
         self._landmarks = _Pool(_landmark_predictor)
+        self._shapes = _Pool(_shape_predictor)  # built on first use: only liveness's shape check reads them
         self._cnns = _Pool(_cnn_detector)
         self._run_cnn = cnn or self._cnn_here
 
@@ -281,6 +286,15 @@ class FacePipeline:
         with self._landmarks.lend() as predictor:
             shape = predictor(rgb, rect)
         return tuple((float(shape.part(i).x), float(shape.part(i).y)) for i in range(5))
+
+    def shape(self, rgb: np.ndarray, face: FaceBox) -> tuple[tuple[float, float], ...]:
+        """dlib's 68 points (the jaw line, brows, eyes, nose and mouth, in iBUG 300-W's order) inside the face's
+        box. The predictor was trained on iBUG 300-W, whose licence excludes commercial use: the liveness check
+        that reads them is off unless an operator turns it on (docs/liveness.md)."""
+        rect = dlib.rectangle(face.x, face.y, face.x + face.width, face.y + face.height)
+        with self._shapes.lend() as predictor:
+            shape = predictor(rgb, rect)
+        return tuple((float(shape.part(i).x), float(shape.part(i).y)) for i in range(68))
 
     def align(self, rgb: np.ndarray, face: FaceBox, views: Views | None = None) -> np.ndarray:
         """The face as the network's input: (S, S, 3) uint8, or (V, S, S, 3) for test-time views.

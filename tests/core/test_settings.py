@@ -81,6 +81,7 @@ VARIABLES = {
     "LIVENESS_MAX_STEP_DEGREES": ("35", "liveness.max_step_degrees", 35.0),
     "LIVENESS_MIN_SPREAD": ("0.85", "liveness.min_spread", 0.85),
     "LIVENESS_MIN_RELIEF": ("0.02", "liveness.min_relief", 0.02),
+    "LIVENESS_MIN_SHAPE": ("0.1", "liveness.min_shape", 0.1),
     "QUALITY_MAX_ROLL": ("15", "quality.max_roll", 15.0),
     "QUALITY_MIN_BRIGHTNESS": ("50", "quality.min_brightness", 50.0),
     "QUALITY_MAX_BRIGHTNESS": ("200", "quality.max_brightness", 200.0),

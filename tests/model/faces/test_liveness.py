@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from model.faces.config import TurnRules
-from model.faces.liveness import HeadPose, Prompt, check_turns, fewest_frames, relief
+from model.faces.config import MEASURED_MIN_SHAPE, TurnRules
+from model.faces.liveness import HeadPose, Prompt, check_turns, fewest_frames, relief, shape_relief
 
 # min_relief 0: the hand-built trajectories below have no landmarks; the relief tests give them their own
 RULES = TurnRules(turn=12.0, centre=8.0, max_step=40.0, min_spread=0.8, baseline_frames=2, min_relief=0.0)
@@ -131,3 +131,35 @@ def test_a_burst_that_answers_the_turns_as_a_flat_picture_fails_the_relief_check
     assert check_turns(as_head, [LEFT, RIGHT], rules).passed
     with pytest.raises(ValueError, match="five landmarks"):
         check_turns(readings, [LEFT, RIGHT], rules)  # poses without their points cannot be checked
+
+
+# 68 points in 3-D for the shape check (the units of HEAD): a face's relief, falling away from the nose to the
+# sides; and the same points on a photo folded down its middle by 20 degrees a side (a V, its fold towards the
+# camera as a nose is). A fold sharp enough reads as deep as a head: docs/liveness.md measures how often.
+_GRID = np.random.default_rng(0).uniform((-0.9, -0.6), (0.9, 1.2), size=(68, 2))
+SHAPE_HEAD = np.column_stack([_GRID, 0.25 - _GRID[:, 0] ** 2 - 0.15 * (_GRID[:, 1] - 0.4) ** 2])
+SHAPE_FOLD = np.column_stack([_GRID, -np.abs(_GRID[:, 0]) * math.tan(math.radians(20))])
+
+
+def test_the_shape_check_reads_dlibs_68_points_and_is_off_unless_set():
+    """The poses read as a head's by their five points; their 68 move as a flat or folded picture's: refused once
+    the check is on, as a head's: passed. Off (as shipped), the 68 points are not needed."""
+    readings = [replace(pose, landmarks=points) for pose, points in zip(burst(*TURNS), filmed(HEAD, TURNS),
+                                                                          strict=True)]
+    rules = replace(RULES, min_relief=TurnRules().min_relief, min_shape=MEASURED_MIN_SHAPE)
+    assert TurnRules().min_shape == 0 and check_turns(readings, [LEFT, RIGHT], replace(rules, min_shape=0)).passed
+    with pytest.raises(ValueError, match="68 points"):
+        check_turns(readings, [LEFT, RIGHT], rules)
+
+    def shaped(points: np.ndarray) -> list[HeadPose]:
+        return [replace(pose, shape=frame) for pose, frame in zip(readings, filmed(points, TURNS), strict=True)]
+
+    for picture in (SHAPE_HEAD * (1, 1, 0), SHAPE_FOLD):
+        verdict = check_turns(shaped(picture), [LEFT, RIGHT], rules)
+        assert (verdict.passed, verdict.check) == (False, "shape")
+        assert verdict.detail.startswith("the face's shape moved as a folded or curved picture's does")
+    assert check_turns(shaped(SHAPE_HEAD), [LEFT, RIGHT], rules).passed
+    # Only the inner points count: the jaw line's 17 slide along a turning head's outline.
+    jaw_only = [replace(pose, shape=(*head.shape[:17], *flat.shape[17:]))
+                for pose, head, flat in zip(readings, shaped(SHAPE_HEAD), shaped(SHAPE_FOLD), strict=True)]
+    assert shape_relief(jaw_only) == pytest.approx(shape_relief(shaped(SHAPE_FOLD)))
