@@ -272,8 +272,8 @@ class LivenessSettings(Group):
                               "plane); 0 turns the check off")
     min_shape: float = Field(default=TurnRules.min_shape, ge=0, le=1, description="the same over 51 of dlib's 68 "
                              "points, which a photo folded at the nose fails more often; 0 (the default) turns the "
-                             "check off, since the 68-point predictor's training data excludes commercial use "
-                             "(docs/liveness.md gives the value it was measured at)")
+                             "check off, since the 68-point predictor's training data excludes commercial use; "
+                             "measured at 0.1 (docs/liveness.md)")
 
     @property
     def rules(self) -> TurnRules:
