@@ -3,6 +3,7 @@ the template rule (the nearest of an employee's references, or their L2-normalis
 normalisation (AS-norm against a cohort, K chosen here). Issue #21's levers, measured before they are built.
 
     python -m benchmarks.decisions [--cache DIR] [--celeba-cohort [--splits 5] [--ks 25 50 100 200 400]]
+    python -m benchmarks.decisions --whiten [--alphas 0 0.15 0.25 0.35 0.5 1] [--ks 100 200 400]
 
 With a model that ships a cohort (model.release.cohort chose it and its K on CelebA), the LFW table is made
 with that cohort: each lever's share at equal FPIR. `--celeba-cohort` repeats the study made before it shipped.
@@ -16,6 +17,11 @@ chosen rule's threshold is the service's job, on CelebA, as the card's impostor 
 - Validation: CelebA, both archives. Identities are split at random into a cohort (one photo each), the
   enrolled and the strangers, `--splits` times; figures are the mean and the spread over splits.
 - Test: LFW. The cohort is CelebA (one photo per identity): vectors only, no LFW photo in it.
+`--whiten` measures a lever that was tried and not adopted (docs/decisions.md): every vector centred on the
+model's cohort and its principal axes rescaled by lambda^(-alpha/2) (alpha 0: centring only, 1: full whitening)
+before the cosine, the cohort transformed alike; alpha and K chosen on CelebA as the cohort was
+(model.evaluation.cohort.choose_cohort's trials and mean), then LFW's table with the shipped rule and the chosen.
+
 AS-norm: s' = ((s - mu_t) / sd_t + (s - mu_p) / sd_p) / 2, where mu and sd are the mean and the standard
 deviation of the K highest cosine scores of the template (t) and of the probe (p) against the cohort.
 """
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +40,7 @@ from benchmarks.common import DATA, machine
 from benchmarks.identify import embedded
 from model.card.scores import Cohort
 from model.datasets.sources import DEFAULT_CACHE, VALIDATION_SOURCES
+from model.evaluation import cohort as validation
 from model.evaluation.cohort import FPIRS, open_set_rank1
 from model.faces.embedder import DEFAULT_MODEL, Embedder
 
@@ -174,6 +182,48 @@ def test_on_lfw(lfw: Faces, cohort: np.ndarray, k: int) -> None:
                       + "".join(f"{100 * r[f]:17.1f}%" for f in FPIRS))
 
 
+def whitening(pool: np.ndarray, alpha: float) -> Callable[[np.ndarray], np.ndarray]:
+    """x -> (x - m) V diag(lambda^(-alpha/2)), L2-normalised: m, V and lambda the pool's mean, principal axes and
+    variances, over the axes with at least a thousandth of the largest variance (the shipped model's cohort has
+    77 such of its 128; the next holds 1.2e-4 of it, the rest under 3e-5)."""
+    pool = pool.astype(np.float64)
+    mean = pool.mean(axis=0)
+    variances, axes = np.linalg.eigh(np.cov((pool - mean).T))
+    kept = variances > 1e-3 * variances.max()
+    projection = axes[:, kept] * variances[kept] ** (-alpha / 2)
+    return lambda x: normalised((np.asarray(x, np.float64) - mean) @ projection).astype(np.float32)
+
+
+def study_whitening(celeba: Faces, lfw: Faces, cohort: Cohort, args: argparse.Namespace) -> None:
+    """Choose alpha and K on CelebA (the mean rank-1 over FPIR 1e-2 and 1e-3, one and three references, 5
+    splits of 1,000 enrolled), then LFW's table for the shipped rule and the chosen one."""
+    references, seeds = (1, 3), range(5)
+    print(f"\nvalidation (CelebA): 1,000 enrolled, 5 splits, {len(cohort.vectors)} cohort vectors transformed alike; "
+          "rank-1 at FPIR 1e-2 / 1e-3, AS-norm")
+    rows = []
+    for alpha in [None, *args.alphas]:
+        transform = (lambda x: x) if alpha is None else whitening(cohort.vectors, alpha)
+        vectors = transform(celeba.vectors)
+        trials = {(r, s): validation.trial(vectors, celeba.labels, references=r, gallery=1000, seed=s)
+                  for r in references for s in seeds}
+        for k in args.ks:
+            transformed = Cohort(transform(cohort.vectors), k)
+            results = {key: validation.rank1(t, transformed) for key, t in trials.items()}
+            means = [float(np.mean([results[r, s][f] for s in seeds])) for r in references for f in FPIRS]
+            rows.append((float(np.mean(means)), alpha, k))
+            print(f"{'shipped (none)' if alpha is None else f'alpha {alpha:g}':<15} K={k:<4}"
+                  + "".join(f"  R={r} {100 * means[2 * i]:4.1f} / {100 * means[2 * i + 1]:4.1f}"
+                            for i, r in enumerate(references)) + f"   mean {100 * rows[-1][0]:.2f}", flush=True)
+    _, alpha, k = max((row for row in rows if row[1] is not None), key=lambda row: row[0])
+    print(f"chosen: alpha {alpha:g}, K = {k}")
+    print("\nLFW: as shipped; with the chosen K alone; whitened, with the chosen K")
+    test_on_lfw(lfw, cohort.vectors, cohort.k)
+    if k != cohort.k:
+        test_on_lfw(lfw, cohort.vectors, k)
+    transform = whitening(cohort.vectors, alpha)
+    test_on_lfw(Faces(transform(lfw.vectors), lfw.labels), transform(cohort.vectors), k)
+
+
 def load(embedder: Embedder, names: tuple[str, ...], data: Path, cache: Path) -> Faces:
     parts = [embedded(embedder, data / name, cache) for name in names]
     return Faces(np.concatenate([v for v, _ in parts]).astype(np.float32),
@@ -188,6 +238,8 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=5)
     parser.add_argument("--cohort", type=int, default=800, help="validation cohort: identities, one photo each")
     parser.add_argument("--ks", type=int, nargs="+", default=[25, 50, 100, 200, 400])
+    parser.add_argument("--whiten", action="store_true", help="the whitening study (not adopted)")
+    parser.add_argument("--alphas", type=float, nargs="+", default=[0, 0.15, 0.25, 0.35, 0.5, 1])
     parser.add_argument("--celeba-cohort", action="store_true",
                         help="the study before the cohort shipped: a CelebA cohort, K chosen on CelebA")
     args = parser.parse_args()
@@ -197,6 +249,9 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"model {embedder.model_id}, augment {embedder.augment}; CelebA: {len(celeba.vectors)} faces of "
           f"{len(celeba.people())} identities; LFW: {len(lfw.vectors)} faces of {len(lfw.people())} people")
+    if args.whiten:
+        study_whitening(celeba, lfw, embedder.cohort, args)
+        return
     if embedder.cohort is not None and not args.celeba_cohort:
         # the shipped cohort: chosen, with its K, on CelebA by model.release.cohort
         print(f"the model's cohort: {len(embedder.cohort.vectors)} UTKFace vectors, K={embedder.cohort.k}")

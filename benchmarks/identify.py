@@ -2,12 +2,17 @@
 (rank-1 hit rate), at gallery sizes 100, 1,000 and 5,000, with the service's own decision.
 
     python -m benchmarks.identify [--fpir 1e-3] [--sizes 100 1000 5000] [--references 3] [--cache DIR]
-                                  [--groups 50 500] [--group-gallery 5000]
+                                  [--groups 50 500] [--group-gallery 5000] [--seed 0] [--draws 1]
 
 One reference each: the gallery enrolls one photo each of LFW people who have two or more photos; their other
 photos are the genuine probes. Every photo of the LFW people who are not enrolled is a stranger probe.
 Galleries larger than the enrollable LFW people are padded with CelebA photos (strangers to every probe; a
 celebrity who is in both sets can only make FPIR look worse).
+
+Which LFW people a gallery enrolls is a random draw (`--seed`); a gallery of 100 meets about 200 genuine
+probes, so one draw's rank-1 is a few points either way. `--draws D` repeats each one-reference size with the
+seeds after it too, and prints the mean, the spread and the range over the D galleries (a gallery that holds
+every enrollable LFW person, padded, is the same whatever the draw, and is measured once).
 
 Three references: the LFW people with four or more photos, enrolled with their first three (fused into one
 template each, as the service does), their other photos the genuine probes; strangers as above.
@@ -90,7 +95,9 @@ def main() -> None:
     parser.add_argument("--fpir", type=float, default=1e-3, help="FACEGATE_IDENTIFY_FPIR")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 5000])
     parser.add_argument("--references", type=int, default=3, help="the multi-reference gallery's (0: none)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the draw of the enrolled LFW people")
+    parser.add_argument("--draws", type=int, default=1, help="galleries drawn for each one-reference size, "
+                        "seeds --seed and after: their mean, spread and range")
     parser.add_argument("--groups", type=int, nargs="*", default=[50, 500], metavar="G",
                         help="door groups of these sizes within the --group-gallery (none: skip)")
     parser.add_argument("--group-gallery", type=int, default=5000)
@@ -105,9 +112,13 @@ def main() -> None:
     photos = defaultdict(list)
     for row, label in enumerate(lfw_labels):
         photos[str(label)].append(row)
-    rng = np.random.default_rng(args.seed)
-    enrollable = sorted(p for p, rows in photos.items() if len(rows) >= 2)
-    rng.shuffle(enrollable)
+    def drawn(seed: int) -> list[str]:
+        """The LFW people with 2+ photos, in the random order of `seed`: a gallery enrolls the first."""
+        people = sorted(p for p, rows in photos.items() if len(rows) >= 2)
+        np.random.default_rng(seed).shuffle(people)
+        return people
+
+    enrollable = drawn(args.seed)
     print(f"machine: {machine()}")
     cohort = normalised.cohort
     print(f"model {plain.model_id}, augment {plain.augment}; FPIR target {args.fpir:g}; cohort "
@@ -117,27 +128,42 @@ def main() -> None:
           f"{'strangers':>9} {'FPIR':>8} {'genuine':>7} {'rank-1':>7}")
 
     def report(references: int, ids: list[str], vectors: np.ndarray, lfw_people: int, pad: int,
-               genuine_rows: list[int], stranger_rows: list[int], group: list[str] | None = None) -> None:
+               genuine_rows: list[int], stranger_rows: list[int], group: list[str] | None = None
+               ) -> dict[str, tuple[float, float]]:
+        """Prints a row for each rule, and returns {rule: (FPIR, rank-1)}."""
         truth = [str(lfw_labels[r]) for r in genuine_rows]
+        measured = {}
         for rule, embedder in rules.items():
             threshold, fpir, rank1 = trial(embedder, args.fpir, ids, vectors, lfw[genuine_rows], truth,
                                            lfw[stranger_rows], group)
+            measured[rule] = fpir, rank1
             print(f"{references:>4} {len(set(ids)):>7} {len(group) if group else '-':>5} {lfw_people:>5} {pad:>5} "
                   f"{rule:>8} {threshold:9.4f} {len(stranger_rows):>9} {fpir:8.2%} {len(genuine_rows):>7} "
                   f"{rank1:7.2%}", flush=True)
+        return measured
 
-    def one_each(size: int) -> tuple[list[str], np.ndarray, int, int]:
-        """A gallery of `size`: one photo each of the first enrollable LFW people, padded with CelebA."""
-        people = enrollable[:size]
+    def one_each(size: int, order: list[str] = enrollable) -> tuple[list[str], np.ndarray, int, int]:
+        """A gallery of `size`: one photo each of the first enrollable LFW people in `order`, padded with CelebA."""
+        people = order[:size]
         pad = padding[:size - len(people)]
         return ([*people, *(f"pad-{i}" for i in range(len(pad)))],
                 np.concatenate([np.stack([lfw[photos[p][0]] for p in people]), pad]), len(people), len(pad))
 
     for size in args.sizes:
-        ids, vectors, lfw_people, pad = one_each(size)
-        enrolled = set(enrollable[:size])
-        report(1, ids, vectors, lfw_people, pad, [r for p in enrollable[:size] for r in photos[p][1:]],
-               [r for p, rows in photos.items() if p not in enrolled for r in rows])
+        draws, redrawn = defaultdict(list), args.draws > 1 and size < len(enrollable)
+        for seed in range(args.seed, args.seed + args.draws if redrawn else args.seed + 1):
+            order = drawn(seed)
+            ids, vectors, lfw_people, pad = one_each(size, order)
+            enrolled = set(order[:size])
+            for rule, figures in report(1, ids, vectors, lfw_people, pad,
+                                        [r for p in order[:size] for r in photos[p][1:]],
+                                        [r for p, rows in photos.items() if p not in enrolled for r in rows]).items():
+                draws[rule].append(figures)
+        for rule, figures in draws.items() if redrawn else ():
+            fpir, rank1 = (np.array(x) for x in zip(*figures, strict=True))
+            print(f"{'':>4} {size:>7} {len(figures):>5} draws: {rule:>8}, FPIR mean {fpir.mean():.3%} (max "
+                  f"{fpir.max():.2%}), rank-1 mean {rank1.mean():.2%} (sd {rank1.std(ddof=1):.2%}, "
+                  f"{rank1.min():.2%}-{rank1.max():.2%})", flush=True)
     for g in args.groups:
         ids, vectors, lfw_people, pad = one_each(args.group_gallery)
         door = enrollable[:g]
