@@ -17,10 +17,12 @@ chosen rule's threshold is the service's job, on CelebA, as the card's impostor 
 - Validation: CelebA, both archives. Identities are split at random into a cohort (one photo each), the
   enrolled and the strangers, `--splits` times; figures are the mean and the spread over splits.
 - Test: LFW. The cohort is CelebA (one photo per identity): vectors only, no LFW photo in it.
-`--whiten` measures a lever that was tried and not adopted (docs/decisions.md): every vector centred on the
+
+`--whiten` measures a lever that was tried and not built (docs/decisions.md): every vector centred on the
 model's cohort and its principal axes rescaled by lambda^(-alpha/2) (alpha 0: centring only, 1: full whitening)
 before the cosine, the cohort transformed alike; alpha and K chosen on CelebA as the cohort was
-(model.evaluation.cohort.choose_cohort's trials and mean), then LFW's table with the shipped rule and the chosen.
+(model.evaluation.cohort.choose_cohort's trials and mean), then LFW's tables: as shipped, with the chosen K
+alone, and whitened with it.
 
 AS-norm: s' = ((s - mu_t) / sd_t + (s - mu_p) / sd_p) / 2, where mu and sd are the mean and the standard
 deviation of the K highest cosine scores of the template (t) and of the probe (p) against the cohort.
@@ -196,7 +198,7 @@ def whitening(pool: np.ndarray, alpha: float) -> Callable[[np.ndarray], np.ndarr
 
 def study_whitening(celeba: Faces, lfw: Faces, cohort: Cohort, args: argparse.Namespace) -> None:
     """Choose alpha and K on CelebA (the mean rank-1 over FPIR 1e-2 and 1e-3, one and three references, 5
-    splits of 1,000 enrolled), then LFW's table for the shipped rule and the chosen one."""
+    splits of 1,000 enrolled), then LFW's tables: as shipped, with the chosen K alone, and whitened with it."""
     references, seeds = (1, 3), range(5)
     print(f"\nvalidation (CelebA): 1,000 enrolled, 5 splits, {len(cohort.vectors)} cohort vectors transformed alike; "
           "rank-1 at FPIR 1e-2 / 1e-3, AS-norm")
@@ -238,7 +240,7 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=5)
     parser.add_argument("--cohort", type=int, default=800, help="validation cohort: identities, one photo each")
     parser.add_argument("--ks", type=int, nargs="+", default=[25, 50, 100, 200, 400])
-    parser.add_argument("--whiten", action="store_true", help="the whitening study (not adopted)")
+    parser.add_argument("--whiten", action="store_true", help="the whitening study (not built)")
     parser.add_argument("--alphas", type=float, nargs="+", default=[0, 0.15, 0.25, 0.35, 0.5, 1])
     parser.add_argument("--celeba-cohort", action="store_true",
                         help="the study before the cohort shipped: a CelebA cohort, K chosen on CelebA")

@@ -112,6 +112,7 @@ def main() -> None:
     photos = defaultdict(list)
     for row, label in enumerate(lfw_labels):
         photos[str(label)].append(row)
+
     def drawn(seed: int) -> list[str]:
         """The LFW people with 2+ photos, in the random order of `seed`: a gallery enrolls the first."""
         people = sorted(p for p, rows in photos.items() if len(rows) >= 2)
