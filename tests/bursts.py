@@ -80,7 +80,8 @@ def write_y4m(frames: list[np.ndarray], path: Path, fps: int) -> None:
 def door_film(shared_data: Path, path: Path, fps: int = 10) -> None:
     """The man answering the door screen's prompts left, right, left at its pace (console door.js: 0.75 s
     facing the camera, then for each prompt 1.5 s to turn and 0.75 s to come back), reacting 0.3 s late, then
-    facing the camera; the film loops after 10 s. It answers any challenge that starts with a left turn.
+    facing the camera; the film loops after 10 s. It answers the challenge left, right, left (not left, right:
+    see tests/browser/test_console.py's FILMED).
 
     All of it is from the part of the gif where he wears a cap (frames 40-71; enroll him from CAPPED):
     facing the camera is frames 64-71, his turn to the right 40-55 and back 56-71, and his turn to the left the
