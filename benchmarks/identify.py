@@ -152,7 +152,7 @@ def main() -> None:
 
     for size in args.sizes:
         draws, redrawn = defaultdict(list), args.draws > 1 and size < len(enrollable)
-        for seed in range(args.seed, args.seed + args.draws if redrawn else args.seed + 1):
+        for seed in range(args.seed, args.seed + (args.draws if redrawn else 1)):
             order = drawn(seed)
             ids, vectors, lfw_people, pad = one_each(size, order)
             enrolled = set(order[:size])
@@ -160,7 +160,9 @@ def main() -> None:
                                         [r for p in order[:size] for r in photos[p][1:]],
                                         [r for p, rows in photos.items() if p not in enrolled for r in rows]).items():
                 draws[rule].append(figures)
-        for rule, figures in draws.items() if redrawn else ():
+        if not redrawn:
+            continue
+        for rule, figures in draws.items():
             fpir, rank1 = (np.array(x) for x in zip(*figures, strict=True))
             print(f"{'':>4} {size:>7} {len(figures):>5} draws: {rule:>8}, FPIR mean {fpir.mean():.3%} (max "
                   f"{fpir.max():.2%}), rank-1 mean {rank1.mean():.2%} (sd {rank1.std(ddof=1):.2%}, "

@@ -481,7 +481,7 @@ ATTEMPTS = 3
 FILMED = "left,right,left"
 
 
-def start_left_turns(page) -> None:  # noqa: ANN001 - playwright's Page
+def start_the_filmed_challenge(page) -> None:  # noqa: ANN001 - playwright's Page
     """Start the door screen until its challenge is the one the fake camera's film answers (FILMED); any other
     is cancelled."""
     from playwright.sync_api import expect
@@ -520,7 +520,7 @@ def test_the_door_screen_lets_in_a_man_who_turns_his_head(door_browser, server, 
     page.get_by_role("button", name="Open the door screen").click()
     answer = page.locator("#door-answer")
     for attempt in range(1, ATTEMPTS + 1):
-        start_left_turns(page)
+        start_the_filmed_challenge(page)
         expect(page.locator("#door-prompt")).to_have_text("Turn your head to your left ←")
         expect(answer).to_have_class(re.compile("granted|refused"), timeout=60_000)
         if answer.text_content() != "The head turn was not clear. Please try again, following the prompts.":
