@@ -3,6 +3,7 @@
 
     python -m benchmarks.identify [--fpir 1e-3] [--sizes 100 1000 5000] [--references 3] [--cache DIR]
                                   [--groups 50 500] [--group-gallery 5000] [--seed 0] [--draws 1]
+    python -m benchmarks.identify --validation [--sizes 100 1000] [--draws 10]
 
 One reference each: the gallery enrolls one photo each of LFW people who have two or more photos; their other
 photos are the genuine probes. Every photo of the LFW people who are not enrolled is a stranger probe.
@@ -28,6 +29,11 @@ Groups (`--groups`): a door admits a group of G of the enrolled LFW people, insi
 rule, as /identify does for a key bound to the group. Its genuine probes are the group's members' other
 photos; its strangers are every photo of an LFW person outside the group, enrolled elsewhere in the gallery
 or not at all (to a door, an employee of another floor is a stranger).
+
+`--validation` runs the one-reference galleries on CelebA instead (both archives: the photos whose impostor
+pairs the card's tails were calibrated on), with no padding, so sizes up to its people with 2+ photos; groups
+and the multi-reference gallery are skipped. It tells the calibration apart from the shift between the two
+sets: the rule should give about the FPIR asked there, whatever it gives on LFW.
 """
 
 from __future__ import annotations
@@ -93,7 +99,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--fpir", type=float, default=1e-3, help="FACEGATE_IDENTIFY_FPIR")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 5000])
+    parser.add_argument("--sizes", type=int, nargs="+", help="default 100 1000 5000 (--validation: 100 1000)")
     parser.add_argument("--references", type=int, default=3, help="the multi-reference gallery's (0: none)")
     parser.add_argument("--seed", type=int, default=0, help="the draw of the enrolled LFW people")
     parser.add_argument("--draws", type=int, default=1, help="galleries drawn for each one-reference size, "
@@ -101,14 +107,24 @@ def main() -> None:
     parser.add_argument("--groups", type=int, nargs="*", default=[50, 500], metavar="G",
                         help="door groups of these sizes within the --group-gallery (none: skip)")
     parser.add_argument("--group-gallery", type=int, default=5000)
+    parser.add_argument("--validation", action="store_true",
+                        help="one-reference galleries of CelebA people, not LFW (no padding, groups or references)")
     args = parser.parse_args()
 
     normalised = Embedder.load(args.model, "cpu")
     plain = Embedder.load(args.model, "cpu")
     plain.cohort = None
     rules = {"distance": plain, "as-norm": normalised} if normalised.cohort else {"distance": plain}
-    lfw, lfw_labels = embedded(plain, args.data / "lfw-deepfunneled.tar", args.cache)
-    padding = np.concatenate([embedded(plain, args.data / name, args.cache)[0] for name in VALIDATION_SOURCES])
+    celeba = [embedded(plain, args.data / name, args.cache) for name in VALIDATION_SOURCES]
+    if args.validation:
+        lfw = np.concatenate([v for v, _ in celeba])  # "lfw" below: the photos the galleries are drawn from
+        lfw_labels = np.concatenate([labels.astype(str) for _, labels in celeba])
+        padding = np.empty((0, plain.dim), np.float32)
+        args.groups, args.references, args.sizes = [], 0, args.sizes or [100, 1000]
+    else:
+        lfw, lfw_labels = embedded(plain, args.data / "lfw-deepfunneled.tar", args.cache)
+        padding = np.concatenate([v for v, _ in celeba])
+        args.sizes = args.sizes or [100, 1000, 5000]
     photos = defaultdict(list)
     for row, label in enumerate(lfw_labels):
         photos[str(label)].append(row)
@@ -120,12 +136,16 @@ def main() -> None:
         return people
 
     enrollable = drawn(args.seed)
+    if max(args.sizes) > len(enrollable) + len(padding):
+        parser.error(f"--sizes: at most {len(enrollable) + len(padding)} (the people with 2+ photos, and the padding)")
     print(f"machine: {machine()}")
     cohort = normalised.cohort
     print(f"model {plain.model_id}, augment {plain.augment}; FPIR target {args.fpir:g}; cohort "
-          f"{f'{len(cohort.vectors)} vectors, K={cohort.k}' if cohort else 'none'}; LFW: {len(photos)} people with "
+          f"{f'{len(cohort.vectors)} vectors, K={cohort.k}' if cohort else 'none'}; "
+          f"{'CelebA (--validation)' if args.validation else 'LFW'}: {len(photos)} people with "
           f"a detected face, {len(enrollable)} with 2+ photos; padding: {len(padding)} CelebA photos")
-    print(f"{'refs':>4} {'gallery':>7} {'group':>5} {'LFW':>5} {'pad':>5} {'rule':>8} {'threshold':>9} "
+    drawn_from = "CelebA" if args.validation else "LFW"
+    print(f"{'refs':>4} {'gallery':>7} {'group':>5} {drawn_from:>5} {'pad':>5} {'rule':>8} {'threshold':>9} "
           f"{'strangers':>9} {'FPIR':>8} {'genuine':>7} {'rank-1':>7}")
 
     def report(references: int, ids: list[str], vectors: np.ndarray, lfw_people: int, pad: int,
