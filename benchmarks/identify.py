@@ -116,17 +116,18 @@ def main() -> None:
     plain.cohort = None
     rules = {"distance": plain, "as-norm": normalised} if normalised.cohort else {"distance": plain}
     celeba = [embedded(plain, args.data / name, args.cache) for name in VALIDATION_SOURCES]
+    # the photos the galleries, genuine probes and strangers are drawn from: LFW, or CelebA with --validation
     if args.validation:
-        lfw = np.concatenate([v for v, _ in celeba])  # "lfw" below: the photos the galleries are drawn from
-        lfw_labels = np.concatenate([labels.astype(str) for _, labels in celeba])
+        source_vectors = np.concatenate([v for v, _ in celeba])
+        source_labels = np.concatenate([labels.astype(str) for _, labels in celeba])
         padding = np.empty((0, plain.dim), np.float32)
         args.groups, args.references, args.sizes = [], 0, args.sizes or [100, 1000]
     else:
-        lfw, lfw_labels = embedded(plain, args.data / "lfw-deepfunneled.tar", args.cache)
+        source_vectors, source_labels = embedded(plain, args.data / "lfw-deepfunneled.tar", args.cache)
         padding = np.concatenate([v for v, _ in celeba])
         args.sizes = args.sizes or [100, 1000, 5000]
     photos = defaultdict(list)
-    for row, label in enumerate(lfw_labels):
+    for row, label in enumerate(source_labels):
         photos[str(label)].append(row)
 
     def drawn(seed: int) -> list[str]:
@@ -152,11 +153,11 @@ def main() -> None:
                genuine_rows: list[int], stranger_rows: list[int], group: list[str] | None = None
                ) -> dict[str, tuple[float, float]]:
         """Prints a row for each rule, and returns {rule: (FPIR, rank-1)}."""
-        truth = [str(lfw_labels[r]) for r in genuine_rows]
+        truth = [str(source_labels[r]) for r in genuine_rows]
         measured = {}
         for rule, embedder in rules.items():
-            threshold, fpir, rank1 = trial(embedder, args.fpir, ids, vectors, lfw[genuine_rows], truth,
-                                           lfw[stranger_rows], group)
+            threshold, fpir, rank1 = trial(embedder, args.fpir, ids, vectors, source_vectors[genuine_rows], truth,
+                                           source_vectors[stranger_rows], group)
             measured[rule] = fpir, rank1
             print(f"{references:>4} {len(set(ids)):>7} {len(group) if group else '-':>5} {lfw_people:>5} {pad:>5} "
                   f"{rule:>8} {threshold:9.4f} {len(stranger_rows):>9} {fpir:8.2%} {len(genuine_rows):>7} "
@@ -168,7 +169,7 @@ def main() -> None:
         people = order[:size]
         pad = padding[:size - len(people)]
         return ([*people, *(f"pad-{i}" for i in range(len(pad)))],
-                np.concatenate([np.stack([lfw[photos[p][0]] for p in people]), pad]), len(people), len(pad))
+                np.concatenate([np.stack([source_vectors[photos[p][0]] for p in people]), pad]), len(people), len(pad))
 
     for size in args.sizes:
         draws, redrawn = defaultdict(list), args.draws > 1 and size < len(enrollable)
@@ -196,7 +197,8 @@ def main() -> None:
         r = args.references
         people = sorted(p for p, rows in photos.items() if len(rows) > r)
         enrolled = set(people)
-        report(r, [p for p in people for _ in range(r)], np.stack([lfw[row] for p in people for row in photos[p][:r]]),
+        report(r, [p for p in people for _ in range(r)],
+               np.stack([source_vectors[row] for p in people for row in photos[p][:r]]),
                len(people), 0, [row for p in people for row in photos[p][r:]],
                [row for p, rows in photos.items() if p not in enrolled for row in rows])
 
