@@ -121,23 +121,23 @@ def main() -> None:
         source_vectors = np.concatenate([v for v, _ in celeba])
         source_labels = np.concatenate([labels.astype(str) for _, labels in celeba])
         padding = np.empty((0, plain.dim), np.float32)
-        args.groups, args.references, args.sizes = [], 0, args.sizes or [100, 1000]
     else:
         source_vectors, source_labels = embedded(plain, args.data / "lfw-deepfunneled.tar", args.cache)
         padding = np.concatenate([v for v, _ in celeba])
-        args.sizes = args.sizes or [100, 1000, 5000]
+    sizes = args.sizes or ([100, 1000] if args.validation else [100, 1000, 5000])
+    groups, multi_references = ([], 0) if args.validation else (args.groups, args.references)
     photos = defaultdict(list)
     for row, label in enumerate(source_labels):
         photos[str(label)].append(row)
 
     def drawn(seed: int) -> list[str]:
-        """The LFW people with 2+ photos, in the random order of `seed`: a gallery enrolls the first."""
+        """The people with 2+ photos, in the random order of `seed`: a gallery enrolls the first."""
         people = sorted(p for p, rows in photos.items() if len(rows) >= 2)
         np.random.default_rng(seed).shuffle(people)
         return people
 
     enrollable = drawn(args.seed)
-    if max(args.sizes) > len(enrollable) + len(padding):
+    if max(sizes) > len(enrollable) + len(padding):
         parser.error(f"--sizes: at most {len(enrollable) + len(padding)} (the people with 2+ photos, and the padding)")
     print(f"machine: {machine()}")
     cohort = normalised.cohort
@@ -149,7 +149,7 @@ def main() -> None:
     print(f"{'refs':>4} {'gallery':>7} {'group':>5} {drawn_from:>5} {'pad':>5} {'rule':>8} {'threshold':>9} "
           f"{'strangers':>9} {'FPIR':>8} {'genuine':>7} {'rank-1':>7}")
 
-    def report(references: int, ids: list[str], vectors: np.ndarray, lfw_people: int, pad: int,
+    def report(references: int, ids: list[str], vectors: np.ndarray, drawn_people: int, pad: int,
                genuine_rows: list[int], stranger_rows: list[int], group: list[str] | None = None
                ) -> dict[str, tuple[float, float]]:
         """Prints a row for each rule, and returns {rule: (FPIR, rank-1)}."""
@@ -159,25 +159,25 @@ def main() -> None:
             threshold, fpir, rank1 = trial(embedder, args.fpir, ids, vectors, source_vectors[genuine_rows], truth,
                                            source_vectors[stranger_rows], group)
             measured[rule] = fpir, rank1
-            print(f"{references:>4} {len(set(ids)):>7} {len(group) if group else '-':>5} {lfw_people:>5} {pad:>5} "
+            print(f"{references:>4} {len(set(ids)):>7} {len(group) if group else '-':>5} {drawn_people:>5} {pad:>5} "
                   f"{rule:>8} {threshold:9.4f} {len(stranger_rows):>9} {fpir:8.2%} {len(genuine_rows):>7} "
                   f"{rank1:7.2%}", flush=True)
         return measured
 
     def one_each(size: int, order: list[str] = enrollable) -> tuple[list[str], np.ndarray, int, int]:
-        """A gallery of `size`: one photo each of the first enrollable LFW people in `order`, padded with CelebA."""
+        """A gallery of `size`: one photo each of the first enrollable people in `order`, padded with CelebA."""
         people = order[:size]
         pad = padding[:size - len(people)]
         return ([*people, *(f"pad-{i}" for i in range(len(pad)))],
                 np.concatenate([np.stack([source_vectors[photos[p][0]] for p in people]), pad]), len(people), len(pad))
 
-    for size in args.sizes:
+    for size in sizes:
         draws, redrawn = defaultdict(list), args.draws > 1 and size < len(enrollable)
         for seed in range(args.seed, args.seed + (args.draws if redrawn else 1)):
             order = drawn(seed)
-            ids, vectors, lfw_people, pad = one_each(size, order)
+            ids, vectors, drawn_people, pad = one_each(size, order)
             enrolled = set(order[:size])
-            for rule, figures in report(1, ids, vectors, lfw_people, pad,
+            for rule, figures in report(1, ids, vectors, drawn_people, pad,
                                         [r for p in order[:size] for r in photos[p][1:]],
                                         [r for p, rows in photos.items() if p not in enrolled for r in rows]).items():
                 draws[rule].append(figures)
@@ -188,13 +188,13 @@ def main() -> None:
             print(f"{'':>4} {size:>7} {len(figures):>5} draws: {rule:>8}, FPIR mean {fpir.mean():.3%} (max "
                   f"{fpir.max():.2%}), rank-1 mean {rank1.mean():.2%} (sd {rank1.std(ddof=1):.2%}, "
                   f"{rank1.min():.2%}-{rank1.max():.2%})", flush=True)
-    for g in args.groups:
-        ids, vectors, lfw_people, pad = one_each(args.group_gallery)
+    for g in groups:
+        ids, vectors, drawn_people, pad = one_each(args.group_gallery)
         door = enrollable[:g]
-        report(1, ids, vectors, lfw_people, pad, [r for p in door for r in photos[p][1:]],
+        report(1, ids, vectors, drawn_people, pad, [r for p in door for r in photos[p][1:]],
                [r for p, rows in photos.items() if p not in set(door) for r in rows], group=door)
-    if args.references:
-        r = args.references
+    if multi_references:
+        r = multi_references
         people = sorted(p for p, rows in photos.items() if len(rows) > r)
         enrolled = set(people)
         report(r, [p for p in people for _ in range(r)],
