@@ -4,6 +4,7 @@ normalisation (AS-norm against a cohort, K chosen here). Issue #21's levers, mea
 
     python -m benchmarks.decisions [--cache DIR] [--celeba-cohort [--splits 5] [--ks 25 50 100 200 400]]
     python -m benchmarks.decisions --whiten [--alphas 0 0.15 0.25 0.35 0.5 1] [--ks 100 200 400]
+    python -m benchmarks.decisions --margin [--betas 0.15 0.25 0.35] [--margin-splits 20] [--margin-fpir 1e-3]
 
 With a model that ships a cohort (model.release.cohort chose it and its K on CelebA), the LFW table is made
 with that cohort: each lever's share at equal FPIR. `--celeba-cohort` repeats the study made before it shipped.
@@ -23,6 +24,10 @@ model's cohort and its principal axes rescaled by lambda^(-alpha/2) (alpha 0: ce
 before the cosine, the cohort transformed alike; alpha and K chosen on CelebA as the cohort was
 (model.evaluation.cohort.choose_cohort's trials and mean), then LFW's tables: as shipped, with the chosen K
 alone, and whitened with it.
+
+`--margin` measures another lever tried and not built: deciding 1:N by the best score less beta times the
+second best (study_margin): beta chosen on CelebA at equal FPIR, then calibrated by order statistics of CelebA's
+impostor scores and measured on CelebA and LFW at those thresholds.
 
 AS-norm: s' = ((s - mu_t) / sd_t + (s - mu_p) / sd_p) / 2, where mu and sd are the mean and the standard
 deviation of the K highest cosine scores of the template (t) and of the probe (p) against the cohort.
@@ -226,6 +231,104 @@ def study_whitening(celeba: Faces, lfw: Faces, cohort: Cohort, args: argparse.Na
     test_on_lfw(Faces(transform(lfw.vectors), lfw.labels), transform(cohort.vectors), k)
 
 
+def best_two(scores: np.ndarray) -> np.ndarray:
+    """(queries, 2): each query's best and second-best score."""
+    return -np.sort(-np.partition(scores, -2, axis=1)[:, -2:], axis=1)
+
+
+def margin_rank1(t: validation.Trial, cohort: Cohort, beta: float, threshold: float | None = None
+                 ) -> tuple[dict[float, float], float]:
+    """({FPIR: rank-1}, FPIR at `threshold`) deciding by s1 - beta * s2 (AS-norm scores; s2 0 when there is one
+    template): at each FPIR's threshold read off the trial's own strangers, and at a calibrated `threshold`."""
+    genuine, strangers = (validation.scores(x, t.templates, cohort) for x in (t.probes, t.strangers))
+
+    def feature(scores: np.ndarray) -> np.ndarray:
+        top = best_two(scores) if scores.shape[1] > 1 else np.pad(scores, ((0, 0), (0, 1)))
+        return top[:, 0] - beta * top[:, 1]
+
+    named, decided, stranger_decided = genuine.argmax(axis=1), feature(genuine), feature(strangers)
+    at_fpir = {}
+    for fpir in FPIRS:
+        cut = np.quantile(stranger_decided, 1 - fpir, method="higher")
+        at_fpir[fpir] = float(((named == t.truth) & (decided > cut)).mean())
+    if threshold is None:
+        return at_fpir, float("nan")
+    at_fpir["calibrated"] = float(((named == t.truth) & (decided >= threshold)).mean())
+    return at_fpir, float((stranger_decided >= threshold).mean())
+
+
+def margin_threshold(impostors: np.ndarray, gallery: int, beta: float, fpir: float, draws: int = 2_000_000) -> float:
+    """The threshold on s1 - beta * s2 that lets `fpir` of strangers through a gallery of `gallery` templates, if
+    a stranger's scores against them were independent draws from `impostors` (sorted): the two best of N
+    uniforms drawn directly (U1 = V1^(1/N), U2 = U1 V2^(1/(N-1))) and read through the impostors' quantiles.
+    With beta 0 it is the service's rule, FPIR = 1 - (1 - f)^N, read off the same empirical tail."""
+    rng = np.random.default_rng(0)
+    u1 = rng.random(draws) ** (1 / gallery)
+    u2 = u1 * rng.random(draws) ** (1 / max(gallery - 1, 1))
+
+    def quantile(u: np.ndarray) -> np.ndarray:
+        return impostors[np.minimum((u * len(impostors)).astype(np.int64), len(impostors) - 1)]
+
+    second = quantile(u2) if gallery > 1 else 0.0
+    return float(np.quantile(quantile(u1) - beta * second, 1 - fpir))
+
+
+def padded(t: validation.Trial, padding: np.ndarray, gallery: int) -> validation.Trial:
+    """The trial's gallery padded to `gallery` templates with `padding` (strangers to every probe)."""
+    extra = padding[:max(0, gallery - len(t.templates))]
+    return validation.Trial(np.concatenate([t.templates, extra]), t.probes, t.truth, t.strangers)
+
+
+def study_margin(celeba: Faces, lfw: Faces, cohort: Cohort, args: argparse.Namespace) -> None:
+    """The open-set margin lever (docs/decisions.md, not built): decide by the best AS-norm score less beta times
+    the second best, since a stranger's best stands out from their second less than an enrolled person's does.
+    Beta chosen on CelebA at equal FPIR (paired with beta 0 over the same splits); then whether the gain
+    survives calibration: thresholds from the order statistics of CelebA's impostor scores, measured on CelebA
+    and on LFW (padded with CelebA as benchmarks.identify does at 5,000)."""
+    cells = [(1, 100), (1, 1000), (3, 300)]
+    seeds = range(args.margin_splits)
+    print(f"\nvalidation (CelebA): rank-1 at equal FPIR 1e-2 / 1e-3 deciding by s1 - beta * s2, AS-norm (the model's "
+          f"cohort, K={cohort.k}); {len(seeds)} splits, each gain paired with beta 0 on the same split")
+    trials = {cell: [validation.trial(celeba.vectors, celeba.labels, references=cell[0], gallery=cell[1], seed=s)
+                     for s in seeds] for cell in cells}
+    results = {(cell, beta): [margin_rank1(t, cohort, beta)[0] for t in ts]
+               for cell, ts in trials.items() for beta in [0.0, *args.betas]}
+    means = {}
+    for beta in args.betas:
+        gains = []
+        line = f"beta {beta:<5g}"
+        for cell in cells:
+            for fpir in FPIRS:
+                gain = np.array([x[fpir] - y[fpir] for x, y in zip(results[cell, beta], results[cell, 0.0],
+                                                                   strict=True)])
+                gains.append(gain.mean())
+                line += (f"  R={cell[0]} N={cell[1]} @{fpir:g} {100 * gain.mean():+.1f} "
+                         f"(se {100 * gain.std(ddof=1) / np.sqrt(len(gain)):.1f})")
+        means[beta] = float(np.mean(gains))
+        print(line + f"   mean {100 * means[beta]:+.2f}", flush=True)
+    beta = max(means, key=means.get)
+    print(f"chosen: beta {beta:g}")
+    impostors = np.sort(validation.normalised_impostors(celeba.vectors, celeba.labels, cohort))
+    print(f"\ncalibrated: FPIR target {args.margin_fpir:g}, thresholds from {len(impostors):,} CelebA impostor "
+          "pairs' order statistics; one reference; FPIR and rank-1 at those thresholds (10 draws, mean)")
+    print(f"{'set':<7} {'gallery':>7} {'beta':>5} {'threshold':>9} {'FPIR':>8} {'FPIR max':>8} {'rank-1':>7}")
+    for name, faces, sizes, padding in (("CelebA", celeba, (100, 1000), None),
+                                        ("LFW", lfw, (100, 1000, 5000), celeba.vectors)):
+        for size in sizes:
+            draws = [validation.trial(faces.vectors, faces.labels, references=1, gallery=size, seed=s)
+                     for s in range(10)]
+            if padding is not None:
+                draws = [padded(t, padding, size) for t in draws]
+            if len(draws[0].templates) >= len(set(faces.labels)) // 2:  # every enrollable person: one gallery
+                draws = draws[:1]
+            for b in (0.0, beta):
+                threshold = margin_threshold(impostors, len(draws[0].templates), b, args.margin_fpir)
+                measured = [margin_rank1(t, cohort, b, threshold) for t in draws]
+                fpir = np.array([f for _, f in measured])
+                print(f"{name:<7} {len(draws[0].templates):>7} {b:>5g} {threshold:9.3f} {fpir.mean():8.3%} "
+                      f"{fpir.max():8.3%} {np.mean([r['calibrated'] for r, _ in measured]):7.2%}", flush=True)
+
+
 def load(embedder: Embedder, names: tuple[str, ...], data: Path, cache: Path) -> Faces:
     parts = [embedded(embedder, data / name, cache) for name in names]
     return Faces(np.concatenate([v for v, _ in parts]).astype(np.float32),
@@ -242,6 +345,10 @@ def main() -> None:
     parser.add_argument("--ks", type=int, nargs="+", default=[25, 50, 100, 200, 400])
     parser.add_argument("--whiten", action="store_true", help="the whitening study (not built)")
     parser.add_argument("--alphas", type=float, nargs="+", default=[0, 0.15, 0.25, 0.35, 0.5, 1])
+    parser.add_argument("--margin", action="store_true", help="the best-less-second-best study (not built)")
+    parser.add_argument("--betas", type=float, nargs="+", default=[0.15, 0.25, 0.35])
+    parser.add_argument("--margin-splits", type=int, default=20)
+    parser.add_argument("--margin-fpir", type=float, default=1e-3)
     parser.add_argument("--celeba-cohort", action="store_true",
                         help="the study before the cohort shipped: a CelebA cohort, K chosen on CelebA")
     args = parser.parse_args()
@@ -251,8 +358,8 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"model {embedder.model_id}, augment {embedder.augment}; CelebA: {len(celeba.vectors)} faces of "
           f"{len(celeba.people())} identities; LFW: {len(lfw.vectors)} faces of {len(lfw.people())} people")
-    if args.whiten:
-        study_whitening(celeba, lfw, embedder.cohort, args)
+    if args.whiten or args.margin:
+        (study_whitening if args.whiten else study_margin)(celeba, lfw, embedder.cohort, args)
         return
     if embedder.cohort is not None and not args.celeba_cohort:
         # the shipped cohort: chosen, with its K, on CelebA by model.release.cohort

@@ -142,9 +142,8 @@ def tail_levels(impostor_scores: np.ndarray) -> dict[str, float]:
             if far * len(impostor_scores) >= MIN_TAIL_PAIRS}
 
 
-def normalised_tail(vectors: np.ndarray, labels: np.ndarray, cohort: Cohort, chunk: int = 1024) -> dict:
-    """{FAR: score threshold} of AS-norm scores over every impostor pair among the photos, down to what their
-    number measures (1e-6 for the 28M pairs among all the CelebA photos)."""
+def normalised_impostors(vectors: np.ndarray, labels: np.ndarray, cohort: Cohort, chunk: int = 1024) -> np.ndarray:
+    """The AS-norm score of every impostor pair among the photos (each pair once)."""
     mean, sd = cohort.stats(vectors)
     impostor = []
     for start in range(0, len(vectors), chunk):
@@ -152,7 +151,13 @@ def normalised_tail(vectors: np.ndarray, labels: np.ndarray, cohort: Cohort, chu
         s = as_norm(vectors[start:end] @ vectors.T, mean[None], sd[None], mean[start:end, None], sd[start:end, None])
         later = np.arange(len(vectors))[None, :] > np.arange(start, end)[:, None]
         impostor.append(s[later & (labels[None, :] != labels[start:end, None])].astype(np.float32))
-    impostor = np.concatenate(impostor)
+    return np.concatenate(impostor)
+
+
+def normalised_tail(vectors: np.ndarray, labels: np.ndarray, cohort: Cohort) -> dict:
+    """{FAR: score threshold} of AS-norm scores over every impostor pair among the photos, down to what their
+    number measures (1e-6 for the 28M pairs among all the CelebA photos)."""
+    impostor = normalised_impostors(vectors, labels, cohort)
     return {
         "far_levels": tail_levels(impostor),
         "impostor_pairs": int(len(impostor)),
