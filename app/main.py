@@ -32,6 +32,29 @@ with a threshold calibrated on held-out pairs and shipped in the model card. Err
 """
 
 
+FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def publish_closed_forms(app: FastAPI) -> None:
+    """The OpenAPI document says what app.api.deps.fields_as_declared enforces: a form takes no field it does not
+    list (`additionalProperties: false` on each form body's schema)."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()  # cached by FastAPI as app.openapi_schema: amended in place, once
+            components = schema.get("components", {}).get("schemas", {})
+            for operations in schema["paths"].values():
+                for operation in operations.values():
+                    for media, body in operation.get("requestBody", {}).get("content", {}).items():
+                        name = body.get("schema", {}).get("$ref", "").rpartition("/")[2]
+                        if media in FORMS and name in components:
+                            components[name]["additionalProperties"] = False
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router)
     console.mount_assets(app)
+    publish_closed_forms(app)
     app.add_middleware(RequestGuard)
     docs = COMMON | {"Content-Security-Policy": DOCS_POLICY}
     console_headers = COMMON | {"Content-Security-Policy": CONSOLE_POLICY}

@@ -156,6 +156,7 @@ def bad_requests(photo: bytes, other: bytes, max_bytes: int) -> dict[str, tuple[
         "insane threshold": (("/verify", {"employee_id": known, "threshold": "7"}, photo), 422,
                              "validation_error"),
         "no image": (("/verify", {"employee_id": known}, None), 422, "validation_error"),
+        "misspelt field": (("/verify", {"employee_id": known, "treshold": "0.1"}, photo), 422, "validation_error"),
     }
 
 

@@ -48,7 +48,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.cli.common import Progress, Stop, gallery, graceful_stop
 from app.core.config import Settings
 from app.core.errors import DomainError
-from app.core.identifiers import EMPLOYEE_ID_RULE, GROUP_ID_RULE, is_employee_id, is_group_id
+from app.core.identifiers import EMPLOYEE_ID_RULE, GROUP_ID_RULE, NAME_RULE, is_employee_id, is_group_id, is_name
 from app.gallery import groups, repository
 from app.services.audit import AuditEntry, AuditTrail
 from app.services.groups import join_group
@@ -249,6 +249,8 @@ def _run(jobs: list[Job], workers, sessions, embedder: Embedder, audit: AuditTra
     for job in jobs:
         if not is_employee_id(job.employee_id):
             fail(failures, audit, Failure(job.employee_id[:64], str(job.path), "validation_error", EMPLOYEE_ID_RULE))
+        elif job.name is not None and not is_name(job.name):
+            fail(failures, audit, Failure(job.employee_id, str(job.path), "validation_error", NAME_RULE))
         elif bad := [g for g in job.groups if not is_group_id(g)]:
             fail(failures, audit, Failure(job.employee_id, str(job.path), "validation_error",
                                           f"{bad[0][:64]!r}: {GROUP_ID_RULE}"))

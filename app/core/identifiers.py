@@ -9,14 +9,19 @@ import re
 # exactly and are unique regardless of case: "E-1" and "e-1" cannot both exist.
 EMPLOYEE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 EMPLOYEE_ID_RULE = "employee ids are 1-64 of A-Z a-z 0-9 . _ @ -, starting with a letter or digit"
-# Display names: any printable text, no control characters (NUL included).
-NAME_PATTERN = r"^[^\x00-\x1f\x7f]{1,200}$"
+# Display names: 1-200 characters of printable text. Not a control character (C0, DEL and C1, whose U+0085 is a
+# line break), nor what reorders or breaks the text it is shown in: the bidirectional marks and overrides
+# (U+202E shows "Ada\u202eevol" as "Adalove"), the line and paragraph separators, the byte-order mark and the
+# noncharacters U+FFFE and U+FFFF. Joiners stay: scripts and emoji need them.
+NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff\ufffe\uffff]{1,200}$"
+NAME_RULE = "names are 1-200 characters, with no control characters, direction marks or line separators"
 
 # Group ids follow the same rules, and are unique regardless of case too.
 GROUP_ID_PATTERN = EMPLOYEE_ID_PATTERN
 GROUP_ID_RULE = "group ids are 1-64 of A-Z a-z 0-9 . _ @ -, starting with a letter or digit"
 
 _EMPLOYEE_ID = re.compile(EMPLOYEE_ID_PATTERN)
+_NAME = re.compile(NAME_PATTERN)
 
 
 def is_employee_id(text: str) -> bool:
@@ -25,3 +30,7 @@ def is_employee_id(text: str) -> bool:
 
 def is_group_id(text: str) -> bool:
     return _EMPLOYEE_ID.fullmatch(text) is not None
+
+
+def is_name(text: str) -> bool:
+    return _NAME.fullmatch(text) is not None

@@ -29,7 +29,7 @@ REQUEST_ID_SHAPE = re.compile(r"[A-Za-z0-9._:=+/-]{1,64}")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 # Fields that app.api.observe's access line passes as `extra`, and that JSON lines carry as fields.
 ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "route")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1 (U+0085 is a line break) and the separators
 
 
 def request_id_from(header: str | None) -> str:
@@ -41,7 +41,7 @@ def request_id_from(header: str | None) -> str:
 
 def printable(text: str) -> str:
     """`text` with control characters escaped: a path like "/x%0Afake line" stays on one log line."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
 
 
 class JsonFormatter(logging.Formatter):

@@ -33,6 +33,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as DBTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.core.identifiers import NAME_RULE, is_name
 from app.gallery import groups as gallery_groups
 from app.gallery.models import ApiKey, utcnow
 
@@ -71,6 +72,8 @@ def create_key(session: Session, scope: str, name: str | None = None, groups: li
     these (existing) groups. `liveness`: the key must answer a head-turn challenge at /verify and /identify."""
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}")
+    if name is not None and not is_name(name):
+        raise ValueError(NAME_RULE)
     if groups and scope != "verify":
         raise ValueError("only a verify key can be bound to groups (a door's key)")
     if liveness and scope == "metrics":

@@ -1,10 +1,10 @@
 """API keys: every endpoint with no key, a wrong key, the wrong scope and the right scope; the CLI; the audit."""
 
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import func, inspect, select
 
 from app.cli.keys import main
-from app.gallery.models import AuditRecord
+from app.gallery.models import ApiKey, AuditRecord
 from app.services.keys import create_key, revoke_key
 from tests.client import error_code
 
@@ -92,11 +92,16 @@ def test_the_cli_prints_a_key_once_and_stores_only_its_hash(database_url, monkey
     assert key_id in listing and "verify" in listing and secret not in listing
     client = make_client(auth=True)
     with client.app.state.runtime.sessions() as session:
-        from app.gallery.models import ApiKey
         stored = session.scalars(select(ApiKey)).one()
         assert secret not in (stored.secret_hash, stored.key_id) and len(stored.secret_hash) == 64
     assert client.get("/employees", headers={"X-API-Key": key}).status_code == 403
     assert main(["revoke", key_id]) == 0 and main(["revoke", key_id]) == 1
+    capsys.readouterr()
+    for name in ("x" * 201, "door\u202e3"):  # over the column's 200 was a traceback on PostgreSQL
+        assert main(["create", "--scope", "verify", "--name", name]) == 2
+        assert "names are 1-200 characters" in capsys.readouterr().err
+    with client.app.state.runtime.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(ApiKey)) == 1
 
 
 def test_the_audit_trail_records_every_action_and_no_biometrics(secured, photos):

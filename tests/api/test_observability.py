@@ -15,7 +15,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from app.core.logs import REQUEST_ID, JsonFormatter, request_id_from
+from app.core.logs import REQUEST_ID, JsonFormatter, printable, request_id_from
 from app.gallery.models import AuditRecord
 from app.services.keys import create_key
 from tests.client import error_code
@@ -208,6 +208,11 @@ def test_json_log_lines_carry_the_request_id_and_the_access_fields():
     record = json.loads(line)
     assert record["request_id"] == "r-1" and record["level"] == "WARNING" and record["message"] == "GET /x\ny 200"
     assert (record["method"], record["status"], record["duration_ms"]) == ("GET", 200, 1.5)
+
+
+def test_a_path_s_line_breaks_are_escaped_in_the_text_access_line():
+    """C1's U+0085 and the separators U+2028 and U+2029 break lines in many viewers, as a newline does."""
+    assert printable("/x\ny\x85z\u2028w\u2029é€") == "/x\\x0ay\\x85z\\u2028w\\u2029é€"
 
 
 def worker_samples(path) -> Samples:

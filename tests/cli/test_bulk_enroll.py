@@ -237,3 +237,22 @@ def test_groups_from_the_command_line_and_the_csv_are_joined_and_unknown_ones_fa
     assert client.delete("/groups/site/members/cp").status_code == 204
     main([str(tmp_path), "--csv", str(mapping), "--group", "site", "--processes", "1", "--no-progress"])
     assert members("site") == ["cp", "tb"]
+
+
+def test_a_csv_name_is_held_to_the_api_s_rule(tmp_path, photos, database_url):
+    """A name over 200 characters stopped the whole run with a traceback on PostgreSQL (the column's length),
+    and went in whole on SQLite; names with control characters or direction overrides went in on both."""
+    for i, person in enumerate(("Tony_Blair", "Colin_Powell", "Laura_Bush", "Serena_Williams")):
+        (tmp_path / f"{i}.jpg").write_bytes(photos.bytes(person, 1))
+    mapping = tmp_path / "map.csv"
+    mapping.write_text("employee_id,path,name\n" f"long,0.jpg,{'x' * 201}\n" "nul,1.jpg,a\0b\n"
+                       "rlo,2.jpg,Ada\u202eevol\n" f"fine,3.jpg,{'y' * 200}\n", encoding="utf-8")
+    summary = bulk_enroll(list(jobs_from_csv(tmp_path, mapping)), Settings(database_url=database_url,
+                                                                           auto_migrate=True), processes=1)
+    assert summary.enrolled == 1
+    assert sorted((f.employee_id, f.code) for f in summary.failures) == [
+        ("long", "validation_error"), ("nul", "validation_error"), ("rlo", "validation_error")]
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        assert connection.execute(select(Employee.employee_id, func.length(Employee.name))).all() == [("fine", 200)]
+    engine.dispose()

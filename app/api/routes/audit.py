@@ -9,12 +9,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BeforeValidator
 
-from app.api.deps import AdminCaller, AuditDep, ServiceDep, SessionDep, single_valued_fields
+from app.api.deps import AdminCaller, AuditDep, ServiceDep, SessionDep, fields_as_declared
 from app.api.routes.faces import AUTH_ERRORS
 from app.api.schemas import MAX_OFFSET, AuditOut, AuditPage
 from app.core.identifiers import EMPLOYEE_ID_PATTERN
 
-router = APIRouter(tags=["audit"], responses=AUTH_ERRORS, dependencies=[Depends(single_valued_fields)])
+router = APIRouter(tags=["audit"], responses=AUTH_ERRORS, dependencies=[Depends(fields_as_declared)])
 
 # How long a read of the trail waits for this process's queued rows to be written (app.services.audit).
 FLUSH_SECONDS = 2.0

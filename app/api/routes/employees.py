@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
-from app.api.deps import AdminCaller, AuditDep, ServiceDep, SessionDep, single_valued_fields
+from app.api.deps import AdminCaller, AuditDep, ServiceDep, SessionDep, fields_as_declared
 from app.api.routes.faces import AUTH_ERRORS, PHOTO_ERRORS, ImageFile, face_out, quality_out, read_photo
 from app.api.schemas import (
     MAX_OFFSET,
@@ -20,7 +20,7 @@ from app.core.identifiers import EMPLOYEE_ID_PATTERN, GROUP_ID_PATTERN, NAME_PAT
 from app.services.recognition import EmployeeView
 
 router = APIRouter(prefix="/employees", tags=["employees"], responses=AUTH_ERRORS,
-                   dependencies=[Depends(single_valued_fields)])
+                   dependencies=[Depends(fields_as_declared)])
 EmployeeIdPath = Annotated[str, Path(pattern=EMPLOYEE_ID_PATTERN)]
 NOT_FOUND = {404: {"model": ErrorOut, "description": "employee_not_found"}}
 

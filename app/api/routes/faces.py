@@ -13,7 +13,7 @@ from app.api.deps import (
     ServiceDep,
     SessionDep,
     VerifyCaller,
-    single_valued_fields,
+    fields_as_declared,
 )
 from app.api.schemas import (
     CandidateOut,
@@ -26,13 +26,13 @@ from app.api.schemas import (
     QualityOut,
     VerifyOut,
 )
-from app.core.identifiers import EMPLOYEE_ID_PATTERN, GROUP_ID_PATTERN, NAME_PATTERN
+from app.core.identifiers import EMPLOYEE_ID_PATTERN, GROUP_ID_PATTERN, NAME_PATTERN, NAME_RULE
 from app.services.keys import audited
 from app.services.recognition import Match, RecognitionService
 from model.faces.config import Quality
 from model.faces.pipeline import FaceBox
 
-router = APIRouter(tags=["faces"], dependencies=[Depends(single_valued_fields)])
+router = APIRouter(tags=["faces"], dependencies=[Depends(fields_as_declared)])
 
 AUTH_ERRORS = {
     401: {"model": ErrorOut, "description": "unauthorized: no API key, or an unknown or revoked one"},
@@ -89,7 +89,7 @@ def candidate_out(match: Match) -> CandidateOut:
 def enroll(service: ServiceDep, session: SessionDep, audit: AuditDep, caller: AdminCaller,
            employee_id: EmployeeIdForm, image: PhotosFile,
            name: Annotated[str | None, Form(pattern=NAME_PATTERN, examples=["Ada Lovelace"],
-                                            description="1-200 characters, no control characters")] = None,
+                                            description=NAME_RULE)] = None,
            replace: Annotated[bool, Query(description="replace an existing reference photo")] = False,
            force: Annotated[bool, Query(description="enroll even a photo below the quality thresholds")] = False,
            ) -> EnrollOut:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Form, Path, Query, Response
 from pydantic import StringConstraints
 
-from app.api.deps import AdminCaller, AuditDep, GroupsDep, SessionDep, single_valued_fields
+from app.api.deps import AdminCaller, AuditDep, GroupsDep, SessionDep, fields_as_declared
 from app.api.routes.employees import EmployeeIdPath, employee_out
 from app.api.routes.faces import AUTH_ERRORS, BODY_ERRORS
 from app.api.schemas import (
@@ -18,14 +18,14 @@ from app.api.schemas import (
     GroupPage,
     MembersAddedOut,
 )
-from app.core.identifiers import EMPLOYEE_ID_PATTERN, GROUP_ID_PATTERN, NAME_PATTERN
+from app.core.identifiers import EMPLOYEE_ID_PATTERN, GROUP_ID_PATTERN, NAME_PATTERN, NAME_RULE
 from app.services.groups import GroupView
 
 router = APIRouter(prefix="/groups", tags=["groups"], responses={**AUTH_ERRORS, **BODY_ERRORS},
-                   dependencies=[Depends(single_valued_fields)])
+                   dependencies=[Depends(fields_as_declared)])
 GroupIdPath = Annotated[str, Path(pattern=GROUP_ID_PATTERN)]
 NameForm = Annotated[str | None, Form(pattern=NAME_PATTERN, examples=["Lab 3, second floor"],
-                                      description="1-200 characters, no control characters")]
+                                      description=NAME_RULE)]
 SearchQuery = Annotated[str | None, Query(pattern=NAME_PATTERN, description="only those whose id or name contains "
                                                                            "this, in any case")]
 NOT_FOUND = {404: {"model": ErrorOut, "description": "group_not_found"}}

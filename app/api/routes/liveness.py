@@ -3,13 +3,13 @@ the face in front of the camera, a presentation-attack check; the process's own 
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
-from app.api.deps import LivenessDep, SessionDep, VerifyCaller
+from app.api.deps import LivenessDep, SessionDep, VerifyCaller, fields_as_declared
 from app.api.routes.faces import AUTH_ERRORS
 from app.api.schemas import ChallengeOut
 
-router = APIRouter(tags=["liveness"])
+router = APIRouter(tags=["liveness"], dependencies=[Depends(fields_as_declared)])
 
 
 @router.post("/liveness/challenge", status_code=201, response_model=ChallengeOut, responses=AUTH_ERRORS)
