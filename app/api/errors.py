@@ -18,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as DBAPITimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.errors import DatabaseConflict, DomainError, NotReady
+from app.core.identifiers import PATTERN_SHAPES
 from app.services.conflicts import is_conflict
 from model.faces.errors import FaceError, FaceTooSmall, ImageTooLarge, InvalidImage, MultipleFaces, NoFaceDetected
 
@@ -32,6 +33,16 @@ FACE_ERROR_STATUS: dict[type[FaceError], int] = {
 
 def status_of(exc: DomainError | FaceError) -> int:
     return exc.status if isinstance(exc, DomainError) else FACE_ERROR_STATUS.get(type(exc), 422)
+
+
+def problem(error: dict) -> str:
+    """One validation error, for people: where, and what was wrong (an id's or a name's rule in words, not its
+    regular expression)."""
+    where = ".".join(str(p) for p in error["loc"] if p != "body")
+    message = error["msg"]
+    if error.get("type") == "string_pattern_mismatch" and (shape := PATTERN_SHAPES.get(error["ctx"]["pattern"])):
+        message = f"must be {shape}"
+    return f"{where}: {message}"[:300]
 
 
 def error_body(code: str, message: str) -> dict:
@@ -86,9 +97,7 @@ def install_error_handlers(app: FastAPI, audit_refusal: Callable[[Request, str],
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}"[:300] for e in exc.errors()
-        )
+        problems = "; ".join(problem(e) for e in exc.errors())
         audit_refusal(request, "validation_error")
         return JSONResponse(error_body("validation_error", problems or "invalid request"), status_code=422)
 

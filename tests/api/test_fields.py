@@ -18,6 +18,8 @@ def test_a_name_with_control_characters_or_out_of_length_is_refused(client, phot
         assert response.status_code == 201
         return
     assert (response.status_code, error_code(response)) == (422, "validation_error")
+    assert response.json()["error"]["message"] == ("name: must be 1-200 characters, with no control characters, "
+                                                   "direction marks or line separators"), "the rule, not its regex"
     assert employees(client) == []
 
 
@@ -33,6 +35,8 @@ def test_paging_beyond_the_bounds_is_refused(client, offset):
 def test_an_id_must_start_with_a_letter_or_digit_and_stay_reachable(client, photos, employee_id):
     response = enroll(client, employee_id, photos.bytes("Tony_Blair"))
     assert (response.status_code, error_code(response)) == (422, "validation_error")
+    assert response.json()["error"]["message"] == "employee_id: must be 1-64 of A-Z a-z 0-9 . _ @ -, starting with " \
+                                                  "a letter or digit"
 
 
 def test_ids_that_differ_only_in_case_are_one_employee(client, photos):
