@@ -7,8 +7,9 @@ commits before the index changes. A bad photo or a failed commit therefore leave
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
@@ -74,6 +75,18 @@ TURN_FAR = 0.1
 BURST_WORKERS = 2  # the frames of a liveness burst read at once (Recognition.live_burst)
 # A photo over this many bytes decodes to tens of megabytes: once it is done with, the heap is trimmed.
 LARGE_PHOTO_BYTES = 256 << 10
+
+
+@contextmanager
+def named_in_errors(what: str, number: int, count: int) -> Iterator[None]:
+    """A photo's own refusal (no face, poor quality, ...), when it is one of `count` in the request, names which:
+    "photo 2: no face was found in the photo"."""
+    try:
+        yield
+    except (FaceError, PoorQuality) as exc:
+        if count > 1:
+            exc.message = f"{what} {number}: {exc.message}"
+        raise
 
 
 @dataclass(frozen=True)
@@ -420,7 +433,10 @@ class RecognitionService:
         if not 1 <= len(frames) <= self.settings.photos.max_frames:
             raise TooManyPhotos(f"{len(frames)} frames; a request takes 1 to {self.settings.photos.max_frames} "
                                 "(FACEGATE_MAX_FRAMES)")
-        probes = [self.probe(data, serving) for data in frames]
+        probes = []
+        for number, data in enumerate(frames, start=1):
+            with named_in_errors("frame", number, len(frames)):
+                probes.append(self.probe(data, serving))
         if len(probes) == 1:
             return probes[0]
         self._check_one_person([p.vector for p in probes], serving, what="frame")
@@ -539,7 +555,10 @@ class RecognitionService:
         if not 1 <= len(photos) <= self.settings.references.max:
             raise TooManyPhotos(f"{len(photos)} photos; an enrollment takes 1 to {self.settings.references.max} "
                                 "(FACEGATE_MAX_REFERENCES)")
-        references = [self._reference(data, serving, employee_id=employee_id, force=force) for data in photos]
+        references = []
+        for number, data in enumerate(photos, start=1):
+            with named_in_errors("photo", number, len(photos)):
+                references.append(self._reference(data, serving, employee_id=employee_id, force=force))
         self._check_one_person([probe.vector for probe, _, _ in references], serving, what="photo")
         (probe, vectors, photo), *more = references
         employee, templates, existed = save_enrollment(session=session, employee_id=employee_id, name=name,
@@ -561,8 +580,9 @@ class RecognitionService:
         for i, j in pairs:
             distance = float(np.linalg.norm(vectors[i] - vectors[j]))
             if distance > threshold:
+                stored = "; nothing was stored" if what == "photo" else ""  # an enrollment's; a burst stores nothing
                 raise NotOnePerson(f"{what} {i + 1} is not the same person as {what} {j + 1} (distance "
-                                   f"{distance:.3f} > {threshold:.4f}); nothing was stored")
+                                   f"{distance:.3f} > {threshold:.4f}){stored}")
 
     def add_reference(self, *, session: Session, employee_id: str, data: bytes, force: bool = False) -> Enrollment:
         """Add one more reference photo to an enrolled employee (up to FACEGATE_MAX_REFERENCES in all)."""

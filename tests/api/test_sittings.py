@@ -66,11 +66,19 @@ def test_a_stranger_among_the_photos_refuses_the_whole_sitting(make_client, phot
     assert audit_rows(client, "enroll")[-1] == ("tb", "not_one_person")
 
 
-def test_a_bad_photo_among_several_refuses_the_sitting_with_its_own_code(make_client, photos):
+def test_a_bad_photo_among_several_refuses_the_sitting_with_its_own_code_and_names_it(make_client, photos):
     client = make_client()
     response = enroll(client, "tb", [photos.bytes("Tony_Blair", 1), blank_photo()])
     assert response.status_code == 422 and error_code(response) == "no_face"
+    assert response.json()["error"]["message"] == "photo 2: no face was found in the photo"
     assert rows(client, Employee) == 0
+    # one photo alone is not numbered; a burst's frame is
+    assert enroll(client, "tb", blank_photo()).json()["error"]["message"] == "no face was found in the photo"
+    assert enroll(client, "tb", photos.bytes("Tony_Blair", 1)).status_code == 201
+    for response in (verify(client, "tb", [photos.bytes("Tony_Blair", 2), blank_photo()]),
+                     identify(client, [blank_photo(), photos.bytes("Tony_Blair", 2)])):
+        assert response.status_code == 422 and error_code(response) == "no_face"
+        assert response.json()["error"]["message"].startswith(("frame 2: ", "frame 1: "))
 
 
 def test_the_number_of_photos_and_their_total_size_are_limited(make_client, photos):
@@ -114,6 +122,7 @@ def test_a_burst_with_a_stranger_s_frame_is_refused(make_client, photos):
     for response in (verify(client, "tb", burst), identify(client, burst)):
         assert response.status_code == 422 and error_code(response) == "not_one_person"
         assert "frame 2" in response.json()["error"]["message"]
+        assert "stored" not in response.json()["error"]["message"], "a burst stores nothing; an enrollment does"
     # a refused burst is no decision: it does not count as a failed verification
     assert client.app.state.runtime.service.attempts is not None
     assert all(verify(client, "tb", burst).status_code == 422 for _ in range(6))
