@@ -12,6 +12,7 @@ from fastapi_offline import FastAPIOffline
 from app import runtime
 from app.api.errors import install_error_handlers
 from app.api.guard import DOCS_ASSETS, PUBLIC_PATHS, RequestGuard, audit_refusal
+from app.api.head import HeadAsGet
 from app.api.observe import Observe, RouteTemplates
 from app.api.pages import COMMON, CONSOLE_POLICY, DOCS_POLICY, PageHeaders
 from app.api.routes import audit, console, employees, faces, groups, health, liveness, metrics
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     console.mount_assets(app)
     publish_closed_forms(app)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(RequestGuard)
     docs = COMMON | {"Content-Security-Policy": DOCS_POLICY}
     console_headers = COMMON | {"Content-Security-Policy": CONSOLE_POLICY}

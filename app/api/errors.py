@@ -82,7 +82,8 @@ def allowed_methods(request: Request) -> list[str]:
     if table is None:
         table = request.app.state.methods_by_path = [
             (re.compile("^" + re.sub(r"\\\{[^}/]+\\\}", "[^/]+", re.escape(path)) + "$"),
-             {method.upper() for method in operations if method in HTTP_METHODS})
+             {method.upper() for method in operations if method in HTTP_METHODS}
+             | ({"HEAD"} if "get" in operations else set()))  # app.api.head.HeadAsGet
             for path, operations in request.app.openapi()["paths"].items()]
     return sorted({method for pattern, methods in table if pattern.match(request.url.path) for method in methods})
 

@@ -30,3 +30,17 @@ def test_a_method_a_route_does_not_take_is_405_with_allow(keyed):
         response = keyed.request(method, path)
         assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
         assert set(response.headers["allow"].replace(" ", "").split(",")) >= allowed, response.headers
+
+
+def test_head_is_answered_wherever_get_is_with_get_s_headers_and_no_body(keyed):
+    """RFC 9110 asks every general-purpose server for HEAD wherever it serves GET; load balancers probe /healthz
+    with it. It was 405 on every path."""
+    for path in ("/healthz", "/readyz", "/employees", "/console", "/console/assets/console.js", "/openapi.json"):
+        got, head = keyed.get(path), keyed.head(path)
+        assert (head.status_code, got.status_code) == (200, 200), path
+        assert head.content == b"" and head.headers["content-length"] == got.headers["content-length"], path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+    refused = keyed.head("/verify")  # no GET there: no HEAD either
+    assert refused.status_code == 405 and refused.content == b"" and refused.headers["allow"] == "POST"
+    assert keyed.put("/employees").headers["allow"] == "GET, HEAD"
+    assert keyed.head("/employees", headers={"X-API-Key": ""}).status_code == 401, "HEAD is no way around a key"
