@@ -765,7 +765,8 @@ class RecognitionService:
 
     @retried
     def delete(self, *, session: Session, employee_id: str) -> None:
-        employee = repository.get_employee(session=session, employee_id=employee_id)
+        # for update: a delete racing another waits for it, then finds no one (404), not a row already gone
+        employee = repository.get_employee(session=session, employee_id=employee_id, for_update=True)
         if employee is None:
             raise EmployeeNotFound(f"no employee {employee_id!r}")
         repository.delete_employee(session=session, employee=employee)  # their photos and memberships too

@@ -144,3 +144,26 @@ def test_a_delete_racing_a_replace_waits_for_it(database_url, make_client, photo
     assert deleted and deleted[0][0] == 1, "the delete found the replaced employee"
     assert commits and deleted[0][1] > commits[0], "the delete waited for the replace to commit"
     assert employees(client) == []
+
+
+def test_two_deletes_of_one_employee_delete_once_and_the_second_is_told_so(database_url, make_client, photos):
+    """Two DELETEs of one employee at once (two doors' admins, or two replicas): the second read the employee,
+    then waited for the first's delete and deleted nothing, yet answered 204 and audited a second deletion
+    (SQLAlchemy warned "expected to delete 1 row(s); 0 were matched"). It reads the row for update now, so it
+    waits before its read and answers 404 employee_not_found."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite admits one writer at a time: the second delete reads after the first commits")
+    client = make_client()
+    assert enroll(client, "tb", photos.bytes("Tony_Blair", 1)).status_code == 201
+    engine = client.app.state.runtime.engine
+    answers: list[int] = []
+    with engine.connect() as first:  # the first delete, on another connection, not yet committed
+        assert first.exec_driver_sql("DELETE FROM employees WHERE employee_id = 'tb'").rowcount == 1
+        second = threading.Thread(target=lambda: answers.append(client.delete("/employees/tb").status_code))
+        second.start()
+        time.sleep(1.0)  # the second reaches the server and waits for the row
+        first.commit()
+    second.join(timeout=30)
+    assert answers == [404]
+    assert [(r.action, r.decision) for r in audit_rows(client) if r.action == "delete"] == [
+        ("delete", "employee_not_found")]
