@@ -459,12 +459,8 @@ class RecognitionService:
         def read(number: int, data: bytes) -> tuple[HeadPose, np.ndarray, Quality | None, FaceBox]:
             """A frame's head pose, its chips, for the first frame (which faces the camera) its quality, and
             its face."""
-            try:
-                with metrics.stage_timer("decode"):
-                    rgb = decode_image(data, max_pixels=policy.max_pixels, max_bytes=policy.max_decode_bytes)
-            except FaceError as exc:
-                exc.message = f"frame {number}: {exc.message}"
-                raise
+            with named_in_errors("frame", number, len(frames)), metrics.stage_timer("decode"):
+                rgb = decode_image(data, max_pixels=policy.max_pixels, max_bytes=policy.max_decode_bytes)
             face = faces.face(number, rgb)
             with metrics.stage_timer("liveness"):
                 shape = serving.pipeline.shape(rgb, face) if rules.min_shape else ()
