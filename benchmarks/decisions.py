@@ -246,14 +246,11 @@ def margin_rank1(t: validation.Trial, cohort: Cohort, beta: float, threshold: fl
         top = best_two(scores) if scores.shape[1] > 1 else np.pad(scores, ((0, 0), (0, 1)))
         return top[:, 0] - beta * top[:, 1]
 
-    named, decided, stranger_decided = genuine.argmax(axis=1), feature(genuine), feature(strangers)
-    at_fpir = {}
-    for fpir in FPIRS:
-        cut = np.quantile(stranger_decided, 1 - fpir, method="higher")
-        at_fpir[fpir] = float(((named == t.truth) & (decided > cut)).mean())
+    decided, stranger_decided = feature(genuine), feature(strangers)
+    at_fpir: dict = open_set_rank1(genuine, t.truth, stranger_decided, decided)
     if threshold is None:
         return at_fpir, float("nan")
-    at_fpir["calibrated"] = float(((named == t.truth) & (decided >= threshold)).mean())
+    at_fpir["calibrated"] = float(((genuine.argmax(axis=1) == t.truth) & (decided >= threshold)).mean())
     return at_fpir, float((stranger_decided >= threshold).mean())
 
 

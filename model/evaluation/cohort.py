@@ -93,11 +93,14 @@ def rank1(t: Trial, cohort: Cohort | None) -> dict[float, float]:
                           scores(t.strangers, t.templates, cohort).max(axis=1))
 
 
-def open_set_rank1(genuine: np.ndarray, truth: np.ndarray, stranger_best: np.ndarray) -> dict[float, float]:
+def open_set_rank1(genuine: np.ndarray, truth: np.ndarray, stranger_best: np.ndarray,
+                   decided: np.ndarray | None = None) -> dict[float, float]:
     """{FPIR: rank-1} from the genuine probes' scores against every template (higher is more alike), their
     templates, and each stranger's best score, at the threshold that lets that share of the trial's own
-    strangers through: rules compared at equal false positives, whatever their calibration."""
-    named, best = genuine.argmax(axis=1), genuine.max(axis=1)
+    strangers through: rules compared at equal false positives, whatever their calibration. `decided`: what
+    each probe's decision compares with the threshold, where a rule decides by something other than the best
+    score (then `stranger_best` is the strangers' same value)."""
+    named, best = genuine.argmax(axis=1), genuine.max(axis=1) if decided is None else decided
     out = {}
     for fpir in FPIRS:
         threshold = np.quantile(stranger_best, 1 - fpir, method="higher")
