@@ -6,7 +6,7 @@ it liked. Here, in order:
 
 0. The head's size. uvicorn bounds a head that arrives in pieces (--h11-max-incomplete-event-size), not one
    that arrives in one write: a head over MAX_HEAD_BYTES is refused here with 431, however it was sent.
-1. Authentication. A request for anything but the public paths needs a well-formed, known, unrevoked key in
+1. Authentication. A request for anything but the public paths needs one well-formed, known, unrevoked key in
    X-API-Key (or `Authorization: Bearer`); otherwise 401 before one byte of the body is read. The caller goes
    to `scope["state"]`, where the routes' dependencies check its scope (403).
 2. The body's size. A Content-Length over the limit is refused at once; a chunked body (no Content-Length) is
@@ -59,13 +59,16 @@ def audit_refusal(request: Request, code: str) -> None:
         runtime.audit.refused(caller, action_of(request.url.path), code)
 
 
-def presented_key(headers: Headers) -> str:
-    """The key in X-API-Key, or else in `Authorization: Bearer` (Prometheus' way); "" when there is none."""
-    key = headers.get("x-api-key", "")
-    if not key:
-        scheme, _, credentials = headers.get("authorization", "").partition(" ")
-        key = credentials.strip() if scheme.lower() == "bearer" else ""
-    return key
+def presented_keys(headers: Headers) -> set[str]:
+    """Every key the request presents: in each X-API-Key header, and in `Authorization: Bearer` (Prometheus'
+    way). More than one is refused, never "the first one wins": a proxy or a log could see one key and the
+    service use another."""
+    keys = {value.strip() for value in headers.getlist("x-api-key")}
+    for value in headers.getlist("authorization"):
+        scheme, _, credentials = value.partition(" ")
+        if scheme.lower() == "bearer":
+            keys.add(credentials.strip())
+    return keys - {""}
 
 
 class BodyTooLarge(HTTPException):
@@ -106,7 +109,8 @@ class RequestGuard:
             await refuse(error_response(refusal), scope, receive, send)
             return
         if runtime.settings.keys.required and not is_public(scope["path"]):
-            key = presented_key(headers)
+            keys = presented_keys(headers)
+            key = next(iter(keys)) if len(keys) == 1 else ""
             answered, found = runtime.keys.check_cached(key) if key else (True, None)
             try:
                 if not answered:  # a query: off the event loop
@@ -115,8 +119,11 @@ class RequestGuard:
                 await refuse(database_down(exc), scope, receive, send)
                 return
             if found is None:
-                refusal = Unauthorized("send an API key in the X-API-Key header" if not key
-                                       else "the API key is unknown or revoked")
+                if len(keys) > 1:
+                    why = f"send one API key, in X-API-Key or Authorization: Bearer, not {len(keys)} different ones"
+                else:
+                    why = "the API key is unknown or revoked" if key else "send an API key in the X-API-Key header"
+                refusal = Unauthorized(why)
                 runtime.audit.refused(caller, action_of(scope["path"]), refusal.code, source=source)
                 await refuse(error_response(refusal), scope, receive, send)
                 return

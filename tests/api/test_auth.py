@@ -71,6 +71,23 @@ def test_health_and_docs_need_no_key(secured):
     assert any(s.get("name") == "X-API-Key" for s in scheme.values())
 
 
+def test_two_different_keys_in_one_request_are_refused_not_the_first_taken(secured):
+    """A door's key in X-API-Key and an admin's in a second X-API-Key header, or in `Authorization: Bearer`: the
+    first was taken, so what a proxy or a log read as the request's key need not be the one the service used."""
+    admin, door = secured.keys["admin"], secured.keys["verify"]
+    for headers in ([("X-API-Key", door), ("X-API-Key", admin)], [("X-API-Key", admin), ("X-API-Key", door)],
+                    [("X-API-Key", door), ("Authorization", f"Bearer {admin}")],
+                    [("Authorization", f"Bearer {admin}"), ("Authorization", f"Bearer {door}")]):
+        response = secured.get("/employees", headers=headers)
+        assert (response.status_code, error_code(response)) == (401, "unauthorized"), headers
+        assert response.json()["error"]["message"] == ("send one API key, in X-API-Key or Authorization: Bearer, "
+                                                       "not 2 different ones")
+    # the same key twice is one key; another scheme than Bearer presents none
+    for headers in ([("X-API-Key", admin), ("Authorization", f"Bearer {admin}")],
+                    [("X-API-Key", admin), ("Authorization", "Basic dXNlcjpwYXNz")]):
+        assert secured.get("/employees", headers=headers).status_code == 200, headers
+
+
 def test_a_revoked_key_is_refused(secured, photos):
     key = secured.keys["verify"]
     with secured.app.state.runtime.sessions() as session:
