@@ -2,6 +2,7 @@
 
     python -m benchmarks.liveness [--attacks 1000] [--choose] [--source lfw-deepfunneled] [--processes 2]
     python -m benchmarks.liveness --speed 10
+    python -m benchmarks.liveness --renderings
 
 Genuine: the real webcam turns of ../shared/data/liveness/webcam-head-turns.gif (one man). Its frames are labelled
 by hand into stretches (facing the camera, turned to his left, turned to his right, looking down); every window
@@ -26,6 +27,9 @@ A burst is accepted when every frame has exactly one face and `check_turns` pass
 is not part of it (the attack shows the right person). Frames' features are cached in ~/.cache/facegate.
 Each report is given twice: with the rules as shipped, and with the shape check (dlib's 68 points; off as
 shipped, for its predictor's licence) at the value an operator who turns it on would set.
+`--renderings` reads the genuine windows only, through what a door's camera and encoder could make of the same
+frames (JPEG at several qualities, the face larger or smaller), with the shipped rules and with the most lenient
+turn rules: how much the genuine figure depends on the gif's exact pixels.
 """
 
 from __future__ import annotations
@@ -360,10 +364,15 @@ def main() -> None:
     parser.add_argument("--choose", action="store_true", help="the grid of rules, on CelebA-wild's attacks")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--speed", type=int, metavar="N", help="only time N verifications of a 15-frame burst")
+    parser.add_argument("--renderings", action="store_true",
+                        help="only the genuine windows, re-encoded and rescaled as a door's camera could")
     args = parser.parse_args()
     print(machine())
     if args.speed:
         speed(args.speed)
+        return
+    if args.renderings:
+        renderings(FacePipeline())
         return
     if args.choose:
         bursts = attack_features("celeba-wild", args.attacks, ("card", "bent", "swap"), args.processes)
@@ -399,6 +408,39 @@ def main() -> None:
         print(f"the gif's frames as JPEG q{DOOR_JPEG_QUALITY}{name}: BPCER {refused / total:.2%} ({refused}/{total}, "
               f"{why})")
     jpeg_causes(pipeline, frames, jpegs, shipped)
+
+
+# What a door's camera and encoder could make of the gif's frames: (scale of the frame, bicubic; JPEG quality,
+# None for none). The door screen sends JPEG q92 (door.js), and a camera nearer the face films it larger.
+RENDERINGS = {"as decoded": (1.0, None), "q85": (1.0, 85), "q92": (1.0, 92), "q98": (1.0, 98), "x0.75": (0.75, None),
+              "x1.5": (1.5, None), "x2": (2.0, None), "x1.5 q92": (1.5, 92), "x2 q92": (2.0, 92)}
+
+
+def rendered(frame: np.ndarray, scale: float, quality: int | None) -> np.ndarray:
+    if scale != 1:
+        height, width = frame.shape[:2]
+        frame = np.asarray(Image.fromarray(frame).resize((round(width * scale), round(height * scale)),
+                                                         Image.BICUBIC))
+    if quality is not None:
+        out = io.BytesIO()
+        Image.fromarray(frame).save(out, "JPEG", quality=quality)
+        frame = decode_rgb(out.getvalue())
+    return frame
+
+
+def renderings(pipeline: FacePipeline) -> None:
+    """BPCER of the gif's windows in each rendering, with the shipped rules and with the turns alone at their
+    most lenient (9 degrees out, back within 8; no depth or relief check)."""
+    frames = gif_frames()[:120]
+    read = {name: frame_by_frame(pipeline, [rendered(frame, *how) for frame in frames])
+            for name, how in RENDERINGS.items()}
+    lenient = replace(TurnRules(), turn=9.0, min_spread=0.0, min_relief=0.0)
+    for label, rules in (("shipped rules", TurnRules()), ("turns alone, 9 degrees", lenient)):
+        cells = []
+        for name, frames_read in read.items():
+            refused, total, _ = bpcer(frames_read, rules)
+            cells.append(f"{name} {refused / total:.1%}")
+        print(f"BPCER, {label}: " + ", ".join(cells))
 
 
 def box_shift_yaw(pipeline: FacePipeline, rgb: np.ndarray, box: tuple[float, ...]) -> float:
