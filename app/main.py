@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from app import runtime
+from app.api.deps import FORMS
 from app.api.errors import install_error_handlers
 from app.api.guard import DOCS_ASSETS, PUBLIC_PATHS, RequestGuard, audit_refusal
 from app.api.head import HeadAsGet
@@ -33,12 +34,9 @@ with a threshold calibrated on held-out pairs and shipped in the model card. Err
 """
 
 
-FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
-
-
 def publish_closed_forms(app: FastAPI) -> None:
-    """The OpenAPI document says what app.api.deps.fields_as_declared enforces: a form takes no field it does not
-    list (`additionalProperties: false` on each form body's schema)."""
+    """The OpenAPI document says what app.api.deps.fields_as_declared enforces: a body takes no field it does not
+    list (`additionalProperties: false` on each form's and JSON body's schema)."""
     build = app.openapi
 
     def openapi() -> dict:
@@ -49,7 +47,7 @@ def publish_closed_forms(app: FastAPI) -> None:
                 for operation in operations.values():
                     for media, body in operation.get("requestBody", {}).get("content", {}).items():
                         name = body.get("schema", {}).get("$ref", "").rpartition("/")[2]
-                        if media in FORMS and name in components:
+                        if media in (*FORMS, "application/json") and name in components:
                             components[name]["additionalProperties"] = False
         return app.openapi_schema
 

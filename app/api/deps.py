@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import anyio.to_thread
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Request, Security, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 from sqlalchemy.orm import Session
 
-from app.api.guard import action_of
-from app.core.errors import Forbidden, NotReady, Unauthorized
+from app.api.guard import action_of, audit_refusal
+from app.core.errors import Forbidden, NotReady, Unauthorized, UnsupportedMediaType
 from app.runtime import Runtime
 from app.services.audit import AuditTrail
 from app.services.groups import GroupService
@@ -114,14 +116,18 @@ MetricsCaller = Annotated[Caller, Depends(caller_with("metrics", "admin"))]
 
 # The one field a request may repeat: several photos of one enrollment, or frames of one presentation.
 MULTI_VALUED = frozenset({"image"})
+# The media types of a form's body.
+FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
 @dataclass(frozen=True)
 class Declared:
-    """The form fields and query parameters a route reads, its dependencies' included."""
+    """The form fields (or a JSON body's keys) and query parameters a route reads, its dependencies' included,
+    and how it reads its body: "form", "json", or None for no body."""
 
     form: frozenset[str]
     query: frozenset[str]
+    body: Literal["form", "json"] | None
 
 
 _DECLARED: dict[str, Declared] = {}  # route's unique id -> what it reads
@@ -129,33 +135,80 @@ _DECLARED: dict[str, Declared] = {}  # route's unique id -> what it reads
 
 def declared_fields(route: APIRoute) -> Declared:
     if route.unique_id not in _DECLARED:
-        form, query, todo = set(), set(), [route.dependant]
+        form, query, kinds, todo = set(), set(), set(), [route.dependant]
         while todo:
             dependant = todo.pop()
             form |= {param.alias for param in dependant.body_params}
+            kinds |= {"form" if isinstance(p.field_info, params.Form) else "json" for p in dependant.body_params}
             query |= {param.alias for param in dependant.query_params}
             todo += dependant.dependencies
-        _DECLARED[route.unique_id] = Declared(frozenset(form), frozenset(query))
+        assert len(kinds) <= 1, f"{route.path} reads its body both as a form and as JSON"
+        _DECLARED[route.unique_id] = Declared(frozenset(form), frozenset(query), next(iter(kinds), None))
     return _DECLARED[route.unique_id]
 
 
+def has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    return "transfer-encoding" in request.headers or (length is not None and length.strip() not in ("", "0"))
+
+
+def unread_body(request: Request, body: Literal["form", "json"] | None) -> str | None:
+    """Why the route would read none of the request's body, if it would not: FastAPI reads a form only from a
+    form's media types and JSON only from JSON's, and silently takes a body in another as no fields at all:
+    PATCH /groups/{id} with `{"name": "Lab 3"}` as JSON erased the group's name."""
+    if not has_body(request):
+        return None
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    sent = media or "a body with no Content-Type"
+    if body is None:
+        return f"this endpoint takes no body; {sent} was sent"
+    if body == "form" and media not in FORMS:
+        return f"this endpoint takes form fields ({' or '.join(FORMS)}), not {sent}"
+    if body == "json" and not (media == "application/json" or re.fullmatch(r"application/[^/]+\+json", media)):
+        return f"this endpoint takes a JSON body (application/json), not {sent}"
+    return None
+
+
+def json_keys(body: bytes) -> list[str]:
+    """The keys of a JSON object, each as often as it is given (json.loads keeps the last of a repeated one);
+    none for another document or for one that does not parse (FastAPI answers that)."""
+    objects: list[list[tuple[str, object]]] = []
+
+    def keep(pairs: list[tuple[str, object]]) -> dict:
+        objects.append(pairs)  # inner objects first: the document's own comes last
+        return dict(pairs)
+
+    try:
+        document = json.loads(body, object_pairs_hook=keep)
+    except (ValueError, RecursionError):
+        return []
+    return [key for key, _ in objects[-1]] if isinstance(document, dict) else []
+
+
 async def fields_as_declared(request: Request) -> None:
-    """Refuse a form field or query parameter that the route does not read, one that it reads given more than
-    once (photos aside), or a form field sent empty. An unread field would be silently ignored: `?group=lab-3`
-    where /identify reads a form field would search the whole gallery, and `?threshold=` at /verify would leave
-    the calibrated threshold in place of the stricter one asked. "The last one wins" would let a proxy or a log
-    see one employee_id and the service use another, and an empty field would pass for one not sent (FastAPI
-    reads "" as absent)."""
-    form = await request.form()  # already parsed for the route; Starlette keeps it
+    """Refuse a body the route would not read (415), and a form field, JSON key or query parameter that it does
+    not read, one that it reads given more than once (photos aside), or a form field sent empty. An unread field
+    would be silently ignored: `?group=lab-3` where /identify reads a form field would search the whole gallery,
+    and `?threshold=` at /verify would leave the calibrated threshold in place of the stricter one asked. "The
+    last one wins" would let a proxy or a log see one employee_id and the service use another, and an empty
+    field would pass for one not sent (FastAPI reads "" as absent)."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
     declared = declared_fields(route)
+    if (why := unread_body(request, declared.body)) is not None:
+        audit_refusal(request, UnsupportedMediaType.code)
+        raise UnsupportedMediaType(why)
+    form = await request.form()  # already parsed for the route; Starlette keeps it
+    keys = [key for key, _ in form.multi_items()]
+    if declared.body == "json" and has_body(request):
+        keys = json_keys(await request.body())  # already read for the route; Starlette keeps the bytes
     problems = []
     for where, fields, reads, misplaced in (
-            ("body", form, declared.form, "send it in the query string, not as a form field"),
-            ("query", request.query_params, declared.query, "send it as a form field, not in the query string")):
-        for key, count in sorted(Counter(key for key, _ in fields.multi_items()).items()):
+            ("body", keys, declared.form, "send it in the query string, not in the body"),
+            ("query", [key for key, _ in request.query_params.multi_items()], declared.query,
+             "send it as a form field, not in the query string")):
+        for key, count in sorted(Counter(fields).items()):
             if key not in reads:
                 known = key in declared.form | declared.query
                 problems.append({"loc": (where, key), "msg": misplaced if known else "not a field of this endpoint",

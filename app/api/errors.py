@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as DBAPITimeout
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.errors import DatabaseConflict, DomainError, NotReady
@@ -42,6 +43,10 @@ def problem(error: dict) -> str:
     message = error["msg"]
     if error.get("type") == "string_pattern_mismatch" and (shape := PATTERN_SHAPES.get(error["ctx"]["pattern"])):
         message = f"must be {shape}"
+    elif error.get("type") == "string_type" and isinstance(error.get("input"), UploadFile):
+        message = "must be a text field, not a file"
+    elif error.get("type") == "value_error" and isinstance(error.get("input"), str) and "UploadFile" in message:
+        message = "must be a file (a form part with a filename), not a text field"  # FastAPI: "Expected UploadFile"
     return f"{where}: {message}"[:300]
 
 

@@ -149,6 +149,13 @@ class HeadersTooLarge(DomainError):
     code, status = "headers_too_large", 431
 
 
+class UnsupportedMediaType(DomainError):
+    """The body is in a media type the endpoint does not read (it takes form fields, JSON, or no body), so none
+    of it would be read."""
+
+    code, status = "unsupported_media_type", 415
+
+
 class Unauthorized(DomainError):
     """No API key, or one that is unknown or revoked."""
 

@@ -22,8 +22,12 @@ NAME_RULE = f"names are {NAME_SHAPE}"
 GROUP_ID_PATTERN = EMPLOYEE_ID_PATTERN
 GROUP_ID_RULE = f"group ids are {ID_SHAPE}"
 
+# A liveness challenge's id as the service makes them (24 of the URL-safe alphabet), with room to spare.
+CHALLENGE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+CHALLENGE_ID_SHAPE = "1-64 of A-Z a-z 0-9 _ -, as POST /liveness/challenge gave it"
+
 # What a field that does not match one of these patterns is told, in words (a group id shares an id's).
-PATTERN_SHAPES = {EMPLOYEE_ID_PATTERN: ID_SHAPE, NAME_PATTERN: NAME_SHAPE}
+PATTERN_SHAPES = {EMPLOYEE_ID_PATTERN: ID_SHAPE, NAME_PATTERN: NAME_SHAPE, CHALLENGE_ID_PATTERN: CHALLENGE_ID_SHAPE}
 
 _EMPLOYEE_ID = re.compile(EMPLOYEE_ID_PATTERN)
 _NAME = re.compile(NAME_PATTERN)

@@ -125,6 +125,9 @@ def test_two_answers_to_one_challenge_at_once_get_one_decision(door, shared_data
 def test_a_malformed_challenge_id_is_refused(door, shared_data, challenge_id):
     response = verify(door, "man", head_turns(shared_data, ["left", "right"]), challenge_id=challenge_id)
     assert (response.status_code, error_code(response)) == (422, "validation_error")
+    if challenge_id:  # "given empty" otherwise
+        assert response.json()["error"]["message"] == ("challenge_id: must be 1-64 of A-Z a-z 0-9 _ -, as "
+                                                       "POST /liveness/challenge gave it"), "the rule, not its regex"
 
 
 @SQLITE_ONLY

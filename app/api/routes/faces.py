@@ -26,7 +26,7 @@ from app.api.schemas import (
     QualityOut,
     VerifyOut,
 )
-from app.core.identifiers import EMPLOYEE_ID_PATTERN, GROUP_ID_PATTERN, NAME_PATTERN, NAME_RULE
+from app.core.identifiers import CHALLENGE_ID_PATTERN, EMPLOYEE_ID_PATTERN, GROUP_ID_PATTERN, NAME_PATTERN, NAME_RULE
 from app.services.keys import audited
 from app.services.recognition import Match, RecognitionService
 from model.faces.config import Quality
@@ -52,7 +52,7 @@ ImageFile = Annotated[UploadFile, File(description="a photo: JPEG, PNG, WebP, BM
 PhotosFile = Annotated[list[UploadFile], File(min_length=1, description="a photo (JPEG, PNG, WebP, BMP, TIFF...), "
                                                          "or several: the field repeated, all within the body's size "
                                                          "limit")]
-ChallengeForm = Annotated[str | None, Form(pattern=r"^[A-Za-z0-9_-]{1,64}$",
+ChallengeForm = Annotated[str | None, Form(pattern=CHALLENGE_ID_PATTERN,
                                            description="a liveness challenge's id (POST /liveness/challenge): the "
                                                        "frames are its burst, and must answer it")]
 LIVENESS_ERRORS = {
