@@ -201,7 +201,7 @@ async def fields_as_declared(request: Request) -> None:
         raise UnsupportedMediaType(why)
     form = await request.form()  # already parsed for the route; Starlette keeps it
     keys = [key for key, _ in form.multi_items()]
-    if declared.body == "json" and has_body(request):
+    if declared.body == "json":
         keys = json_keys(await request.body())  # already read for the route; Starlette keeps the bytes
     problems = []
     for where, fields, reads, misplaced in (
