@@ -103,6 +103,7 @@ def caller_with(*scopes: str):  # noqa: ANN201 - a FastAPI dependency
                             + " or ".join(repr(s) for s in scopes))
         return caller
 
+    dependency.scopes = frozenset(scopes)  # read by fields_as_declared, which runs first
     return dependency
 
 
@@ -123,11 +124,13 @@ FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
 @dataclass(frozen=True)
 class Declared:
     """The form fields (or a JSON body's keys) and query parameters a route reads, its dependencies' included,
-    and how it reads its body: "form", "json", or None for no body."""
+    how it reads its body ("form", "json", or None for no body), and the key scopes that may call it (None: any
+    caller)."""
 
     form: frozenset[str]
     query: frozenset[str]
     body: Literal["form", "json"] | None
+    scopes: frozenset[str] | None
 
 
 _DECLARED: dict[str, Declared] = {}  # route's unique id -> what it reads
@@ -135,15 +138,16 @@ _DECLARED: dict[str, Declared] = {}  # route's unique id -> what it reads
 
 def declared_fields(route: APIRoute) -> Declared:
     if route.unique_id not in _DECLARED:
-        form, query, kinds, todo = set(), set(), set(), [route.dependant]
+        form, query, kinds, scopes, todo = set(), set(), set(), None, [route.dependant]
         while todo:
             dependant = todo.pop()
+            scopes = getattr(dependant.call, "scopes", scopes)
             form |= {param.alias for param in dependant.body_params}
             kinds |= {"form" if isinstance(p.field_info, params.Form) else "json" for p in dependant.body_params}
             query |= {param.alias for param in dependant.query_params}
             todo += dependant.dependencies
         assert len(kinds) <= 1, f"{route.path} reads its body both as a form and as JSON"
-        _DECLARED[route.unique_id] = Declared(frozenset(form), frozenset(query), next(iter(kinds), None))
+        _DECLARED[route.unique_id] = Declared(frozenset(form), frozenset(query), next(iter(kinds), None), scopes)
     return _DECLARED[route.unique_id]
 
 
@@ -196,6 +200,10 @@ async def fields_as_declared(request: Request) -> None:
     if not isinstance(route, APIRoute):
         return
     declared = declared_fields(route)
+    caller = getattr(request.state, "caller", None)
+    if declared.scopes is not None and caller is not None and caller.key_id is not None \
+            and caller.scope not in declared.scopes:
+        return  # the route's scope check answers 403: a key that may not call it learns nothing of its fields
     if (why := unread_body(request, declared.body)) is not None:
         audit_refusal(request, UnsupportedMediaType.code)
         raise UnsupportedMediaType(why)

@@ -88,6 +88,19 @@ def test_two_different_keys_in_one_request_are_refused_not_the_first_taken(secur
         assert secured.get("/employees", headers=headers).status_code == 200, headers
 
 
+def test_a_key_of_another_scope_is_refused_before_its_fields_are_looked_at(secured):
+    """A door's key sending an unknown field, or JSON, to an admin endpoint got 422 or 415, which told it about
+    the endpoint's fields; the scope check answers first now."""
+    door = {"X-API-Key": secured.keys["verify"]}
+    for response in (secured.get("/employees?grup=lab-3", headers=door),
+                     secured.patch("/groups/lab-3", json={"name": "Lab 3"}, headers=door),
+                     secured.post("/groups", data={"group_id": "lab-3", "nmae": "x"}, headers=door)):
+        assert (response.status_code, error_code(response)) == (403, "forbidden")
+    admin = {"X-API-Key": secured.keys["admin"]}
+    assert error_code(secured.get("/employees?grup=lab-3", headers=admin)) == "validation_error"
+    assert error_code(secured.patch("/groups/lab-3", json={"name": "Lab 3"}, headers=admin)) == "unsupported_media_type"
+
+
 def test_a_revoked_key_is_refused(secured, photos):
     key = secured.keys["verify"]
     with secured.app.state.runtime.sessions() as session:
