@@ -96,10 +96,10 @@ def decode_rgb(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
-def door_jpeg(frame: np.ndarray) -> bytes:
-    """The frame as the door screen sends it: a JPEG at its quality (app/console/assets/door.js)."""
+def door_jpeg(frame: np.ndarray, quality: int = DOOR_JPEG_QUALITY) -> bytes:
+    """The frame as the door screen sends it: a JPEG at its quality (app/console/assets/door.js), or another."""
     out = io.BytesIO()
-    Image.fromarray(frame).save(out, "JPEG", quality=DOOR_JPEG_QUALITY)
+    Image.fromarray(frame).save(out, "JPEG", quality=quality)
     return out.getvalue()
 
 
@@ -421,11 +421,7 @@ def rendered(frame: np.ndarray, scale: float, quality: int | None) -> np.ndarray
         height, width = frame.shape[:2]
         frame = np.asarray(Image.fromarray(frame).resize((round(width * scale), round(height * scale)),
                                                          Image.BICUBIC))
-    if quality is not None:
-        out = io.BytesIO()
-        Image.fromarray(frame).save(out, "JPEG", quality=quality)
-        frame = decode_rgb(out.getvalue())
-    return frame
+    return frame if quality is None else decode_rgb(door_jpeg(frame, quality))
 
 
 def renderings(pipeline: FacePipeline) -> None:
