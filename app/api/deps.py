@@ -123,11 +123,11 @@ FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 @dataclass(frozen=True)
 class Declared:
-    """The form fields (or a JSON body's keys) and query parameters a route reads, its dependencies' included,
-    how it reads its body ("form", "json", or None for no body), and the key scopes that may call it (None: any
-    caller)."""
+    """The body's fields (a form's, or a JSON object's keys) and the query parameters a route reads, its
+    dependencies' included, how it reads its body ("form", "json", or None for no body), and the key scopes that
+    may call it (None: any caller)."""
 
-    form: frozenset[str]
+    fields: frozenset[str]
     query: frozenset[str]
     body: Literal["form", "json"] | None
     scopes: frozenset[str] | None
@@ -138,16 +138,16 @@ _DECLARED: dict[str, Declared] = {}  # route's unique id -> what it reads
 
 def declared_fields(route: APIRoute) -> Declared:
     if route.unique_id not in _DECLARED:
-        form, query, kinds, scopes, todo = set(), set(), set(), None, [route.dependant]
+        fields, query, kinds, scopes, todo = set(), set(), set(), None, [route.dependant]
         while todo:
             dependant = todo.pop()
             scopes = getattr(dependant.call, "scopes", scopes)
-            form |= {param.alias for param in dependant.body_params}
+            fields |= {param.alias for param in dependant.body_params}
             kinds |= {"form" if isinstance(p.field_info, params.Form) else "json" for p in dependant.body_params}
             query |= {param.alias for param in dependant.query_params}
             todo += dependant.dependencies
         assert len(kinds) <= 1, f"{route.path} reads its body both as a form and as JSON"
-        _DECLARED[route.unique_id] = Declared(frozenset(form), frozenset(query), next(iter(kinds), None), scopes)
+        _DECLARED[route.unique_id] = Declared(frozenset(fields), frozenset(query), next(iter(kinds), None), scopes)
     return _DECLARED[route.unique_id]
 
 
@@ -213,17 +213,17 @@ async def fields_as_declared(request: Request) -> None:
         keys = json_keys(await request.body())  # already read for the route; Starlette keeps the bytes
     problems = []
     for where, fields, reads, misplaced in (
-            ("body", keys, declared.form, "send it in the query string, not in the body"),
+            ("body", keys, declared.fields, "send it in the query string, not in the body"),
             ("query", [key for key, _ in request.query_params.multi_items()], declared.query,
              "send it as a form field, not in the query string")):
         for key, count in sorted(Counter(fields).items()):
             if key not in reads:
-                known = key in declared.form | declared.query
+                known = key in declared.fields | declared.query
                 problems.append({"loc": (where, key), "msg": misplaced if known else "not a field of this endpoint",
                                  "type": "unknown"})
             elif count > 1 and not (where == "body" and key in MULTI_VALUED):
                 problems.append({"loc": (where, key), "msg": "given more than once", "type": "repeated"})
-    empty = {key for key, value in form.multi_items() if value == "" and key in declared.form}
+    empty = {key for key, value in form.multi_items() if value == "" and key in declared.fields}
     problems += [{"loc": ("body", key), "msg": "given empty", "type": "empty"} for key in sorted(empty)]
     if problems:
         raise RequestValidationError(problems)
